@@ -1,0 +1,257 @@
+"""virtio-ovs-ctl: the ovs-vsctl companion for guest NICs."""
+from __future__ import annotations
+
+import argparse
+import grp
+import json
+import pwd
+import sys
+from typing import Any, Callable, Sequence
+
+from virtio_ovs import model
+from virtio_ovs.errors import UserError, VirtioOvsError
+
+EPILOG = """\
+exit codes:
+  0  success
+  1  user error (bad input, unknown bridge or port; nothing was written)
+  2  system error (OVSDB unreachable, timeout, ovs-vswitchd or kernel failure)
+
+The default --db is ovs-vsctl's: unix:$OVS_RUNDIR/db.sock, OVS_RUNDIR
+defaulting to /var/run/openvswitch; [ovs] ovsdb_connection in a config file
+overrides it, --db overrides both."""
+
+LIST_COLUMNS = ("port_id", "name", "kind", "mac", "vm", "network", "ofport",
+                "queues", "status")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # user error: exit 1, one line
+        self.exit(1, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="virtio-ovs-ctl", epilog=EPILOG,
+                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                     description="Plug guest virtio NICs (vhost-net TAPs, "
+                     "vhost-user sockets) into Open vSwitch and inspect them.")
+    parser.add_argument("--db", metavar="REMOTE",
+                        help="OVSDB remote: unix:PATH, tcp:IP:PORT, ssl:IP:PORT")
+    parser.add_argument("--timeout", type=float, metavar="SECONDS",
+                        help="give up after SECONDS (default: [ovs] "
+                        "ovsdb_timeout, 10)")
+    parser.add_argument("--config-file", action="append", metavar="FILE",
+                        help="oslo.config file(s), as the agent reads")
+    parser.add_argument("--no-wait", action="store_true",
+                        help="do not wait for ovs-vswitchd to apply changes")
+    parser.add_argument("-p", "--private-key", metavar="FILE")
+    parser.add_argument("-c", "--certificate", metavar="FILE")
+    parser.add_argument("-C", "--ca-cert", metavar="FILE")
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True,
+                                  parser_class=_Parser)
+    _add_plug(verbs)
+    unplug = verbs.add_parser("unplug", help="remove a guest port")
+    unplug.add_argument("--port-id", required=True)
+    unplug.add_argument("--if-exists", action="store_true")
+    listing = verbs.add_parser("list", help="list guest ports")
+    _add_format(listing)
+    show = verbs.add_parser("show", help="show one guest port")
+    show.add_argument("port_id", metavar="PORT_ID")
+    _add_format(show)
+    return parser
+
+
+def _add_format(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--format", choices=("table", "json"), default="table")
+
+
+def _add_plug(verbs) -> None:
+    plug = verbs.add_parser(
+        "plug", help="plug a TAP or vhost-user port (or many, --from-file)",
+        description="Plug one VIF, or every VIF of a JSON Lines file in one "
+        "transaction. Keys: " + ", ".join(model.JSON_KEYS) + ".")
+    plug.add_argument("--from-file", metavar="FILE",
+                      help="JSON Lines, one VIF per line ('-' for stdin)")
+    plug.add_argument("--port-id")
+    plug.add_argument("--mac")
+    device = plug.add_mutually_exclusive_group()
+    device.add_argument("--tap", metavar="NAME")
+    device.add_argument("--vhost-user", metavar="SOCKET")
+    plug.add_argument("--vhost-mode", choices=model.VHOST_MODES,
+                      help="OVS's role: client (default, dpdkvhostuserclient; "
+                      "QEMU serves SOCKET) or server (dpdkvhostuser)")
+    plug.add_argument("--bridge", help="default: [ovs] integration_bridge")
+    plug.add_argument("--vm", metavar="ID")
+    plug.add_argument("--network", metavar="NET")
+    plug.add_argument("--ip", action="append", metavar="CIDR", dest="ips")
+    plug.add_argument("--queues", type=int, metavar="N")
+    plug.add_argument("--mtu", type=int, metavar="N")
+    plug.add_argument("--owner", metavar="USER",
+                      help="TAP owner, so an unprivileged QEMU can open it")
+    plug.add_argument("--group", metavar="GROUP")
+
+
+# ---------------------------------------------------------------- helpers
+
+def resolve_ids(owner: Any, group: Any) -> tuple[Any, Any]:
+    return (_resolve(owner, "owner", lambda n: pwd.getpwnam(n).pw_uid),
+            _resolve(group, "group", lambda n: grp.getgrnam(n).gr_gid))
+
+
+def _resolve(value: Any, field: str, lookup: Callable[[str], int]) -> Any:
+    if not isinstance(value, str):
+        return value
+    if value.isdigit():
+        return int(value)
+    try:
+        return lookup(value)
+    except KeyError:
+        raise UserError(field, f"no such {'user' if field == 'owner' else field}"
+                        f" {value!r}") from None
+
+
+def _vifs_from_args(args, default_bridge: str) -> list[model.Vif]:
+    if args.from_file:
+        single = [o for o in ("port_id", "mac", "tap", "vhost_user", "vm",
+                              "network", "ips", "queues", "mtu", "owner",
+                              "group", "vhost_mode", "bridge")
+                  if getattr(args, o) is not None]
+        if single:
+            raise UserError(single[0].replace("_", "-"),
+                            "cannot be combined with --from-file")
+        return _read_vif_file(args.from_file, default_bridge)
+    for required in ("port_id", "mac"):
+        if getattr(args, required) is None:
+            raise UserError(required.replace("_", "-"), "is required")
+    owner, group = resolve_ids(args.owner, args.group)
+    return [model.make_vif(
+        port_id=args.port_id, mac=args.mac, tap=args.tap,
+        vhost_user=args.vhost_user, vhost_mode=args.vhost_mode,
+        bridge=args.bridge or default_bridge, vm=args.vm,
+        network=args.network, ips=args.ips, queues=args.queues,
+        mtu=args.mtu, owner=owner, group=group)]
+
+
+def _read_vif_file(path: str, default_bridge: str) -> list[model.Vif]:
+    try:
+        if path == "-":
+            return model.parse_vif_lines(sys.stdin, default_bridge, resolve_ids)
+        with open(path, encoding="utf-8") as f:
+            return model.parse_vif_lines(f, default_bridge, resolve_ids)
+    except UnicodeDecodeError:
+        raise UserError("from_file", f"{path} is not UTF-8 text") from None
+    except OSError as exc:
+        raise UserError("from_file", f"cannot read {path}: {exc.strerror}") \
+            from None
+
+
+def _print_table(rows: Sequence[dict], columns: Sequence[str]) -> None:
+    def cell(value: Any) -> str:
+        if value is None:
+            return "-"
+        if isinstance(value, list):
+            return ",".join(str(v) for v in value) or "-"
+        return str(value)
+
+    table = [[c.upper() for c in columns]]
+    table += [[cell(row.get(c)) for c in columns] for row in rows]
+    widths = [max(len(r[i]) for r in table) for i in range(len(columns))]
+    for r in table:
+        print("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
+
+
+def _print_records(records: list[dict], fmt: str, columns=LIST_COLUMNS) -> None:
+    if fmt == "json":
+        json.dump(records, sys.stdout, indent=2, sort_keys=True)
+        print()
+    else:
+        _print_table(records, columns)
+
+
+# ------------------------------------------------------------------ verbs
+
+class Context:
+    """What every verb needs: config, the OVSDB API, the plugger."""
+
+    def __init__(self, args):
+        from virtio_ovs import conf as conf_mod
+        from virtio_ovs.ovsdb.connection import set_ssl_files
+        try:
+            self.conf = conf_mod.load(args.config_file)
+        except Exception as exc:  # oslo raises several config error types
+            raise UserError("config-file", str(exc).splitlines()[0]) from None
+        set_ssl_files(args.private_key or self.conf.ovs.ssl_key_file,
+                      args.certificate or self.conf.ovs.ssl_cert_file,
+                      args.ca_cert or self.conf.ovs.ssl_ca_cert_file)
+        self.remote = args.db or conf_mod.ovsdb_remote(self.conf)
+        self.timeout = args.timeout if args.timeout is not None \
+            else self.conf.ovs.ovsdb_timeout
+        if self.timeout <= 0:
+            raise UserError("timeout", "must be a positive number of seconds")
+        self.wait = not args.no_wait
+        self._api = None
+
+    @property
+    def api(self):
+        if self._api is None:
+            from virtio_ovs.ovsdb.impl_idl import connect
+            self._api = connect(self.remote, self.timeout)
+        return self._api
+
+    def plugger(self):
+        from virtio_ovs.netlink import TapManager
+        from virtio_ovs.plug import Plugger
+        return Plugger(self.api, TapManager())
+
+
+def cmd_plug(ctx: Context, args) -> int:
+    vifs = _vifs_from_args(args, ctx.conf.ovs.integration_bridge)
+    result = ctx.plugger().plug(vifs, wait=ctx.wait)
+    print(f"plugged {len(result.plugged)}, updated {len(result.updated)}, "
+          f"unchanged {len(result.unchanged)}")
+    return 0
+
+
+def cmd_unplug(ctx: Context, args) -> int:
+    record = ctx.plugger().unplug(args.port_id, args.if_exists, wait=ctx.wait)
+    print(f"unplugged {record.port_id} ({record.name})" if record
+          else f"no port {args.port_id}")
+    return 0
+
+
+def cmd_list(ctx: Context, args) -> int:
+    _print_records([r.to_json() for r in ctx.api.list_vifs()], args.format)
+    return 0
+
+
+def cmd_show(ctx: Context, args) -> int:
+    record = ctx.api.get_vif(args.port_id)
+    if record is None:
+        raise UserError("port_id", f"no port with iface-id {args.port_id!r}")
+    if args.format == "json":
+        json.dump(record.to_json(), sys.stdout, indent=2, sort_keys=True)
+        print()
+    else:
+        for key, value in record.to_json().items():
+            print(f"{key:14} {'-' if value is None else value}")
+    return 0
+
+
+VERBS = {"plug": cmd_plug, "unplug": cmd_unplug, "list": cmd_list,
+         "show": cmd_show}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return VERBS[args.verb](Context(args), args)
+    except VirtioOvsError as exc:
+        print(f"virtio-ovs-ctl: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("virtio-ovs-ctl: interrupted", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

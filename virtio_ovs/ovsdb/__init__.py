@@ -1,0 +1,1 @@
+"""OVSDB access through the python-ovs IDL."""

@@ -1,0 +1,211 @@
+"""OVSDB commands as small objects: ``check`` reads, ``run_idl`` writes.
+
+``check`` raises UserError on anything the database rules out; ``run_idl``
+calls it again (the replica may have changed since) and then stages its
+writes in the transaction. Both return without side effects outside the
+transaction.
+"""
+from __future__ import annotations
+
+import os
+
+from virtio_ovs import model, paths
+from virtio_ovs.errors import UserError
+from virtio_ovs.model import Vif
+from virtio_ovs.ovsdb.views import DbView, optional
+
+# Keys a re-plug may update; anything else on the Interface is left alone.
+_REPLUG_KEYS = (model.EXT_VM_ID, model.EXT_NETWORK, model.EXT_IPS,
+                model.EXT_QUEUES, model.EXT_IFACE_STATUS,
+                model.EXT_TAP_OWNER, model.EXT_TAP_GROUP)
+
+ADDED, UPDATED, UNCHANGED = "added", "updated", "unchanged"
+
+
+class TxnContext:
+    """The transaction being built and what it inserted."""
+
+    def __init__(self, txn, view: DbView):
+        self.txn = txn
+        self.view = view
+        self.new_interfaces: list = []
+        self.new_ports: list = []
+
+    def insert(self, table: str):
+        return self.txn.insert(self.view.conn.idl.tables[table])
+
+
+def vhost_sock_dir(view: DbView) -> str:
+    """OVS's vhost-sock-dir (other_config), relative to its run dir."""
+    rows = list(view.conn.rows("Open_vSwitch").values())
+    configured = rows[0].other_config.get("vhost-sock-dir", "") if rows else ""
+    return os.path.normpath(os.path.join(paths.ovs_rundir(), configured))
+
+
+class PlugVif:
+    def __init__(self, vif: Vif, tap_created: bool = False):
+        self.vif = vif
+        self.tap_created = tap_created
+
+    def _device_field(self) -> str:
+        return "tap" if self.vif.kind == model.KIND_TAP else "vhost_user"
+
+    def check(self, view: DbView) -> str:
+        """ADDED when the port is new, else UPDATED/UNCHANGED."""
+        vif = self.vif
+        bridge = view.bridges_by_name.get(vif.bridge)
+        if bridge is None:
+            raise UserError("bridge", f"no bridge named {vif.bridge!r}")
+        existing = view.ifaces_by_id.get(vif.port_id)
+        if existing is not None:
+            self._check_same_port(existing, view)
+            return UPDATED if self._replug_changes(existing) else UNCHANGED
+        other = view.ifaces_by_name.get(vif.name)
+        if other is not None or vif.name in view.ports_by_name:
+            owner = other.external_ids.get(model.EXT_IFACE_ID) if other else None
+            what = f"port id {owner!r}" if owner else "another port"
+            raise UserError(self._device_field(),
+                            f"{vif.name!r} is already in OVSDB as {what}")
+        if vif.kind == model.KIND_VHOST_USER:
+            self._check_vhost_user(bridge, view)
+        return ADDED
+
+    def _check_same_port(self, iface, view: DbView) -> None:
+        vif = self.vif
+        mac = iface.external_ids.get(model.EXT_ATTACHED_MAC)
+        if mac != vif.mac:
+            raise UserError("mac", f"port id {vif.port_id!r} is plugged with "
+                            f"MAC {mac}, not {vif.mac}")
+        if iface.name != vif.name or iface.type != vif.iface_type \
+                or iface.options.get("vhost-server-path") != \
+                vif.iface_options.get("vhost-server-path"):
+            raise UserError(self._device_field(),
+                            f"port id {vif.port_id!r} is plugged on device "
+                            f"{iface.name!r} (type {iface.type or 'system'})")
+        bridge = view.bridge_of_iface(iface)
+        if bridge is not None and bridge.name != vif.bridge:
+            raise UserError("bridge", f"port id {vif.port_id!r} is plugged "
+                            f"on bridge {bridge.name!r}")
+
+    def _check_vhost_user(self, bridge, view: DbView) -> None:
+        if bridge.datapath_type != "netdev":
+            raise UserError("bridge", f"vhost-user needs a bridge with "
+                            f"datapath_type=netdev; {bridge.name!r} has "
+                            f"{bridge.datapath_type or 'system'!r}")
+        ovs_row = list(view.conn.rows("Open_vSwitch").values())[0]
+        if self.vif.iface_type not in ovs_row.iface_types:
+            raise UserError("vhost_user", f"this OVS does not support "
+                            f"interface type {self.vif.iface_type} (is it "
+                            "OVS-DPDK with dpdk-init=true?)")
+        if self.vif.vhost_mode == "server":
+            directory = vhost_sock_dir(view)
+            if os.path.dirname(self.vif.socket or "") != directory:
+                raise UserError("vhost_user", "in server mode OVS creates "
+                                f"the socket in its vhost-sock-dir; use "
+                                f"{directory}/{self.vif.name}")
+
+    def _wanted_ids(self) -> dict[str, str]:
+        ids = self.vif.external_ids()
+        if self.tap_created:
+            ids[model.EXT_TAP_CREATED] = "true"
+        return ids
+
+    def _replug_changes(self, iface) -> dict[str, str | None]:
+        """external_ids (and "mtu") a re-plug would change."""
+        wanted = self._wanted_ids()
+        changes: dict[str, str | None] = {
+            key: wanted.get(key) for key in _REPLUG_KEYS
+            if iface.external_ids.get(key) != wanted.get(key)}
+        if self.vif.mtu is not None and optional(iface.mtu_request) != self.vif.mtu:
+            changes["mtu"] = str(self.vif.mtu)
+        return changes
+
+    def run_idl(self, ctx: TxnContext) -> str:
+        outcome = self.check(ctx.view)
+        if outcome == ADDED:
+            self._insert(ctx)
+        elif outcome == UPDATED:
+            self._update(ctx.view.ifaces_by_id[self.vif.port_id])
+        return outcome
+
+    def _update(self, iface) -> None:
+        for key, value in self._replug_changes(iface).items():
+            if key == "mtu":
+                iface.mtu_request = [self.vif.mtu]
+            elif value is None:
+                iface.delkey("external_ids", key)
+            else:
+                iface.setkey("external_ids", key, value)
+
+    def _insert(self, ctx: TxnContext) -> None:
+        vif = self.vif
+        iface = ctx.insert("Interface")
+        iface.name = vif.name
+        iface.type = vif.iface_type
+        iface.options = vif.iface_options
+        iface.external_ids = self._wanted_ids()
+        if vif.mtu is not None:
+            iface.mtu_request = [vif.mtu]
+        port = ctx.insert("Port")
+        port.name = vif.name
+        port.interfaces = [iface]
+        # Dead VLAN until an agent binds the port (neutron's isolation).
+        port.tag = [model.DEAD_VLAN]
+        port.vlan_mode = ["trunk"]
+        port.trunks = [model.DEAD_VLAN]
+        ctx.view.bridges_by_name[vif.bridge].addvalue("ports", port)
+        ctx.new_interfaces.append(iface)
+        ctx.new_ports.append(port)
+
+
+class UnplugVif:
+    def __init__(self, port_id: str, if_exists: bool):
+        self.port_id = port_id
+        self.if_exists = if_exists
+        self.removed = None
+
+    def check(self, view: DbView):
+        iface = view.ifaces_by_id.get(self.port_id)
+        if iface is None:
+            if self.if_exists:
+                return None
+            raise UserError("port_id", f"no port with iface-id {self.port_id!r}")
+        port = view.port_of_iface.get(iface.uuid)
+        if port is not None and len(port.interfaces) > 1:
+            raise UserError("port_id", f"port {port.name!r} has several "
+                            "interfaces; remove it with ovs-vsctl")
+        return iface
+
+    def run_idl(self, ctx: TxnContext) -> str:
+        iface = self.check(ctx.view)
+        if iface is None:
+            return UNCHANGED
+        port = ctx.view.port_of_iface.get(iface.uuid)
+        if port is not None:
+            bridge = ctx.view.bridge_of_port.get(port.uuid)
+            if bridge is not None:
+                bridge.delvalue("ports", port)
+            port.delete()
+        iface.delete()
+        return UPDATED
+
+
+class DeletePorts:
+    """Roll back: remove ports this process inserted (by row uuid)."""
+
+    def __init__(self, port_uuids: list):
+        self.port_uuids = port_uuids
+
+    def run_idl(self, ctx: TxnContext) -> str:
+        ports = ctx.view.conn.rows("Port")
+        for uuid in self.port_uuids:
+            port = ports.get(uuid)
+            if port is None:
+                continue
+            bridge = ctx.view.bridge_of_port.get(uuid)
+            if bridge is not None:
+                bridge.delvalue("ports", port)
+            for iface in port.interfaces:
+                iface.delete()
+            port.delete()
+        return UPDATED

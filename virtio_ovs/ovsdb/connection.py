@@ -1,0 +1,214 @@
+"""The OVSDB connection: one python-ovs IDL, owned by one object.
+
+Every wait here is bounded: each poll gets a timer, and every loop has a
+deadline that raises OvsdbTimeout. (A bare ``poller.block()`` was seen to
+block forever before the first connection completed.)
+"""
+from __future__ import annotations
+
+import errno
+import os
+import time
+from typing import Callable, Mapping
+
+import ovs.db.idl
+import ovs.jsonrpc
+import ovs.poller
+import ovs.stream
+
+from virtio_ovs.errors import EnvironmentFailure, OvsdbTimeout
+
+DB_NAME = "Open_vSwitch"
+POLL_SLICE_MS = 200
+
+# table -> columns. Only what we use: the python-ovs JSON parser is pure
+# Python, so every replicated column costs time. (python-ovs "readonly"
+# columns are not replicated at all, unlike the C IDL's, so none is used.)
+Tables = Mapping[str, tuple[str, ...]]
+
+# python-ovs logs nothing unless ovs.vlog.Vlog.init() is called; we never call it.
+
+
+def set_ssl_files(private_key: str | None, certificate: str | None,
+                  ca_cert: str | None) -> None:
+    """ssl: remotes need these, as ovs-vsctl's -p/-c/-C options."""
+    for path, setter in ((private_key, ovs.stream.Stream.ssl_set_private_key_file),
+                         (certificate, ovs.stream.Stream.ssl_set_certificate_file),
+                         (ca_cert, ovs.stream.Stream.ssl_set_ca_cert_file)):
+        if path:
+            setter(path)
+
+
+class Deadline:
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.end = time.monotonic() + seconds
+
+    def remaining_ms(self) -> int:
+        return max(0, int((self.end - time.monotonic()) * 1000))
+
+    def expired(self) -> bool:
+        return time.monotonic() >= self.end
+
+
+def _stream_error_text(remote: str, error: int) -> str:
+    return f"cannot connect to {remote}: {os.strerror(error)}"
+
+
+def split_remotes(remote: str) -> list[str]:
+    """"unix:/a,tcp:1.2.3.4:6640" -> both; like ovs-vsctl's --db."""
+    remotes: list[str] = []
+    for part in remote.split(","):
+        if remotes and ":" not in part:
+            remotes[-1] += "," + part
+        else:
+            remotes.append(part)
+    return remotes
+
+
+def fetch_schema(remote: str, deadline: Deadline) -> dict:
+    """Ask the server for the Open_vSwitch schema (JSON-RPC get_schema).
+
+    Retries every remote in turn until the deadline, as ovs-vsctl does.
+    """
+    remotes = split_remotes(remote)
+    last_error = "no answer"
+    attempt = 0
+    while not deadline.expired():
+        try:
+            return _fetch_schema_once(remotes[attempt % len(remotes)], deadline)
+        except ConnectionError as exc:
+            last_error = str(exc)
+        attempt += 1
+        if attempt % len(remotes) == 0:
+            _sleep_ms(min(250, deadline.remaining_ms()))
+    raise OvsdbTimeout(f"OVSDB {remote} unreachable within "
+                       f"{deadline.seconds:g} s ({last_error})")
+
+
+def _sleep_ms(ms: int) -> None:
+    poller = ovs.poller.Poller()
+    poller.timer_wait(ms)
+    poller.block()
+
+
+def _fetch_schema_once(remote: str, deadline: Deadline) -> dict:
+    error, stream = ovs.stream.Stream.open(remote)
+    if error:
+        raise ConnectionError(_stream_error_text(remote, error))
+    while True:
+        error = stream.connect()
+        if error != errno.EAGAIN:
+            break
+        if deadline.expired():
+            stream.close()
+            raise ConnectionError(f"connecting to {remote} timed out")
+        poller = ovs.poller.Poller()
+        stream.run_wait(poller)
+        stream.connect_wait(poller)
+        poller.timer_wait(min(POLL_SLICE_MS, deadline.remaining_ms()))
+        poller.block()
+    if error:
+        stream.close()
+        raise ConnectionError(_stream_error_text(remote, error))
+    rpc = ovs.jsonrpc.Connection(stream)
+    try:
+        request = ovs.jsonrpc.Message.create_request("get_schema", [DB_NAME])
+        rpc.send(request)
+        while not deadline.expired():
+            rpc.run()
+            error, msg = rpc.recv()
+            if error and error != errno.EAGAIN:
+                raise ConnectionError(_stream_error_text(remote, error))
+            if msg is not None and msg.id == request.id:
+                if msg.type != ovs.jsonrpc.Message.T_REPLY:
+                    raise EnvironmentFailure(
+                        f"{remote} has no {DB_NAME} database: {msg.error}")
+                return msg.result
+            poller = ovs.poller.Poller()
+            rpc.wait(poller)
+            rpc.recv_wait(poller)
+            poller.timer_wait(min(POLL_SLICE_MS, deadline.remaining_ms()))
+            poller.block()
+        raise ConnectionError(f"{remote} did not send its schema")
+    finally:
+        rpc.close()
+
+
+class Connection:
+    """An IDL replica of the tables and columns in ``tables``."""
+
+    def __init__(self, remote: str, timeout: float, tables: Tables):
+        self.remote = remote
+        self.timeout = timeout
+        self._tables = tables
+        self._idl: ovs.db.idl.Idl | None = None
+
+    @property
+    def idl(self) -> ovs.db.idl.Idl:
+        if self._idl is None:
+            self.start()
+        assert self._idl is not None
+        return self._idl
+
+    def start(self, deadline: Deadline | None = None) -> None:
+        """Connect and wait for the first full replica of the tables."""
+        if self._idl is not None:
+            return
+        deadline = deadline or Deadline(self.timeout)
+        helper = ovs.db.idl.SchemaHelper(schema_json=fetch_schema(
+            self.remote, deadline))
+        for table, columns in self._tables.items():
+            helper.register_columns(table, list(columns))
+        self._idl = ovs.db.idl.Idl(self.remote, helper)
+        self.wait_for(lambda: self._idl.has_ever_connected(), deadline,
+                      f"the first update from {self.remote}")
+
+    def close(self) -> None:
+        if self._idl is not None:
+            self._idl.close()
+            self._idl = None
+
+    def run(self) -> bool:
+        """Process what the server sent; True when the replica changed."""
+        before = self.idl.change_seqno
+        self.idl.run()
+        return self.idl.change_seqno != before
+
+    def wait_for(self, condition: Callable[[], bool], deadline: Deadline,
+                 what: str, extra_wait: Callable | None = None) -> None:
+        """Run the IDL until ``condition()`` holds or the deadline passes."""
+        idl = self._idl
+        assert idl is not None
+        while True:
+            idl.run()
+            if condition():
+                return
+            if deadline.expired():
+                raise OvsdbTimeout(f"timed out after {deadline.seconds:g} s "
+                                   f"waiting for {what}")
+            poller = ovs.poller.Poller()
+            idl.wait(poller)
+            if extra_wait is not None:
+                extra_wait(poller)
+            poller.timer_wait(min(POLL_SLICE_MS, deadline.remaining_ms()))
+            poller.block()
+
+    def block(self, timeout_ms: int, extra_wait: Callable | None = None) -> None:
+        """Sleep until the server sends something or ``timeout_ms`` passes."""
+        poller = ovs.poller.Poller()
+        self.idl.wait(poller)
+        if extra_wait is not None:
+            extra_wait(poller)
+        poller.timer_wait(timeout_ms)
+        poller.block()
+
+    def rows(self, table: str) -> dict:
+        return self.idl.tables[table].rows
+
+    def the_open_vswitch(self):
+        rows = list(self.rows("Open_vSwitch").values())
+        if not rows:
+            raise EnvironmentFailure(f"{self.remote}: the Open_vSwitch table "
+                                     "is empty (run 'ovs-vsctl init')")
+        return rows[0]

@@ -1,0 +1,36 @@
+"""Default locations, resolved the way OVS's own tools resolve them.
+
+ovs-vsctl, ovs-ofctl and ovs-appctl look in ``$OVS_RUNDIR`` (default: the
+run directory the distribution built OVS with, /var/run/openvswitch on
+Debian and Red Hat) and in ``$OVS_DBDIR``.
+"""
+import os
+
+DISTRO_RUNDIR = "/var/run/openvswitch"
+DISTRO_DBDIR = "/etc/openvswitch"
+
+
+def ovs_rundir() -> str:
+    return os.environ.get("OVS_RUNDIR") or DISTRO_RUNDIR
+
+
+def ovs_dbdir() -> str:
+    dbdir = os.environ.get("OVS_DBDIR")
+    if dbdir:
+        return dbdir
+    sysconfdir = os.environ.get("OVS_SYSCONFDIR")
+    return f"{sysconfdir}/openvswitch" if sysconfdir else DISTRO_DBDIR
+
+
+def default_db_remote() -> str:
+    """ovs-vsctl's default ``--db``."""
+    return f"unix:{ovs_rundir()}/db.sock"
+
+
+def vswitchd_mgmt_socket(bridge: str) -> str:
+    """The OpenFlow management socket ovs-ofctl uses for ``bridge``."""
+    return f"unix:{ovs_rundir()}/{bridge}.mgmt"
+
+
+def vswitchd_pidfile() -> str:
+    return os.path.join(ovs_rundir(), "ovs-vswitchd.pid")
