@@ -50,11 +50,13 @@ def _read_pid(path: str) -> int | None:
 
 
 def _pid_alive(pid: int) -> bool:
+    """Running, and not a zombie waiting for its (detached) parent's reaper."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
         return False
-    return True
+    return state not in ("Z", "X")
 
 
 def _stop_pid(pid: int | None, timeout: float = 5.0) -> None:

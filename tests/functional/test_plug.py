@@ -1,0 +1,222 @@
+"""plug / unplug / list / show against a real OVS."""
+from __future__ import annotations
+
+import json
+import sys
+
+from tests.functional.conftest import db_state, iface_get, sysfs
+
+MAC = "52:54:00:12:34:56"
+IFF_TAP, IFF_MULTI_QUEUE, IFF_NO_PI, IFF_VNET_HDR = 0x2, 0x100, 0x1000, 0x4000
+
+
+def tun_flags(box, name: str) -> int:
+    return int(sysfs(box, f"/sys/class/net/{name}/tun_flags"), 16)
+
+
+def test_plug_multiqueue_tap_writes_one_port_with_ids_mtu_and_dead_vlan(box, ctl):
+    out = ctl.ok("plug", "--port-id", "p1", "--mac", MAC, "--tap", "tapmq1",
+                 "--vm", "vm-1", "--network", "net1", "--ip", "10.0.0.5/24",
+                 "--queues", "4", "--mtu", "1400")
+    assert "plugged 1" in out
+    flags = tun_flags(box, "tapmq1")
+    assert flags & IFF_TAP and flags & IFF_NO_PI and flags & IFF_VNET_HDR
+    assert flags & IFF_MULTI_QUEUE
+    ids = iface_get(box, "tapmq1", "external_ids")
+    for pair in ('iface-id=p1', f'attached-mac="{MAC}"', 'vm-id=vm-1',
+                 'iface-status=active', '"virtio-ovs:network"=net1',
+                 '"virtio-ovs:queues"="4"', '"virtio-ovs:ips"="10.0.0.5/24"'):
+        assert pair in ids
+    assert iface_get(box, "tapmq1", "type") == '""'  # a plain system port
+    assert int(iface_get(box, "tapmq1", "ofport")) > 0
+    assert box.vsctl("get", "Port", "tapmq1", "tag") == "4095"
+    assert box.vsctl("get", "Port", "tapmq1", "trunks") == "[4095]"
+    assert box.vsctl("get", "Port", "tapmq1", "vlan_mode") == "trunk"
+    assert iface_get(box, "tapmq1", "mtu_request") == "1400"
+    assert sysfs(box, "/sys/class/net/tapmq1/mtu") == "1400"
+
+
+def test_plug_single_queue_tap_has_no_multiqueue_flag(box, ctl):
+    ctl.ok("plug", "--port-id", "p1", "--mac", MAC, "--tap", "tapsq1")
+    flags = tun_flags(box, "tapsq1")
+    assert flags & IFF_TAP and flags & IFF_VNET_HDR
+    assert not flags & IFF_MULTI_QUEUE
+
+
+def test_plug_twice_changes_nothing(box, ctl):
+    args = ("plug", "--port-id", "p1", "--mac", MAC, "--tap", "tapid1",
+            "--queues", "2", "--network", "n1")
+    ctl.ok(*args)
+    before = db_state(box)
+    assert "unchanged 1" in ctl.ok(*args)
+    assert db_state(box) == before  # not even next_cfg moved
+
+
+def test_replug_updates_ids_but_keeps_the_bound_vlan(box, ctl):
+    ctl.ok("plug", "--port-id", "p1", "--mac", MAC, "--tap", "taprp1")
+    box.vsctl("set", "Port", "taprp1", "tag=7")  # as an agent binding it
+    out = ctl.ok("plug", "--port-id", "p1", "--mac", MAC, "--tap", "taprp1",
+                 "--ip", "10.1.0.9/24", "--mtu", "1450")
+    assert "updated 1" in out
+    assert box.vsctl("get", "Port", "taprp1", "tag") == "7"
+    assert iface_get(box, "taprp1", 'external_ids:"virtio-ovs:ips"') \
+        == '"10.1.0.9/24"'
+    assert iface_get(box, "taprp1", "mtu_request") == "1450"
+
+
+def test_same_port_id_with_other_mac_or_device_is_refused(box, ctl):
+    ctl.ok("plug", "--port-id", "p1", "--mac", MAC, "--tap", "tapsm1")
+    before = db_state(box)
+    proc = ctl("plug", "--port-id", "p1", "--mac", "52:54:00:00:00:99",
+               "--tap", "tapsm1")
+    assert proc.returncode == 1 and "mac:" in proc.stderr
+    proc = ctl("plug", "--port-id", "p1", "--mac", MAC, "--tap", "tapsm2")
+    assert proc.returncode == 1 and "tap:" in proc.stderr
+    assert db_state(box) == before
+
+
+def test_device_of_another_port_is_refused(box, ctl):
+    ctl.ok("plug", "--port-id", "p1", "--mac", MAC, "--tap", "tapdv1")
+    before = db_state(box)
+    proc = ctl("plug", "--port-id", "p2", "--mac", "52:54:00:00:00:02",
+               "--tap", "tapdv1")
+    assert proc.returncode == 1
+    assert "tap: 'tapdv1' is already in OVSDB as port id 'p1'" in proc.stderr
+    assert db_state(box) == before
+
+
+def test_unplug_removes_port_and_the_tap_we_created(box, ctl):
+    ctl.ok("plug", "--port-id", "p1", "--mac", MAC, "--tap", "tapun1")
+    assert "unplugged p1" in ctl.ok("unplug", "--port-id", "p1")
+    assert "tapun1" not in box.vsctl("list-ports", "br-int").split()
+    assert "tapun1" not in box.exec(["ls", "/sys/class/net"]).stdout.split()
+
+
+def test_unplug_keeps_a_tap_someone_else_created(box, ctl):
+    box.exec(["ip", "tuntap", "add", "dev", "tapfo1", "mode", "tap",
+              "vnet_hdr"])
+    ctl.ok("plug", "--port-id", "p1", "--mac", MAC, "--tap", "tapfo1")
+    ctl.ok("unplug", "--port-id", "p1")
+    assert "tapfo1" not in box.vsctl("list-ports", "br-int").split()
+    assert "tapfo1" in box.exec(["ls", "/sys/class/net"]).stdout.split()
+
+
+def test_unplug_unknown_port(box, ctl):
+    proc = ctl("unplug", "--port-id", "nope")
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == \
+        "virtio-ovs-ctl: port_id: no port with iface-id 'nope'"
+    assert "no port nope" in ctl.ok("unplug", "--port-id", "nope",
+                                    "--if-exists")
+
+
+def test_existing_tap_with_contradicting_multiqueue_flag(box, ctl):
+    box.exec(["ip", "tuntap", "add", "dev", "tapsq2", "mode", "tap"])
+    before = db_state(box)
+    proc = ctl("plug", "--port-id", "p1", "--mac", MAC, "--tap", "tapsq2",
+               "--queues", "2")
+    assert proc.returncode == 1
+    assert "queues: TAP 'tapsq2' exists and lacks IFF_MULTI_QUEUE" in proc.stderr
+    assert db_state(box) == before
+
+
+def test_existing_device_that_is_not_a_tap(box, ctl):
+    box.exec(["ip", "link", "add", "vethx1", "type", "veth", "peer", "name",
+              "vethx2"])
+    before = db_state(box)
+    proc = ctl("plug", "--port-id", "p1", "--mac", MAC, "--tap", "vethx1")
+    assert proc.returncode == 1
+    assert "tap: 'vethx1' exists and is not a TAP device" in proc.stderr
+    assert db_state(box) == before
+
+
+def _jsonl(*objs) -> str:
+    return "".join(json.dumps(o) + "\n" for o in objs)
+
+
+def _vif(i: int, **extra) -> dict:
+    vif = {"port_id": f"port-{i}", "mac": f"52:54:00:00:{i // 256:02x}:{i % 256:02x}",
+           "tap": f"tapb{i}", "queues": 2 if i % 2 else 1, "vm": f"vm-{i}"}
+    vif.update(extra)
+    return vif
+
+
+def test_bulk_plug_is_one_transaction(box, ctl):
+    next_cfg = int(box.vsctl("get", "Open_vSwitch", ".", "next_cfg"))
+    text = _jsonl(*[_vif(i) for i in range(40)])
+    out = ctl.ok("plug", "--from-file", "-", input=text)
+    assert "plugged 40" in out
+    # ovs-vswitchd was asked to reconfigure exactly once.
+    assert int(box.vsctl("get", "Open_vSwitch", ".", "next_cfg")) == next_cfg + 1
+    listed = ctl.json("list")
+    assert sorted(v["port_id"] for v in listed) == sorted(f"port-{i}" for i in range(40))
+    assert all(v["ofport"] and v["ofport"] > 0 for v in listed)
+    assert tun_flags(box, "tapb1") & IFF_MULTI_QUEUE
+    assert not tun_flags(box, "tapb2") & IFF_MULTI_QUEUE
+
+
+def test_bulk_plug_is_all_or_nothing(box, ctl, tmp_path):
+    path = tmp_path / "vifs.jsonl"
+    path.write_text(_jsonl(_vif(1), _vif(2), _vif(3, bridge="br-missing"), _vif(4)))
+    before = db_state(box)
+    proc = ctl("plug", "--from-file", str(path))
+    assert proc.returncode == 1
+    assert "bridge: no bridge named 'br-missing'" in proc.stderr
+    assert db_state(box) == before  # no port, and no TAP created
+
+
+def test_libvirt_and_os_vif_style_ports_are_listed(box, ctl):
+    box.exec(["ip", "tuntap", "add", "dev", "vnet0", "mode", "tap"])
+    box.vsctl("--may-exist", "add-port", "br-int", "vnet0", "--", "set",
+              "Interface", "vnet0", "external-ids:iface-id=lv-port",
+              f"external-ids:attached-mac={MAC}", "external-ids:vm-id=dom-1",
+              "external-ids:iface-status=active")
+    box.vsctl("add-port", "br-int", "qvo1", "--", "set", "Interface", "qvo1",
+              "type=internal", "external-ids:iface-id=osvif-port",
+              "external-ids:attached-mac=52:54:00:00:00:02",
+              "external-ids:vm-uuid=inst-2")
+    box.vsctl("add-port", "br-int", "other", "--", "set", "Interface", "other",
+              "type=internal")  # not a guest port: no ids
+    listed = {v["port_id"]: v for v in ctl.json("list")}
+    assert set(listed) == {"lv-port", "osvif-port"}
+    assert listed["lv-port"]["kind"] == "tap"
+    assert listed["lv-port"]["vm"] == "dom-1"
+    assert listed["lv-port"]["mac"] == MAC
+    assert listed["lv-port"]["ofport"] > 0
+    assert listed["lv-port"]["queues"] is None  # not recorded by libvirt
+    assert listed["osvif-port"]["vm"] == "inst-2"
+    table = ctl.ok("list")
+    assert table.splitlines()[0].split() == [
+        "PORT_ID", "NAME", "KIND", "MAC", "VM", "NETWORK", "OFPORT", "QUEUES",
+        "STATUS"]
+    assert any(line.startswith("lv-port ") for line in table.splitlines())
+
+
+def test_show_json_carries_the_documented_keys(box, ctl):
+    ctl.ok("plug", "--port-id", "p1", "--mac", MAC, "--tap", "tapsh1",
+           "--vm", "vm-9", "--network", "blue", "--queues", "2")
+    shown = ctl.json("show", "p1")
+    for key in ("port_id", "name", "kind", "mac", "vm", "network", "ofport",
+                "queues", "status"):
+        assert key in shown
+    assert (shown["port_id"], shown["name"], shown["kind"], shown["mac"],
+            shown["vm"], shown["network"], shown["queues"]) == \
+        ("p1", "tapsh1", "tap", MAC, "vm-9", "blue", 2)
+    assert shown["ofport"] > 0
+    assert shown["status"] in ("up", "down")
+    proc = ctl("show", "nope")
+    assert proc.returncode == 1 and "port_id:" in proc.stderr
+
+
+def test_config_file_gives_remote_and_bridge(box, ctl, tmp_path):
+    box.add_bridge("br-cfg")
+    conf = tmp_path / "virtio-ovs.conf"
+    conf.write_text(f"[ovs]\novsdb_connection = {box.remote}\n"
+                    "integration_bridge = br-cfg\n")
+    # With OVS_RUNDIR elsewhere, only the config file can lead to the DB.
+    proc = box.exec(["env", "OVS_RUNDIR=/nonexistent", sys.executable, "-m",
+                     "virtio_ovs.cli", "--config-file", str(conf), "plug",
+                     "--port-id", "p1", "--mac", MAC, "--tap", "tapcf1"],
+                    check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "tapcf1" in box.vsctl("list-ports", "br-cfg").split()

@@ -1,0 +1,67 @@
+"""Default locations and CLI behaviour that needs no OVS."""
+from __future__ import annotations
+
+import pytest
+
+from virtio_ovs import cli, paths
+
+
+def test_default_db_follows_ovs_rundir(monkeypatch):
+    monkeypatch.delenv("OVS_RUNDIR", raising=False)
+    assert paths.default_db_remote() == "unix:/var/run/openvswitch/db.sock"
+    monkeypatch.setenv("OVS_RUNDIR", "/tmp/sandbox/run")
+    assert paths.default_db_remote() == "unix:/tmp/sandbox/run/db.sock"
+    assert paths.vswitchd_mgmt_socket("br0") == "unix:/tmp/sandbox/run/br0.mgmt"
+
+
+def test_dbdir_follows_ovs_dbdir_then_sysconfdir(monkeypatch):
+    monkeypatch.delenv("OVS_DBDIR", raising=False)
+    monkeypatch.delenv("OVS_SYSCONFDIR", raising=False)
+    assert paths.ovs_dbdir() == "/etc/openvswitch"
+    monkeypatch.setenv("OVS_SYSCONFDIR", "/opt/etc")
+    assert paths.ovs_dbdir() == "/opt/etc/openvswitch"
+    monkeypatch.setenv("OVS_DBDIR", "/x/db")
+    assert paths.ovs_dbdir() == "/x/db"
+
+
+def test_help_documents_exit_codes(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "0  success" in out and "1  user error" in out and "2  system error" in out
+
+
+def test_bad_input_is_refused_before_connecting(capsys):
+    # The remote does not exist: reaching it would be exit 2, not 1.
+    rc = cli.main(["--db", "unix:/nonexistent", "plug", "--port-id", "p",
+                   "--mac", "ff:ff:ff:ff:ff:ff", "--tap", "t"])
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert err.startswith("virtio-ovs-ctl: mac:") and err.count("\n") == 1
+
+
+def test_usage_errors_exit_1(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["plug", "--queues", "two"])
+    assert exc.value.code == 1
+    assert "--queues" in capsys.readouterr().err
+
+
+def test_from_file_excludes_single_vif_options(capsys):
+    rc = cli.main(["plug", "--from-file", "x", "--tap", "t"])
+    assert rc == 1
+    assert "tap: cannot be combined with --from-file" in capsys.readouterr().err
+
+
+def test_unknown_owner(capsys):
+    rc = cli.main(["plug", "--port-id", "p", "--mac", "52:54:00:00:00:01",
+                   "--tap", "t", "--owner", "no-such-user-xyz"])
+    assert rc == 1
+    assert "owner: no such user 'no-such-user-xyz'" in capsys.readouterr().err
+
+
+def test_missing_config_file(capsys, tmp_path):
+    rc = cli.main(["--config-file", str(tmp_path / "none.conf"), "list"])
+    assert rc == 1
+    assert "config-file:" in capsys.readouterr().err

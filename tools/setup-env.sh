@@ -1,0 +1,29 @@
+#!/bin/bash
+# Sourced by tools/test.sh and tools/demo.sh: Debian packages and a
+# virtualenv (.venv) with the project installed. Idempotent and quick when
+# everything is already there.
+DEBS=(openvswitch-switch openvswitch-common iproute2 ethtool iputils-ping
+      tcpdump python3-venv procps)
+VENV=${VENV:-$PWD/.venv}
+
+missing=()
+for pkg in "${DEBS[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" \
+        || missing+=("$pkg")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "installing Debian packages: ${missing[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q >&2
+    apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+    python3 -m venv "$VENV"
+fi
+if ! "$VENV/bin/python" -c "import virtio_ovs, ovs, pyroute2, oslo_config, pytest" 2>/dev/null \
+   || [ setup.cfg -nt "$VENV/.installed" ]; then
+    "$VENV/bin/pip" install -q --disable-pip-version-check -e ".[test]" >&2
+    touch "$VENV/.installed"
+fi
+export PATH="$VENV/bin:$PATH"
