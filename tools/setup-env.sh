@@ -2,7 +2,7 @@
 # Sourced by tools/test.sh and tools/demo.sh: Debian packages and a
 # virtualenv (.venv) with the project installed. Idempotent and quick when
 # everything is already there.
-DEBS=(openvswitch-switch openvswitch-common iproute2 ethtool iputils-ping
+DEBS=(openvswitch-switch openvswitch-common openvswitch-switch-dpdk iproute2 ethtool iputils-ping
       tcpdump python3-venv procps)
 VENV=${VENV:-$PWD/.venv}
 

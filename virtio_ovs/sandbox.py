@@ -71,12 +71,68 @@ def _stop_pid(pid: int | None, timeout: float = 5.0) -> None:
     os.kill(pid, signal.SIGKILL)
 
 
+NR_HUGEPAGES = "/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages"
+
+
+class Hugepages:
+    """Reserve ``count`` 2 MiB pages and a private hugetlbfs mount; give
+    both back on release (only what was taken here)."""
+
+    def __init__(self, mountpoint: str, count: int):
+        self.mountpoint = mountpoint
+        self.count = count
+        self.taken = 0
+        self.mounted = False
+
+    @staticmethod
+    def available() -> str | None:
+        """None when hugepages can be reserved here, else why not."""
+        if os.geteuid() != 0:
+            return "reserving hugepages needs root"
+        if not os.access(NR_HUGEPAGES, os.W_OK):
+            return f"{NR_HUGEPAGES} is not writable"
+        if not os.path.exists(VSWITCHD_DPDK):
+            return f"{VSWITCHD_DPDK} missing (package openvswitch-switch-dpdk)"
+        return None
+
+    def _set(self, delta: int) -> int:
+        with open(NR_HUGEPAGES) as f:
+            before = int(f.read())
+        with open(NR_HUGEPAGES, "w") as f:
+            f.write(str(max(0, before + delta)))
+        with open(NR_HUGEPAGES) as f:
+            return int(f.read()) - before
+
+    def reserve(self) -> None:
+        self.taken = self._set(self.count)
+        if self.taken < self.count:
+            self.release()
+            raise SandboxError(f"could reserve only {self.taken} of "
+                               f"{self.count} hugepages")
+        os.makedirs(self.mountpoint, exist_ok=True)
+        _run(["mount", "-t", "hugetlbfs", "-o", "pagesize=2M", "nodev",
+              self.mountpoint])
+        self.mounted = True
+
+    def release(self) -> None:
+        if self.mounted:
+            for name in os.listdir(self.mountpoint):
+                os.unlink(os.path.join(self.mountpoint, name))
+            _run(["umount", self.mountpoint], check=False)
+            self.mounted = False
+        if self.taken:
+            self._set(-self.taken)
+            self.taken = 0
+
+
 class OvsSandbox:
     """Start with ``start()``, stop with ``stop()`` (or use ``with``)."""
 
     def __init__(self, prefix: str = "vo", base_dir: str | None = None,
-                 vswitchd: str = VSWITCHD,
+                 dpdk_memory_mb: int = 0,
                  other_config: dict[str, str] | None = None):
+        """With ``dpdk_memory_mb``, run OVS-DPDK on that much of private
+        hugepage memory (one PMD thread on core 1)."""
         suffix = f"{os.getpid() % 100000}{secrets.token_hex(2)}"
         self.name = f"{prefix}{suffix}"[:15]
         self.netns = self.name
@@ -84,8 +140,20 @@ class OvsSandbox:
         self.rundir = os.path.join(self.dir, "run")
         self.dbdir = os.path.join(self.dir, "db")
         self.logdir = os.path.join(self.dir, "log")
-        self.vswitchd = vswitchd
-        self.other_config = other_config or {}
+        self.other_config = dict(other_config or {})
+        self.vswitchd = VSWITCHD
+        self.hugepages = None
+        if dpdk_memory_mb:
+            self.vswitchd = VSWITCHD_DPDK
+            self.hugepages = Hugepages(os.path.join(self.dir, "huge"),
+                                       dpdk_memory_mb // 2 + 16)
+            self.other_config = {
+                "dpdk-init": "true", "dpdk-socket-mem": str(dpdk_memory_mb),
+                "dpdk-socket-limit": str(dpdk_memory_mb),
+                "dpdk-lcore-mask": "0x1", "pmd-cpu-mask": "0x2",
+                "dpdk-extra": f"--no-pci --huge-dir={self.hugepages.mountpoint}"
+                              f" --file-prefix={self.name}",
+                **self.other_config}
         self.db_sock = os.path.join(self.rundir, "db.sock")
         self.remote = f"unix:{self.db_sock}"
         self._netns_created = False
@@ -109,6 +177,8 @@ class OvsSandbox:
         try:
             for d in (self.rundir, self.dbdir, self.logdir):
                 os.makedirs(d, exist_ok=True)
+            if self.hugepages is not None:
+                self.hugepages.reserve()
             _run(["ip", "netns", "add", self.netns])
             self._netns_created = True
             self.exec(["ip", "link", "set", "lo", "up"])
@@ -155,6 +225,8 @@ class OvsSandbox:
                 _stop_pid(pid, timeout=2)
             _run(["ip", "netns", "del", self.netns], check=False)
             self._netns_created = False
+        if self.hugepages is not None:
+            self.hugepages.release()
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def netns_pids(self) -> list[int]:

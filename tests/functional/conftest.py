@@ -85,3 +85,19 @@ def iface_get(box: OvsSandbox, name: str, column: str) -> str:
 
 def sysfs(box: OvsSandbox, path: str) -> str:
     return box.exec(["cat", path]).stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def dpdk_box():
+    """OVS-DPDK on private hugepages (given back at the end)."""
+    from virtio_ovs.sandbox import Hugepages
+    reason = _MISSING or Hugepages.available()
+    if reason:
+        pytest.skip(reason)
+    sandbox = OvsSandbox(prefix="vd", dpdk_memory_mb=256)
+    sandbox.start()
+    try:
+        sandbox.add_bridge("br-int", "netdev")
+        yield sandbox
+    finally:
+        sandbox.stop()
