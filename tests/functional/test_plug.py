@@ -1,7 +1,9 @@
 """plug / unplug / list / show against a real OVS."""
 from __future__ import annotations
 
+import grp
 import json
+import pwd
 import sys
 
 from tests.functional.conftest import db_state, iface_get, sysfs
@@ -220,3 +222,22 @@ def test_config_file_gives_remote_and_bridge(box, ctl, tmp_path):
                     check=False)
     assert proc.returncode == 0, proc.stderr
     assert "tapcf1" in box.vsctl("list-ports", "br-cfg").split()
+
+
+def test_tap_owner_and_group_let_an_unprivileged_qemu_open_it(box, ctl):
+    ctl.ok("plug", "--port-id", "p1", "--mac", MAC, "--tap", "tapow1",
+           "--owner", "nobody", "--group", "nogroup")
+    assert sysfs(box, "/sys/class/net/tapow1/owner") == \
+        str(pwd.getpwnam("nobody").pw_uid)
+    assert sysfs(box, "/sys/class/net/tapow1/group") == \
+        str(grp.getgrnam("nogroup").gr_gid)
+
+
+def test_tcp_remote(box, ctl):
+    # The listener is on the sandbox namespace's own loopback.
+    port = 16000 + (hash(box.name) % 20000)
+    box.vsctl("set-manager", f"ptcp:{port}:127.0.0.1")
+    out = ctl.ok("--db", f"tcp:127.0.0.1:{port}", "plug", "--port-id", "p1",
+                 "--mac", MAC, "--tap", "taptc1")
+    assert "plugged 1" in out
+    assert ctl.json("--db", f"tcp:127.0.0.1:{port}", "list")[0]["port_id"] == "p1"
