@@ -6,10 +6,12 @@ import grp
 import json
 import pwd
 import sys
+import time
 from typing import Any, Callable, Sequence
 
 from virtio_ovs import model
 from virtio_ovs.errors import UserError, VirtioOvsError
+from virtio_ovs.networks import TYPES, parse_bridge_mappings
 
 EPILOG = """\
 exit codes:
@@ -58,7 +60,30 @@ def build_parser() -> argparse.ArgumentParser:
     show = verbs.add_parser("show", help="show one guest port")
     show.add_argument("port_id", metavar="PORT_ID")
     _add_format(show)
+    _add_network_verbs(verbs)
     return parser
+
+
+def _add_network_verbs(verbs) -> None:
+    create = verbs.add_parser("net-create", help="create a network")
+    create.add_argument("name", metavar="NAME")
+    create.add_argument("--type", required=True, choices=TYPES)
+    create.add_argument("--physnet", metavar="P")
+    create.add_argument("--segment", type=int, metavar="ID",
+                        help="provider VLAN ID (vlan networks)")
+    delete = verbs.add_parser("net-delete", help="delete a network without "
+                              "bound ports")
+    delete.add_argument("name", metavar="NAME")
+    _add_format(verbs.add_parser("net-list", help="list networks"))
+    bind = verbs.add_parser("bind", help="bind a guest port to a network")
+    bind.add_argument("--port-id", required=True)
+    bind.add_argument("--network", required=True, metavar="NET")
+    bind.add_argument("--ip", action="append", metavar="CIDR", dest="ips",
+                      help="allowed address (repeat); default: keep the "
+                      "recorded ones")
+    unbind = verbs.add_parser("unbind", help="isolate a guest port again")
+    unbind.add_argument("--port-id", required=True)
+    _add_format(verbs.add_parser("status", help="the agent's heartbeat"))
 
 
 def _add_format(parser: argparse.ArgumentParser) -> None:
@@ -237,8 +262,76 @@ def cmd_show(ctx: Context, args) -> int:
     return 0
 
 
+def _known_mappings(ctx: Context) -> dict[str, str]:
+    """bridge_mappings from the config file and from the running agent."""
+    status = ctx.api.agent_status() or {}
+    mappings = dict(status.get("bridge_mappings") or {})
+    mappings.update(parse_bridge_mappings(ctx.conf.ovs.bridge_mappings))
+    return mappings
+
+
+def cmd_net_create(ctx: Context, args) -> int:
+    net = ctx.api.create_network(args.name, args.type, args.physnet,
+                                 args.segment, _known_mappings(ctx))
+    print(f"created network {net.name} (local VLAN {net.local_vlan})")
+    return 0
+
+
+def cmd_net_delete(ctx: Context, args) -> int:
+    ctx.api.delete_network(args.name)
+    print(f"deleted network {args.name}")
+    return 0
+
+
+def cmd_net_list(ctx: Context, args) -> int:
+    _print_records([n.as_dict() for n in ctx.api.list_networks()], args.format,
+                   ("name", "type", "physnet", "segment", "local_vlan"))
+    return 0
+
+
+def cmd_bind(ctx: Context, args) -> int:
+    network = model.validate_network(args.network)
+    ips = model.validate_ips(args.ips) if args.ips is not None else None
+    changed = ctx.api.bind_port(model.validate_port_id(args.port_id), network,
+                                ips)
+    print(f"{'bound' if changed else 'already bound:'} {args.port_id} to "
+          f"{network}")
+    return 0
+
+
+def cmd_unbind(ctx: Context, args) -> int:
+    ctx.api.bind_port(model.validate_port_id(args.port_id), None, None)
+    print(f"unbound {args.port_id}")
+    return 0
+
+
+def agent_state(status: dict | None, now: float) -> str:
+    if not status:
+        return "never-ran"
+    interval = float(status.get("report_interval") or 30)
+    return "down" if now - float(status.get("heartbeat", 0)) > 3 * interval \
+        else "up"
+
+
+def cmd_status(ctx: Context, args) -> int:
+    status = ctx.api.agent_status()
+    record = dict(status or {})
+    record["state"] = agent_state(status, time.time())
+    if record.get("heartbeat"):
+        record["heartbeat_age"] = round(time.time() - record["heartbeat"], 1)
+    if args.format == "json":
+        json.dump(record, sys.stdout, indent=2, sort_keys=True)
+        print()
+    else:
+        for key in sorted(record):
+            print(f"{key:18} {record[key]}")
+    return 0
+
+
 VERBS = {"plug": cmd_plug, "unplug": cmd_unplug, "list": cmd_list,
-         "show": cmd_show}
+         "show": cmd_show, "net-create": cmd_net_create,
+         "net-delete": cmd_net_delete, "net-list": cmd_net_list,
+         "bind": cmd_bind, "unbind": cmd_unbind, "status": cmd_status}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

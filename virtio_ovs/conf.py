@@ -20,32 +20,64 @@ OVS_OPTS = [
                       "failing an operation."),
     cfg.StrOpt("integration_bridge", default="br-int",
                help="Bridge that guest ports are plugged into."),
+    cfg.StrOpt("datapath_type", default="system",
+               choices=["system", "netdev"],
+               help="Datapath of the integration bridge: system (kernel "
+                    "module) or netdev (userspace, needed for vhost-user)."),
+    cfg.ListOpt("bridge_mappings", default=[],
+                help="physnet:bridge pairs; each provider bridge must exist "
+                     "and is joined to the integration bridge by a patch "
+                     "pair int-<bridge>/phy-<bridge>."),
+    cfg.StrOpt("vhostuser_socket_dir", default="/var/run/openvswitch",
+               help="Directory of vhost-user sockets."),
     cfg.StrOpt("ssl_key_file", help="Private key for ssl: remotes."),
     cfg.StrOpt("ssl_cert_file", help="Certificate for ssl: remotes."),
     cfg.StrOpt("ssl_ca_cert_file", help="CA certificate for ssl: remotes."),
 ]
 
 
+AGENT_OPTS = [
+    cfg.FloatOpt("report_interval", default=30.0, min=1.0, mutable=True,
+                 help="Seconds between heartbeats written to OVSDB; "
+                      "'virtio-ovs-ctl status' says down after 3 missed."),
+    cfg.FloatOpt("check_interval", default=60.0, min=0.0, mutable=True,
+                 help="Seconds between data-plane bypass checks of every "
+                      "port (0 disables)."),
+    cfg.FloatOpt("retry_interval", default=1.0, min=0.1, mutable=True,
+                 help="Seconds before retrying a failed reconcile (for "
+                      "instance while ovs-vswitchd restarts)."),
+]
+
+DEFAULT_OPTS = [
+    cfg.BoolOpt("debug", default=False, mutable=True,
+                help="Log at DEBUG level."),
+    cfg.StrOpt("log_file", help="Log to this file instead of stderr."),
+]
+
+
 def list_opts():
     """Entry point for oslo-config-generator (namespace virtio_ovs)."""
-    return [("ovs", OVS_OPTS)]
+    return [("DEFAULT", DEFAULT_OPTS), ("ovs", OVS_OPTS),
+            ("agent", AGENT_OPTS)]
 
 
 def make_conf() -> cfg.ConfigOpts:
     conf = cfg.ConfigOpts()
     for group, opts in list_opts():
-        conf.register_opts(opts, group=group)
+        conf.register_opts(opts, group=None if group == "DEFAULT" else group)
     return conf
 
 
-def load(config_files: list[str] | None) -> cfg.ConfigOpts:
+def load(config_files: list[str] | None, prog: str = "virtio-ovs-ctl"
+         ) -> cfg.ConfigOpts:
     """Read ``config_files``; without any, oslo's default locations
     (/etc/virtio-ovs/virtio-ovs.conf, ~/.virtio-ovs/...)."""
     conf = make_conf()
     args: list[str] = []
     for path in config_files or []:
         args += ["--config-file", path]
-    conf(args=args, project="virtio-ovs", validate_default_values=True)
+    conf(args=args, project="virtio-ovs", prog=prog,
+         validate_default_values=True)
     return conf
 
 

@@ -7,6 +7,7 @@ import dataclasses
 from typing import Iterable
 
 from virtio_ovs.model import Vif
+from virtio_ovs.networks import Network
 
 
 @dataclasses.dataclass
@@ -93,3 +94,34 @@ class API(abc.ABC):
     @abc.abstractmethod
     def get_vif(self, port_id: str) -> VifRecord | None:
         """The guest port with ``iface-id=port_id``, or None."""
+
+    @abc.abstractmethod
+    def create_network(self, name: str, net_type: str, physnet: str | None,
+                       segment: int | None,
+                       mappings: dict[str, str]) -> Network:
+        """Store a new network with the lowest free local VLAN.
+
+        UserError when the name exists, a vlan network lacks a physnet from
+        ``mappings`` or a segment in 1..4094, a flat network lacks a
+        physnet, a local network has either, or (physnet, segment) is
+        taken. Concurrent creates cannot get the same local VLAN.
+        """
+
+    @abc.abstractmethod
+    def delete_network(self, name: str) -> None:
+        """Remove a network; UserError while any port is bound to it."""
+
+    @abc.abstractmethod
+    def list_networks(self) -> list[Network]:
+        """All networks, sorted by name."""
+
+    @abc.abstractmethod
+    def bind_port(self, port_id: str, network: str | None,
+                  ips: tuple[str, ...] | None) -> bool:
+        """Bind a guest port (whoever plugged it) to ``network`` (None
+        unbinds) and set its allowed IPs (None keeps them). True if
+        something changed."""
+
+    @abc.abstractmethod
+    def agent_status(self) -> dict | None:
+        """The agent's last heartbeat record, or None if it never ran."""

@@ -12,6 +12,7 @@ import os
 from virtio_ovs import model, paths
 from virtio_ovs.errors import UserError
 from virtio_ovs.model import Vif
+from virtio_ovs.networks import parse_networks
 from virtio_ovs.ovsdb.views import DbView, optional
 
 # Keys a re-plug may update; anything else on the Interface is left alone.
@@ -30,9 +31,20 @@ class TxnContext:
         self.view = view
         self.new_interfaces: list = []
         self.new_ports: list = []
+        self.new_bridges: dict[str, object] = {}
 
     def insert(self, table: str):
         return self.txn.insert(self.view.conn.idl.tables[table])
+
+    def add_port(self, bridge_name: str, port) -> None:
+        """Attach ``port`` to a bridge, existing (a mutation, which does not
+        conflict with other writers) or inserted in this transaction."""
+        new_bridge = self.new_bridges.get(bridge_name)
+        if new_bridge is not None:
+            new_bridge.ports = list(new_bridge.ports) + [port]
+        else:
+            self.view.bridges_by_name[bridge_name].addvalue("ports", port)
+        self.new_ports.append(port)
 
 
 def vhost_sock_dir(view: DbView) -> str:
@@ -59,6 +71,7 @@ class PlugVif:
         existing = view.ifaces_by_id.get(vif.port_id)
         if existing is not None:
             self._check_same_port(existing, view)
+            self._check_network(view)
             return UPDATED if self._replug_changes(existing) else UNCHANGED
         other = view.ifaces_by_name.get(vif.name)
         if other is not None or vif.name in view.ports_by_name:
@@ -68,7 +81,17 @@ class PlugVif:
                             f"{vif.name!r} is already in OVSDB as {what}")
         if vif.kind == model.KIND_VHOST_USER:
             self._check_vhost_user(bridge, view)
+        self._check_network(view)
         return ADDED
+
+    def _check_network(self, view: DbView) -> None:
+        if self.vif.network is None:
+            return
+        rows = view.conn.rows("Open_vSwitch").values()
+        if not any(self.vif.network in parse_networks(r.external_ids)
+                   for r in rows):
+            raise UserError("network", f"no network named {self.vif.network!r}"
+                            " (create it with net-create)")
 
     def _check_same_port(self, iface, view: DbView) -> None:
         vif = self.vif
@@ -153,9 +176,8 @@ class PlugVif:
         port.tag = [model.DEAD_VLAN]
         port.vlan_mode = ["trunk"]
         port.trunks = [model.DEAD_VLAN]
-        ctx.view.bridges_by_name[vif.bridge].addvalue("ports", port)
+        ctx.add_port(vif.bridge, port)
         ctx.new_interfaces.append(iface)
-        ctx.new_ports.append(port)
 
 
 class UnplugVif:

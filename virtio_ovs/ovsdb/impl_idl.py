@@ -1,10 +1,12 @@
 """API implemented on the python-ovs IDL: thin glue over the commands."""
 from __future__ import annotations
 
+import json
 from typing import Iterable
 
 from virtio_ovs.model import Vif
-from virtio_ovs.ovsdb import commands
+from virtio_ovs.networks import Network, parse_networks
+from virtio_ovs.ovsdb import commands, net_commands
 from virtio_ovs.ovsdb.api import API, PlugResult, VifRecord
 from virtio_ovs.ovsdb.connection import Connection, Deadline
 from virtio_ovs.ovsdb.transaction import raise_vswitchd_errors, run_commands
@@ -67,3 +69,37 @@ class OvsdbApi(API):
         view = DbView(self.conn)
         iface = view.ifaces_by_id.get(port_id)
         return record_from_iface(iface, view) if iface is not None else None
+
+    def _run(self, command) -> str:
+        deadline = self._deadline()
+        self.conn.start(deadline)
+        return run_commands(self.conn, [command], deadline,
+                            wait=False).outcomes[0]
+
+    def create_network(self, name, net_type, physnet, segment, mappings):
+        command = net_commands.CreateNetwork(name, net_type, physnet, segment,
+                                             mappings)
+        self._run(command)
+        assert command.network is not None
+        return command.network
+
+    def delete_network(self, name: str) -> None:
+        self._run(net_commands.DeleteNetwork(name))
+
+    def list_networks(self) -> list[Network]:
+        self.conn.start()
+        nets = parse_networks(self.conn.the_open_vswitch().external_ids)
+        return [nets[name] for name in sorted(nets)]
+
+    def bind_port(self, port_id, network, ips) -> bool:
+        outcome = self._run(net_commands.BindPort(port_id, network, ips))
+        return outcome != commands.UNCHANGED
+
+    def agent_status(self) -> dict | None:
+        self.conn.start()
+        text = self.conn.the_open_vswitch().external_ids.get(
+            net_commands.AGENT_KEY)
+        try:
+            return json.loads(text) if text else None
+        except ValueError:
+            return None

@@ -1,0 +1,1 @@
+"""virtio-ovs-agent: reconciles OVSDB state into bridges, tags and flows."""

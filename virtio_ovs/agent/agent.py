@@ -1,0 +1,266 @@
+"""The agent's event loop.
+
+It sleeps in one poll on: the OVSDB connection (IDL change notifications),
+one ``ovs-ofctl monitor`` pipe per bridge (EOF = ovs-vswitchd went away),
+a signal wake-up pipe, and a timer for the next heartbeat (or retry). Any
+wake-up that changed the replica triggers a reconcile: compute the state's
+flows and tags (a pure function), write what differs.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import select
+import signal
+import socket
+import time
+
+import ovs.poller
+
+from virtio_ovs import conf as conf_mod
+from virtio_ovs.agent.state import int_patch_name, phy_patch_name, read_host_state
+from virtio_ovs.errors import UserError, VirtioOvsError
+from virtio_ovs.flows import Flow, compute_flows, diff_flows, port_tag
+from virtio_ovs.networks import parse_bridge_mappings
+from virtio_ovs.openflow import PROTOCOLS, OpenFlowBridge, SwitchWatch
+from virtio_ovs.ovsdb import net_commands as nc
+from virtio_ovs.ovsdb.connection import Connection, Deadline
+from virtio_ovs.ovsdb.transaction import raise_vswitchd_errors, run_commands
+from virtio_ovs.ovsdb.views import TABLES, DbView
+
+LOG = logging.getLogger("virtio-ovs-agent")
+
+
+def new_cookie() -> int:
+    """A random per-run cookie (never 0, never all ones)."""
+    return secrets.randbelow(2**63 - 2) + 1
+
+
+class Agent:
+    def __init__(self, conf):
+        self.conf = conf
+        self.integration_bridge = conf.ovs.integration_bridge
+        self.mappings = parse_bridge_mappings(conf.ovs.bridge_mappings)
+        self.conn = Connection(conf_mod.ovsdb_remote(conf),
+                               conf.ovs.ovsdb_timeout, TABLES)
+        self.cookie = new_cookie()
+        self.started_at = time.time()
+        self.applied: dict[str, set[Flow]] = {}
+        self.watches: dict[str, SwitchWatch] = {}
+        self.need_setup = True
+        self.first_sync_done = False
+        self.dirty = True
+        self.retry_at: float | None = None
+        self.next_report = 0.0
+        self.stopping = False
+        self.reload_requested = False
+        self.last_reconcile: float | None = None
+        self.last_reconcile_ms: float | None = None
+        self.counts = {"ports": 0, "bound_ports": 0, "networks": 0, "flows": 0}
+        self._wake_r, self._wake_w = os.pipe()
+
+    # ------------------------------------------------------------- control
+    def install_signal_handlers(self) -> None:
+        for fd in (self._wake_r, self._wake_w):
+            os.set_blocking(fd, False)
+        signal.set_wakeup_fd(self._wake_w)
+        signal.signal(signal.SIGTERM, self._on_stop)
+        signal.signal(signal.SIGINT, self._on_stop)
+        signal.signal(signal.SIGHUP, self._on_hup)
+
+    def _on_stop(self, signum, frame) -> None:
+        self.stopping = True
+
+    def _on_hup(self, signum, frame) -> None:
+        self.reload_requested = True
+
+    def _reload(self) -> None:
+        self.reload_requested = False
+        self.conf.mutate_config_files()
+        logging.getLogger().setLevel(logging.DEBUG if self.conf.debug
+                                     else logging.INFO)
+        self.next_report = 0.0
+        LOG.info("configuration reloaded (report_interval=%s)",
+                 self.conf.agent.report_interval)
+
+    # ---------------------------------------------------------------- loop
+    def run(self) -> int:
+        LOG.info("starting: OVSDB %s, integration bridge %s, cookie %#x",
+                 self.conn.remote, self.integration_bridge, self.cookie)
+        self._connect()
+        while not self.stopping:
+            if self.reload_requested:
+                self._reload()
+            if self.conn.run():
+                self.dirty = True
+            self._check_watches()
+            now = time.monotonic()
+            if self.dirty and (self.retry_at is None or now >= self.retry_at):
+                self._reconcile()
+            if now >= self.next_report:
+                self._report()
+            self._block()
+        LOG.info("stopping (flows stay in place)")
+        self._stop_watches()
+        self.conn.close()
+        return 0
+
+    def _connect(self) -> None:
+        while not self.stopping:
+            try:
+                self.conn.start()
+                return
+            except VirtioOvsError as exc:
+                LOG.warning("OVSDB not available yet: %s", exc)
+                time.sleep(self.conf.agent.retry_interval)
+
+    def _block(self) -> None:
+        wake = [self.next_report]
+        if self.dirty and self.retry_at is not None:
+            wake.append(self.retry_at)
+        timeout_ms = max(0, int((min(wake) - time.monotonic()) * 1000))
+        poller = ovs.poller.Poller()
+        self.conn.idl.wait(poller)
+        poller.fd_wait(self._wake_r, select.POLLIN)
+        for watch in self.watches.values():
+            if watch.fileno() is not None:
+                poller.fd_wait(watch.fileno(), select.POLLIN)
+        poller.timer_wait(timeout_ms)
+        poller.block()
+        try:
+            os.read(self._wake_r, 4096)
+        except BlockingIOError:
+            pass
+
+    def _check_watches(self) -> None:
+        lost = [name for name, watch in self.watches.items() if watch.lost()]
+        if lost:
+            LOG.warning("lost the OpenFlow connection to %s (ovs-vswitchd "
+                        "restarted?): re-programming", ", ".join(lost))
+            self._resync()
+
+    def _resync(self) -> None:
+        self._stop_watches()
+        self.applied.clear()
+        self.need_setup = True
+        self.dirty = True
+
+    def _stop_watches(self) -> None:
+        for watch in self.watches.values():
+            watch.stop()
+        self.watches.clear()
+
+    # ----------------------------------------------------------- reconcile
+    def _reconcile(self) -> None:
+        start = time.monotonic()
+        try:
+            self._reconcile_once()
+        except UserError as exc:  # configuration that cannot work
+            raise SystemExit(f"virtio-ovs-agent: {exc}") from None
+        except VirtioOvsError as exc:
+            LOG.warning("reconcile failed, retrying in %ss: %s",
+                        self.conf.agent.retry_interval, exc)
+            self.retry_at = time.monotonic() + self.conf.agent.retry_interval
+            return
+        self.dirty = False
+        self.retry_at = None
+        self.last_reconcile = time.time()
+        self.last_reconcile_ms = round((time.monotonic() - start) * 1000, 2)
+
+    def _transact(self, commands: list, wait: bool = False):
+        result = run_commands(self.conn, commands,
+                              Deadline(self.conn.timeout), wait)
+        raise_vswitchd_errors(result.failed_interfaces)
+        return result
+
+    def _reconcile_once(self) -> None:
+        if self.need_setup:
+            self._setup_bridges(connect=False)
+        state = read_host_state(DbView(self.conn), self.integration_bridge,
+                                self.mappings)
+        self._transact([nc.SetPortTags(
+            {p.name: port_tag(p, state.networks) for p in state.ports})])
+        desired = compute_flows(state)
+        for bridge, flows in desired.items():
+            self._apply_flows(bridge, flows)
+        if not self.first_sync_done:
+            # Only now, with every port's flows in place, drop the flows of
+            # earlier runs: a restart loses no packet.
+            for bridge, flows in desired.items():
+                OpenFlowBridge(bridge).replace_all(flows, self.cookie)
+            self.first_sync_done = True
+            LOG.info("first full sync done: %d flows",
+                     sum(map(len, desired.values())))
+        if self.need_setup:
+            self._setup_bridges(connect=True)
+            self._start_watches(desired)
+            self.need_setup = False
+        self.counts = {
+            "ports": len(state.ports),
+            "bound_ports": sum(1 for p in state.ports
+                               if p.network in state.networks),
+            "networks": len(state.networks),
+            "flows": sum(map(len, desired.values()))}
+
+    def _apply_flows(self, bridge: str, flows: set[Flow]) -> None:
+        ofb = OpenFlowBridge(bridge, self.conn.timeout)
+        diff = diff_flows(self.applied.get(bridge, set()), flows)
+        if diff:
+            ofb.apply(diff.add, diff.delete, self.cookie)
+            LOG.debug("%s: +%d -%d flows", bridge, len(diff.add),
+                      len(diff.delete))
+        self.applied[bridge] = flows
+
+    def _setup_bridges(self, connect: bool) -> None:
+        """Bridges and patch pairs. With ``connect`` False new patch ports
+        get a peer that does not exist; flows go in before they are joined."""
+        datapath = self.conf.ovs.datapath_type
+        commands: list = [nc.EnsureBridge(self.integration_bridge, datapath,
+                                          PROTOCOLS)]
+        for physnet, bridge in sorted(self.mappings.items()):
+            commands += [
+                nc.CheckProviderBridge(physnet, bridge, datapath, PROTOCOLS),
+                nc.EnsurePatchPort(self.integration_bridge,
+                                   int_patch_name(bridge),
+                                   phy_patch_name(bridge), connect),
+                nc.EnsurePatchPort(bridge, phy_patch_name(bridge),
+                                   int_patch_name(bridge), connect)]
+        self._transact(commands, wait=True)
+
+    def _start_watches(self, desired: dict[str, set[Flow]]) -> None:
+        for bridge in desired:
+            watch = SwitchWatch(bridge)
+            watch.start()
+            self.watches[bridge] = watch
+
+    # -------------------------------------------------------------- status
+    def _report(self) -> None:
+        interval = self.conf.agent.report_interval
+        self.next_report = time.monotonic() + interval
+        if self.watches and self.first_sync_done:
+            try:
+                if not OpenFlowBridge(self.integration_bridge).has_canary(
+                        self.cookie):
+                    LOG.warning("canary flow gone from %s: re-programming",
+                                self.integration_bridge)
+                    self._resync()
+            except VirtioOvsError as exc:
+                LOG.warning("canary check failed: %s", exc)
+                self._resync()
+        status = {
+            "host": socket.gethostname(), "pid": os.getpid(),
+            "started_at": round(self.started_at, 3),
+            "heartbeat": round(time.time(), 3), "report_interval": interval,
+            "integration_bridge": self.integration_bridge,
+            "datapath_type": self.conf.ovs.datapath_type,
+            "bridge_mappings": self.mappings, "cookie": f"{self.cookie:#x}",
+            "synced": self.first_sync_done and not self.dirty,
+            "last_reconcile": self.last_reconcile,
+            "last_reconcile_ms": self.last_reconcile_ms, **self.counts}
+        try:
+            self._transact([nc.WriteAgentStatus(json.dumps(status,
+                                                           sort_keys=True))])
+        except VirtioOvsError as exc:
+            LOG.warning("could not write the heartbeat: %s", exc)

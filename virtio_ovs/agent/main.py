@@ -1,0 +1,44 @@
+"""virtio-ovs-agent --config-file FILE [--config-file FILE2]"""
+from __future__ import annotations
+
+import logging
+import sys
+
+from virtio_ovs import conf as conf_mod
+from virtio_ovs.errors import UserError
+
+
+def setup_logging(conf) -> None:
+    handler = (logging.FileHandler(conf.log_file) if conf.log_file
+               else logging.StreamHandler(sys.stderr))
+    handler.setFormatter(logging.Formatter(
+        "%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if conf.debug else logging.INFO)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from oslo_config import cfg
+    conf = conf_mod.make_conf()
+    try:
+        conf(args=sys.argv[1:] if argv is None else argv,
+             project="virtio-ovs", prog="virtio-ovs-agent",
+             validate_default_values=True)
+    except cfg.Error as exc:
+        print(f"virtio-ovs-agent: config-file: {str(exc).splitlines()[0]}",
+              file=sys.stderr)
+        return 1
+    setup_logging(conf)
+    from virtio_ovs.agent.agent import Agent
+    try:
+        agent = Agent(conf)
+    except UserError as exc:
+        print(f"virtio-ovs-agent: {exc}", file=sys.stderr)
+        return 1
+    agent.install_signal_handlers()
+    return agent.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

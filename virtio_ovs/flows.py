@@ -1,0 +1,186 @@
+"""OpenFlow flows as a pure function of the host's state. No I/O.
+
+br-int pipeline (every flow carries the agent's cookie):
+
+  table 0  CLASSIFY   from a bound guest port -> 10; from a provider patch
+                      with the network's provider VID (or untagged, flat) ->
+                      set the local VLAN, -> 60; anything else: drop
+  table 10 SPOOF      guest-sent DHCP server replies, DHCPv6 server replies,
+                      router advertisements and redirects: drop; then per
+                      port, untagged frames from attached-mac with an allowed
+                      source IP (ARP spa, IPv4 src, IPv6 src incl. the
+                      port's link-local) -> 60; anything else: drop
+  table 23 CANARY     one drop flow; its absence means flows were lost
+  table 60 SWITCH     NORMAL: MAC learning within the port's local VLAN
+                      (Port.tag), which isolates networks
+
+provider bridge (br-ex, ...):
+
+  table 0  from the patch with a local VLAN of a network on this physnet ->
+           provider VID (vlan) or untagged (flat), NORMAL; other traffic
+           from the patch: drop; anything else: NORMAL
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import ipaddress
+from typing import Iterable, Mapping
+
+from virtio_ovs.networks import Network
+
+T_CLASSIFY, T_SPOOF, T_CANARY, T_SWITCH = 0, 10, 23, 60
+UNTAGGED = "vlan_tci=0x0000/0x1fff"
+
+# Guest-originated traffic that only servers and routers may send.
+SERVER_ONLY = ("udp,tp_src=67", "udp6,tp_src=547", "icmp6,icmp_type=134",
+               "icmp6,icmp_type=137")
+
+
+@dataclasses.dataclass(frozen=True, order=True)
+class Flow:
+    table: int
+    priority: int
+    match: str
+    actions: str
+
+    @property
+    def key(self) -> tuple[int, int, str]:
+        """What identifies a flow in the switch (strict match)."""
+        return (self.table, self.priority, self.match)
+
+    def match_text(self) -> str:
+        match = f",{self.match}" if self.match else ""
+        return f"table={self.table},priority={self.priority}{match}"
+
+    def text(self, cookie: int) -> str:
+        return f"{self.match_text()},cookie={cookie:#x},actions={self.actions}"
+
+
+@dataclasses.dataclass(frozen=True)
+class GuestPort:
+    name: str
+    ofport: int | None  # None until ovs-vswitchd numbers it
+    mac: str
+    ips: tuple[str, ...]
+    network: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class PatchPorts:
+    physnet: str
+    bridge: str
+    int_ofport: int  # on br-int
+    phy_ofport: int  # on the provider bridge
+
+
+@dataclasses.dataclass(frozen=True)
+class HostState:
+    integration_bridge: str
+    ports: tuple[GuestPort, ...]
+    networks: Mapping[str, Network]
+    patches: Mapping[str, PatchPorts]  # by physnet
+
+
+def link_local(mac: str) -> str:
+    """The EUI-64 IPv6 link-local address of ``mac``."""
+    octets = [int(x, 16) for x in mac.split(":")]
+    octets[0] ^= 0x02
+    eui = octets[:3] + [0xff, 0xfe] + octets[3:]
+    words = [f"{eui[i] << 8 | eui[i + 1]:x}" for i in range(0, 8, 2)]
+    return str(ipaddress.IPv6Address("fe80::" + ":".join(words)))
+
+
+@functools.lru_cache(maxsize=65536)
+def port_flows(port: GuestPort) -> tuple[Flow, ...]:
+    """Anti-spoofing for one bound port: untagged, from its MAC, from its IPs."""
+    base = f"in_port={port.ofport},{UNTAGGED},dl_src={port.mac}"
+    allow = f"goto_table:{T_SWITCH}"
+    flows = [Flow(T_CLASSIFY, 100, f"in_port={port.ofport}",
+                  f"goto_table:{T_SPOOF}")]
+    addrs = [ipaddress.ip_interface(ip).ip for ip in port.ips]
+    v4 = [str(a) for a in addrs if a.version == 4]
+    v6 = [str(a) for a in addrs if a.version == 6]
+    if not addrs:  # no allowed IPs recorded: any address from this MAC
+        for proto in ("arp,arp_sha=" + port.mac, "ip", "ipv6"):
+            flows.append(Flow(T_SPOOF, 200, f"{base},{proto}", allow))
+        return tuple(flows)
+    for ip in v4:
+        flows.append(Flow(T_SPOOF, 200, f"{base},arp,arp_sha={port.mac},"
+                          f"arp_spa={ip}", allow))
+        flows.append(Flow(T_SPOOF, 200, f"{base},ip,nw_src={ip}", allow))
+    flows.append(Flow(T_SPOOF, 200, f"{base},udp,nw_src=0.0.0.0,"
+                      "nw_dst=255.255.255.255,tp_src=68,tp_dst=67", allow))
+    for ip in v6 + [link_local(port.mac)]:
+        flows.append(Flow(T_SPOOF, 200, f"{base},ipv6,ipv6_src={ip}", allow))
+        flows.append(Flow(T_SPOOF, 210, f"{base},icmp6,icmp_type=136,"
+                          f"nd_target={ip}", allow))
+    # A neighbour advertisement for anyone else's address is a spoof.
+    flows.append(Flow(T_SPOOF, 205, f"{base},icmp6,icmp_type=136", "drop"))
+    for icmp_type in (135, 143):  # DAD probes and MLD reports come from ::
+        flows.append(Flow(T_SPOOF, 200, f"{base},icmp6,ipv6_src=::,"
+                          f"icmp_type={icmp_type}", allow))
+    return tuple(flows)
+
+
+def integration_flows(state: HostState) -> set[Flow]:
+    flows = {Flow(T_CLASSIFY, 0, "", "drop"), Flow(T_SPOOF, 0, "", "drop"),
+             Flow(T_CANARY, 0, "", "drop"), Flow(T_SWITCH, 0, "", "NORMAL")}
+    flows |= {Flow(T_SPOOF, 300, match, "drop") for match in SERVER_ONLY}
+    for port in state.ports:
+        if port.network in state.networks and port.ofport:
+            flows.update(port_flows(port))
+    for net in state.networks.values():
+        patch = state.patches.get(net.physnet or "")
+        if patch is None:
+            continue
+        vlan = (f"dl_vlan={net.segment}" if net.type == "vlan" else UNTAGGED)
+        flows.add(Flow(T_CLASSIFY, 300, f"in_port={patch.int_ofport},{vlan}",
+                       f"mod_vlan_vid:{net.local_vlan},goto_table:{T_SWITCH}"))
+    return flows
+
+
+def provider_flows(state: HostState, patch: PatchPorts) -> set[Flow]:
+    flows = {Flow(0, 0, "", "NORMAL"),
+             Flow(0, 200, f"in_port={patch.phy_ofport}", "drop")}
+    for net in state.networks.values():
+        if net.physnet != patch.physnet:
+            continue
+        rewrite = (f"mod_vlan_vid:{net.segment}" if net.type == "vlan"
+                   else "strip_vlan")
+        flows.add(Flow(0, 300, f"in_port={patch.phy_ofport},"
+                       f"dl_vlan={net.local_vlan}", f"{rewrite},NORMAL"))
+    return flows
+
+
+def compute_flows(state: HostState) -> dict[str, set[Flow]]:
+    """Every flow of every bridge the agent owns, by bridge name."""
+    result = {state.integration_bridge: integration_flows(state)}
+    for patch in state.patches.values():
+        result[patch.bridge] = provider_flows(state, patch)
+    return result
+
+
+@dataclasses.dataclass
+class FlowDiff:
+    add: list[Flow]
+    delete: list[Flow]
+
+    def __bool__(self) -> bool:
+        return bool(self.add or self.delete)
+
+
+def diff_flows(current: Iterable[Flow], desired: Iterable[Flow]) -> FlowDiff:
+    """Adds (new or changed actions) and strict deletes (keys now unused)."""
+    current = set(current)
+    desired = set(desired)
+    desired_keys = {f.key for f in desired}
+    return FlowDiff(add=sorted(desired - current),
+                    delete=sorted(f for f in current - desired
+                                  if f.key not in desired_keys))
+
+
+def port_tag(port: GuestPort, networks: Mapping[str, Network]) -> int:
+    """Port.tag: the network's local VLAN, or the dead VLAN if unbound."""
+    net = networks.get(port.network or "")
+    return net.local_vlan if net is not None else 4095

@@ -1,0 +1,130 @@
+"""Networks: model, validation, local VLAN allocation. Pure: no I/O.
+
+A network is stored in OVSDB, in ``Open_vSwitch:external_ids`` under
+``virtio-ovs:net:<name>``, as JSON. Its host-local VLAN is allocated when
+it is created and stored with it, so a restart renumbers nothing.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from typing import Iterable, Mapping
+
+from virtio_ovs.errors import UserError
+from virtio_ovs.model import validate_bridge_name, validate_network
+
+NET_KEY_PREFIX = "virtio-ovs:net:"
+TYPES = ("local", "flat", "vlan")
+MIN_VLAN, MAX_VLAN = 1, 4094
+_PHYSNET_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+@dataclasses.dataclass(frozen=True)
+class Network:
+    name: str
+    type: str
+    physnet: str | None
+    segment: int | None
+    local_vlan: int
+
+    def to_json(self) -> str:
+        return json.dumps({"type": self.type, "physnet": self.physnet,
+                           "segment": self.segment,
+                           "local_vlan": self.local_vlan}, sort_keys=True)
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def network_key(name: str) -> str:
+    return NET_KEY_PREFIX + name
+
+
+def parse_networks(external_ids: Mapping[str, str]) -> dict[str, Network]:
+    """Networks stored in Open_vSwitch:external_ids (bad records skipped)."""
+    nets = {}
+    for key, value in external_ids.items():
+        if not key.startswith(NET_KEY_PREFIX):
+            continue
+        name = key[len(NET_KEY_PREFIX):]
+        try:
+            data = json.loads(value)
+            nets[name] = Network(name=name, type=data["type"],
+                                 physnet=data.get("physnet"),
+                                 segment=data.get("segment"),
+                                 local_vlan=int(data["local_vlan"]))
+        except (ValueError, KeyError, TypeError):
+            continue
+    return nets
+
+
+def parse_bridge_mappings(items: Iterable[str]) -> dict[str, str]:
+    """["physnet:bridge", ...] -> {physnet: bridge}; raises UserError."""
+    mappings: dict[str, str] = {}
+    for item in items:
+        physnet, sep, bridge = item.strip().partition(":")
+        if not sep or not _PHYSNET_RE.match(physnet):
+            raise UserError("bridge_mappings", f"{item!r} is not "
+                            "physnet:bridge")
+        if physnet in mappings:
+            raise UserError("bridge_mappings", f"physnet {physnet!r} is "
+                            "mapped twice")
+        try:
+            validate_bridge_name(bridge)
+        except UserError as exc:
+            raise UserError("bridge_mappings", exc.rule) from None
+        if len(bridge) > 11:
+            raise UserError("bridge_mappings", f"bridge {bridge!r} is longer "
+                            "than 11 characters (its patch port names need "
+                            "4 more)")
+        mappings[physnet] = bridge
+    if len(set(mappings.values())) != len(mappings):
+        raise UserError("bridge_mappings", "two physnets share a bridge")
+    return mappings
+
+
+def validate_new_network(name: str, net_type: str, physnet: str | None,
+                         segment: int | None, existing: Mapping[str, Network],
+                         mappings: Mapping[str, str]) -> Network:
+    """Check a net-create request and allocate its local VLAN."""
+    validate_network(name)
+    if name in existing:
+        raise UserError("name", f"network {name!r} exists")
+    if net_type not in TYPES:
+        raise UserError("type", f"must be one of {', '.join(TYPES)}")
+    if net_type == "local":
+        if physnet is not None or segment is not None:
+            raise UserError("physnet" if physnet is not None else "segment",
+                            "a local network takes no physnet or segment")
+    else:
+        if physnet is None:
+            raise UserError("physnet", f"a {net_type} network needs --physnet")
+        if physnet not in mappings:
+            known = ", ".join(sorted(mappings)) or "none"
+            raise UserError("physnet", f"{physnet!r} is not in bridge_mappings"
+                            f" (known: {known})")
+    if net_type == "flat" and segment is not None:
+        raise UserError("segment", "a flat network takes no segment")
+    if net_type == "vlan":
+        if isinstance(segment, bool) or not isinstance(segment, int) \
+                or not MIN_VLAN <= segment <= MAX_VLAN:
+            raise UserError("segment", f"a vlan network needs a segment in "
+                            f"{MIN_VLAN}..{MAX_VLAN}")
+    for other in existing.values():
+        if other.type == net_type and other.physnet == physnet \
+                and net_type != "local" and other.segment == segment:
+            what = f"segment {segment}" if segment is not None else "flat"
+            raise UserError("segment" if segment is not None else "physnet",
+                            f"{physnet} {what} is already network "
+                            f"{other.name!r}")
+    return Network(name, net_type, physnet, segment,
+                   allocate_local_vlan(existing.values()))
+
+
+def allocate_local_vlan(networks: Iterable[Network]) -> int:
+    used = {n.local_vlan for n in networks}
+    for vlan in range(MIN_VLAN, MAX_VLAN + 1):
+        if vlan not in used:
+            return vlan
+    raise UserError("name", f"all {MAX_VLAN} local VLANs are in use")

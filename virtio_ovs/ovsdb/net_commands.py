@@ -1,0 +1,224 @@
+"""Commands on networks, bindings, bridges and the agent's status record."""
+from __future__ import annotations
+
+from typing import Mapping
+
+from virtio_ovs import model
+from virtio_ovs.errors import UserError
+from virtio_ovs.networks import (Network, network_key, parse_networks,
+                                 validate_new_network)
+from virtio_ovs.ovsdb.commands import ADDED, UNCHANGED, UPDATED, TxnContext
+from virtio_ovs.ovsdb.views import DbView, optional
+
+AGENT_KEY = "virtio-ovs:agent"
+NONEXISTENT_PEER = "nonexistent-peer"
+
+
+def the_row(view: DbView):
+    return view.conn.the_open_vswitch()
+
+
+def bound_ports(view: DbView, network: str) -> list[str]:
+    return sorted(i.external_ids[model.EXT_IFACE_ID] for i in view.guest_ifaces()
+                  if i.external_ids.get(model.EXT_NETWORK) == network)
+
+
+class CreateNetwork:
+    def __init__(self, name: str, net_type: str, physnet: str | None,
+                 segment: int | None, mappings: Mapping[str, str]):
+        self.args = (name, net_type, physnet, segment)
+        self.mappings = mappings
+        self.network: Network | None = None
+
+    def run_idl(self, ctx: TxnContext) -> str:
+        row = the_row(ctx.view)
+        row.verify("external_ids")  # concurrent creates retry (TRY_AGAIN)
+        existing = parse_networks(row.external_ids)
+        self.network = validate_new_network(*self.args, existing, self.mappings)
+        row.setkey("external_ids", network_key(self.network.name),
+                   self.network.to_json())
+        return ADDED
+
+
+class DeleteNetwork:
+    def __init__(self, name: str):
+        self.name = name
+
+    def run_idl(self, ctx: TxnContext) -> str:
+        row = the_row(ctx.view)
+        if self.name not in parse_networks(row.external_ids):
+            raise UserError("name", f"no network named {self.name!r}")
+        ports = bound_ports(ctx.view, self.name)
+        if ports:
+            raise UserError("name", f"network {self.name!r} has bound ports: "
+                            f"{', '.join(ports[:5])}"
+                            f"{' ...' if len(ports) > 5 else ''}")
+        row.verify("external_ids")
+        row.delkey("external_ids", network_key(self.name))
+        return UPDATED
+
+
+class BindPort:
+    """Set (or with network None, clear) a port's network and allowed IPs.
+    ``ips`` None keeps the recorded IPs."""
+
+    def __init__(self, port_id: str, network: str | None,
+                 ips: tuple[str, ...] | None):
+        self.port_id = port_id
+        self.network = network
+        self.ips = ips
+
+    def run_idl(self, ctx: TxnContext) -> str:
+        iface = ctx.view.ifaces_by_id.get(self.port_id)
+        if iface is None or model.EXT_ATTACHED_MAC not in iface.external_ids:
+            raise UserError("port_id", f"no guest port with iface-id "
+                            f"{self.port_id!r} (it needs iface-id and "
+                            "attached-mac)")
+        if self.network is not None and \
+                self.network not in parse_networks(the_row(ctx.view).external_ids):
+            raise UserError("network", f"no network named {self.network!r}")
+        wanted = {model.EXT_NETWORK: self.network}
+        if self.ips is not None:
+            wanted[model.EXT_IPS] = ",".join(self.ips) or None
+        changed = UNCHANGED
+        for key, value in wanted.items():
+            if iface.external_ids.get(key) == value:
+                continue
+            changed = UPDATED
+            if value is None:
+                iface.delkey("external_ids", key)
+            else:
+                iface.setkey("external_ids", key, value)
+        return changed
+
+
+class WriteAgentStatus:
+    def __init__(self, status_json: str):
+        self.status_json = status_json
+
+    def run_idl(self, ctx: TxnContext) -> str:
+        the_row(ctx.view).setkey("external_ids", AGENT_KEY, self.status_json)
+        return UPDATED
+
+
+class EnsureBridge:
+    """The integration bridge: created if missing; fail_mode=secure, the
+    configured datapath_type and OpenFlow 1.4 (bundles) in any case."""
+
+    def __init__(self, name: str, datapath_type: str, protocols: list[str]):
+        self.name = name
+        self.datapath_type = datapath_type
+        self.protocols = protocols
+
+    def run_idl(self, ctx: TxnContext) -> str:
+        bridge = ctx.view.bridges_by_name.get(self.name)
+        if bridge is None:
+            iface = ctx.insert("Interface")
+            iface.name = self.name
+            iface.type = "internal"
+            port = ctx.insert("Port")
+            port.name = self.name
+            port.interfaces = [iface]
+            bridge = ctx.insert("Bridge")
+            bridge.name = self.name
+            bridge.ports = [port]
+            bridge.fail_mode = ["secure"]
+            bridge.datapath_type = self.datapath_type
+            bridge.protocols = sorted(self.protocols)
+            the_row(ctx.view).addvalue("bridges", bridge)
+            ctx.new_bridges[self.name] = bridge
+            return ADDED
+        changed = configure_bridge(bridge, self.datapath_type, self.protocols)
+        return UPDATED if changed else UNCHANGED
+
+
+def configure_bridge(bridge, datapath_type: str, protocols: list[str]) -> bool:
+    """fail_mode=secure, ``datapath_type``, ``protocols`` enabled."""
+    changed = False
+    if optional(bridge.fail_mode) != "secure":
+        bridge.fail_mode = ["secure"]
+        changed = True
+    if (bridge.datapath_type or "system") != datapath_type:
+        bridge.datapath_type = datapath_type
+        changed = True
+    if not set(protocols) <= set(bridge.protocols):
+        bridge.protocols = sorted(set(bridge.protocols) | set(protocols))
+        changed = True
+    return changed
+
+
+class CheckProviderBridge:
+    """A mapped provider bridge must exist with br-int's datapath type; it
+    is set to fail_mode=secure (the agent installs its NORMAL default)."""
+
+    def __init__(self, physnet: str, name: str, datapath_type: str,
+                 protocols: list[str]):
+        self.physnet = physnet
+        self.name = name
+        self.datapath_type = datapath_type
+        self.protocols = protocols
+
+    def run_idl(self, ctx: TxnContext) -> str:
+        bridge = ctx.view.bridges_by_name.get(self.name)
+        if bridge is None:
+            raise UserError("bridge_mappings", f"bridge {self.name!r} of "
+                            f"physnet {self.physnet!r} does not exist; create "
+                            "it (ovs-vsctl add-br) and add its uplink")
+        if (bridge.datapath_type or "system") != self.datapath_type:
+            raise UserError("bridge_mappings", f"bridge {self.name!r} has "
+                            f"datapath_type {bridge.datapath_type or 'system'}"
+                            f", the integration bridge {self.datapath_type}")
+        changed = configure_bridge(bridge, self.datapath_type, self.protocols)
+        return UPDATED if changed else UNCHANGED
+
+
+class EnsurePatchPort:
+    """A patch port; ``connect`` False gives it a peer that does not exist
+    (so it carries nothing until flows are in place)."""
+
+    def __init__(self, bridge: str, name: str, peer: str, connect: bool):
+        self.bridge = bridge
+        self.name = name
+        self.peer = peer if connect else NONEXISTENT_PEER
+        self.connect = connect
+
+    def run_idl(self, ctx: TxnContext) -> str:
+        iface = ctx.view.ifaces_by_name.get(self.name)
+        if iface is not None:
+            current = iface.options.get("peer")
+            if current == self.peer or (not self.connect and current):
+                return UNCHANGED  # never disconnect a working pair
+            iface.setkey("options", "peer", self.peer)
+            return UPDATED
+        iface = ctx.insert("Interface")
+        iface.name = self.name
+        iface.type = "patch"
+        iface.options = {"peer": self.peer}
+        port = ctx.insert("Port")
+        port.name = self.name
+        port.interfaces = [iface]
+        ctx.add_port(self.bridge, port)
+        ctx.new_interfaces.append(iface)
+        return ADDED
+
+
+class SetPortTags:
+    """Port.tag per port name: a local VLAN (access port) or the dead VLAN
+    4095 (with trunks=4095, so that nothing passes)."""
+
+    def __init__(self, tags: Mapping[str, int]):
+        self.tags = tags
+
+    def run_idl(self, ctx: TxnContext) -> str:
+        outcome = UNCHANGED
+        for name, tag in self.tags.items():
+            port = ctx.view.ports_by_name.get(name)
+            if port is None:
+                continue
+            dead = tag == model.DEAD_VLAN
+            want = ([tag], ["trunk"] if dead else [], [tag] if dead else [])
+            have = (list(port.tag), list(port.vlan_mode), list(port.trunks))
+            if have != want:
+                port.tag, port.vlan_mode, port.trunks = want
+                outcome = UPDATED
+        return outcome
