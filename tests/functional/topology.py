@@ -203,4 +203,4 @@ class Topology:
 
     def flows(self, bridge: str) -> str:
         return self.box.ofctl("-O", "OpenFlow14", "dump-flows", bridge,
-                              "--no-stats")
+                              "--no-stats", "--no-names")

@@ -26,6 +26,7 @@ from virtio_ovs.flows import Flow, compute_flows, diff_flows, port_tag
 from virtio_ovs.networks import parse_bridge_mappings
 from virtio_ovs.openflow import PROTOCOLS, OpenFlowBridge, SwitchWatch
 from virtio_ovs.ovsdb import net_commands as nc
+from virtio_ovs.ovsdb.commands import UNCHANGED
 from virtio_ovs.ovsdb.connection import Connection, Deadline
 from virtio_ovs.ovsdb.transaction import raise_vswitchd_errors, run_commands
 from virtio_ovs.ovsdb.views import TABLES, DbView
@@ -227,7 +228,9 @@ class Agent:
                                    phy_patch_name(bridge), connect),
                 nc.EnsurePatchPort(bridge, phy_patch_name(bridge),
                                    int_patch_name(bridge), connect)]
-        self._transact(commands, wait=True)
+        result = self._transact(commands, wait=True)
+        if connect and any(o != UNCHANGED for o in result.outcomes):
+            LOG.info("patch pairs joined to %s", self.integration_bridge)
 
     def _start_watches(self, desired: dict[str, set[Flow]]) -> None:
         for bridge in desired:
@@ -255,6 +258,7 @@ class Agent:
             "heartbeat": round(time.time(), 3), "report_interval": interval,
             "integration_bridge": self.integration_bridge,
             "datapath_type": self.conf.ovs.datapath_type,
+            "vhostuser_socket_dir": self.conf.ovs.vhostuser_socket_dir,
             "bridge_mappings": self.mappings, "cookie": f"{self.cookie:#x}",
             "synced": self.first_sync_done and not self.dirty,
             "last_reconcile": self.last_reconcile,

@@ -1,0 +1,172 @@
+"""Networks, bindings, status and the agent's own life cycle."""
+from __future__ import annotations
+
+import json
+import signal
+import time
+
+import pytest
+
+from tests.functional.conftest import db_state
+from tests.functional.topology import Topology
+
+MAC = "52:54:00:00:0a:01"
+
+
+@pytest.fixture
+def topo(box):
+    topo = Topology(box)
+    yield topo
+    topo.close()
+
+
+def status(topo) -> dict:
+    return json.loads(topo.ctl_ok("status", "--format", "json"))
+
+
+def start_synced_agent(topo, **config) -> None:
+    topo.write_config(**config)
+    topo.start_agent()
+    topo.wait_until(lambda: topo.ctl("status", "--format", "json").returncode
+                    == 0 and status(topo).get("synced"), what="agent sync")
+
+
+@pytest.mark.parametrize("args, field, rule", [
+    (("net-create", "v", "--type", "vlan", "--physnet", "phys"), "segment",
+     "needs a segment in 1..4094"),
+    (("net-create", "v", "--type", "vlan", "--physnet", "phys", "--segment",
+      "4095"), "segment", "1..4094"),
+    (("net-create", "v", "--type", "vlan", "--physnet", "nope", "--segment",
+      "5"), "physnet", "not in bridge_mappings (known: phys)"),
+    (("net-create", "f", "--type", "flat"), "physnet", "needs --physnet"),
+    (("net-create", "l", "--type", "local", "--segment", "3"), "segment",
+     "takes no physnet or segment"),
+    (("net-create", "bad name", "--type", "local"), "network", "1-64"),
+])
+def test_net_create_validation(box, topo, tmp_path, args, field, rule):
+    conf = tmp_path / "c.conf"
+    conf.write_text("[ovs]\nbridge_mappings = phys:br-ex\n")
+    before = db_state(box)
+    proc = topo.ctl("--config-file", str(conf), *args)
+    assert proc.returncode == 1
+    assert f"{field}: " in proc.stderr and rule in proc.stderr, proc.stderr
+    assert db_state(box) == before
+
+
+def test_networks_persist_and_duplicates_are_refused(box, topo, tmp_path):
+    conf = tmp_path / "c.conf"
+    conf.write_text("[ovs]\nbridge_mappings = phys:br-ex\n")
+    c = ("--config-file", str(conf))
+    assert "local VLAN 1" in topo.ctl_ok(*c, "net-create", "a", "--type", "local")
+    assert "local VLAN 2" in topo.ctl_ok(*c, "net-create", "v", "--type", "vlan",
+                                         "--physnet", "phys", "--segment", "7")
+    proc = topo.ctl(*c, "net-create", "v2", "--type", "vlan", "--physnet",
+                    "phys", "--segment", "7")
+    assert proc.returncode == 1 and "already network 'v'" in proc.stderr
+    proc = topo.ctl(*c, "net-create", "a", "--type", "local")
+    assert proc.returncode == 1 and "exists" in proc.stderr
+    nets = json.loads(topo.ctl_ok("net-list", "--format", "json"))
+    assert [(n["name"], n["local_vlan"]) for n in nets] == [("a", 1), ("v", 2)]
+    topo.ctl_ok("net-delete", "a")
+    assert "local VLAN 1" in topo.ctl_ok("net-create", "b", "--type", "local")
+    proc = topo.ctl("net-delete", "nope")
+    assert proc.returncode == 1 and "no network named 'nope'" in proc.stderr
+
+
+def test_plug_with_network_binds_and_net_delete_is_refused(box, topo):
+    topo.ctl_ok("net-create", "blue", "--type", "local")
+    proc = topo.ctl("plug", "--port-id", "p1", "--mac", MAC, "--tap", "tapn1",
+                    "--network", "nope")
+    assert proc.returncode == 1 and "network: no network named 'nope'" in proc.stderr
+    topo.ctl_ok("plug", "--port-id", "p1", "--mac", MAC, "--tap", "tapn1",
+                "--network", "blue")
+    proc = topo.ctl("net-delete", "blue")
+    assert proc.returncode == 1
+    assert "network 'blue' has bound ports: p1" in proc.stderr
+    proc = topo.ctl("bind", "--port-id", "nope", "--network", "blue")
+    assert proc.returncode == 1 and "port_id: no guest port" in proc.stderr
+
+
+def test_bind_keeps_ips_unless_given(box, topo):
+    topo.ctl_ok("net-create", "blue", "--type", "local")
+    topo.ctl_ok("plug", "--port-id", "p1", "--mac", MAC, "--tap", "tapb1",
+                "--ip", "10.0.0.1/24")
+    topo.ctl_ok("bind", "--port-id", "p1", "--network", "blue")
+    shown = json.loads(topo.ctl_ok("show", "p1", "--format", "json"))
+    assert (shown["network"], shown["ips"]) == ("blue", ["10.0.0.1/24"])
+    topo.ctl_ok("bind", "--port-id", "p1", "--network", "blue", "--ip",
+                "10.0.0.9/24")
+    shown = json.loads(topo.ctl_ok("show", "p1", "--format", "json"))
+    assert shown["ips"] == ["10.0.0.9/24"]
+
+
+def test_agent_creates_a_secure_integration_bridge(box, topo):
+    box.vsctl("del-br", "br-int")
+    start_synced_agent(topo)
+    assert box.vsctl("get", "Bridge", "br-int", "fail_mode") == "secure"
+    assert box.vsctl("get", "Bridge", "br-int", "datapath_type") == "netdev"
+    flows = topo.flows("br-int")
+    assert "table=23" in flows  # the canary
+
+
+def test_missing_provider_bridge_is_a_clear_error(box, topo):
+    topo.write_config(mappings="phys:br-none")
+    agent = topo.start_agent()
+    assert agent.wait(timeout=20) == 1
+    assert "bridge_mappings: bridge 'br-none' of physnet 'phys' does not " \
+        "exist" in topo.agent_log_text()
+    topo.agent = None
+
+
+def test_patch_ports_join_the_bridges_after_the_drop_flows(box, topo):
+    box.add_bridge("br-ex")
+    start_synced_agent(topo, mappings="phys:br-ex")
+    assert box.vsctl("get", "Interface", "int-br-ex", "options:peer") == "phy-br-ex"
+    assert box.vsctl("get", "Interface", "phy-br-ex", "options:peer") == "int-br-ex"
+    phy_ofport = box.vsctl("get", "Interface", "phy-br-ex", "ofport")
+    assert f"priority=200,in_port={phy_ofport} actions=drop" in topo.flows("br-ex")
+    log = topo.agent_log_text()
+    # The pair was created unconnected and joined only after the flows.
+    assert 0 <= log.index("first full sync done") < log.index("patch pairs joined")
+
+
+def test_status_goes_down_when_the_agent_stops_beating(box, topo):
+    start_synced_agent(topo, report_interval=1.0)
+    first = status(topo)
+    assert first["state"] == "up" and first["report_interval"] == 1.0
+    topo.stop_agent(signal.SIGKILL)
+    topo.wait_until(lambda: status(topo)["state"] == "down", timeout=10,
+                    what="status down")
+    assert "state" in topo.ctl_ok("status")
+
+
+def test_status_without_agent(box, topo):
+    assert status(topo)["state"] == "never-ran"
+
+
+def test_sighup_rereads_mutable_options(box, topo):
+    start_synced_agent(topo, report_interval=5.0)
+    topo.write_config(report_interval=1.0)
+    topo.agent.send_signal(signal.SIGHUP)
+    topo.wait_until(lambda: status(topo)["report_interval"] == 1.0,
+                    what="the new report_interval")
+
+
+def test_sigterm_stops_cleanly_and_leaves_flows(box, topo):
+    start_synced_agent(topo)
+    assert topo.stop_agent(signal.SIGTERM) == 0
+    assert "table=23" in topo.flows("br-int")
+    assert "stopping" in topo.agent_log_text()
+
+
+def test_new_port_gets_flows_within_the_agent_reaction_time(box, topo):
+    start_synced_agent(topo)
+    topo.ctl_ok("net-create", "blue", "--type", "local")
+    start = time.monotonic()
+    topo.ctl_ok("plug", "--port-id", "p1", "--mac", MAC, "--tap", "tapf1",
+                "--network", "blue", "--ip", "10.0.0.1/24")
+    ofport = box.vsctl("get", "Interface", "tapf1", "ofport")
+    topo.wait_until(lambda: f"in_port={ofport}" in topo.flows("br-int"),
+                    timeout=5, what="the port's flows")
+    assert time.monotonic() - start < 5
+    assert box.vsctl("get", "Port", "tapf1", "tag") == "1"
