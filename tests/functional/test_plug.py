@@ -17,6 +17,7 @@ def tun_flags(box, name: str) -> int:
 
 
 def test_plug_multiqueue_tap_writes_one_port_with_ids_mtu_and_dead_vlan(box, ctl):
+    ctl.ok("net-create", "net1", "--type", "local")
     out = ctl.ok("plug", "--port-id", "p1", "--mac", MAC, "--tap", "tapmq1",
                  "--vm", "vm-1", "--network", "net1", "--ip", "10.0.0.5/24",
                  "--queues", "4", "--mtu", "1400")
@@ -46,6 +47,7 @@ def test_plug_single_queue_tap_has_no_multiqueue_flag(box, ctl):
 
 
 def test_plug_twice_changes_nothing(box, ctl):
+    ctl.ok("net-create", "n1", "--type", "local")
     args = ("plug", "--port-id", "p1", "--mac", MAC, "--tap", "tapid1",
             "--queues", "2", "--network", "n1")
     ctl.ok(*args)
@@ -195,6 +197,7 @@ def test_libvirt_and_os_vif_style_ports_are_listed(box, ctl):
 
 
 def test_show_json_carries_the_documented_keys(box, ctl):
+    ctl.ok("net-create", "blue", "--type", "local")
     ctl.ok("plug", "--port-id", "p1", "--mac", MAC, "--tap", "tapsh1",
            "--vm", "vm-9", "--network", "blue", "--queues", "2")
     shown = ctl.json("show", "p1")
