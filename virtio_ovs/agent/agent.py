@@ -53,6 +53,7 @@ class Agent:
         self.need_setup = True
         self.first_sync_done = False
         self.dirty = True
+        self.reconciled_seqno = -1  # the replica version last reconciled
         self.retry_at: float | None = None
         self.next_report = 0.0
         self.stopping = False
@@ -94,7 +95,10 @@ class Agent:
         while not self.stopping:
             if self.reload_requested:
                 self._reload()
-            if self.conn.run():
+            self.conn.run()
+            # change_seqno, not run()'s result: updates that arrive while a
+            # transaction commits are processed inside the commit loop.
+            if self.conn.idl.change_seqno != self.reconciled_seqno:
                 self.dirty = True
             self._check_watches()
             now = time.monotonic()
@@ -102,7 +106,8 @@ class Agent:
                 self._reconcile()
             if now >= self.next_report:
                 self._report()
-            self._block()
+            if not self.dirty or self.retry_at is not None:
+                self._block()
         LOG.info("stopping (flows stay in place)")
         self._stop_watches()
         self.conn.close()
@@ -156,6 +161,7 @@ class Agent:
     # ----------------------------------------------------------- reconcile
     def _reconcile(self) -> None:
         start = time.monotonic()
+        seqno = self.conn.idl.change_seqno
         try:
             self._reconcile_once()
         except UserError as exc:  # configuration that cannot work
@@ -165,7 +171,8 @@ class Agent:
                         self.conf.agent.retry_interval, exc)
             self.retry_at = time.monotonic() + self.conf.agent.retry_interval
             return
-        self.dirty = False
+        self.reconciled_seqno = seqno
+        self.dirty = self.conn.idl.change_seqno != seqno
         self.retry_at = None
         self.last_reconcile = time.time()
         self.last_reconcile_ms = round((time.monotonic() - start) * 1000, 2)

@@ -1,0 +1,184 @@
+"""Benchmark virtio-ovs-agent on a private OVS (not a test: it prints).
+
+    .venv/bin/python bench/agent_scale.py [--ports 1000] [--new 100] [--rss-ports 5000]
+
+1. cold start: ``--ports`` bound ports exist; time from starting the agent
+   until every port's flows are in br-int;
+2. reaction: ``--new`` ports plugged one at a time (row committed in OVSDB)
+   until their flows are installed, seen by an ``ovs-ofctl monitor watch:``
+   connection; p50/p99;
+3. idle CPU of the agent over 10 s with nothing changing;
+4. agent RSS with ``--rss-ports`` bound ports.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from virtio_ovs.sandbox import OvsSandbox  # noqa: E402
+
+PY = sys.executable
+
+
+def mac(i: int) -> str:
+    return f"52:54:00:{i >> 16 & 255:02x}:{i >> 8 & 255:02x}:{i & 255:02x}"
+
+
+def ip(i: int) -> str:
+    return f"10.{i >> 16 & 255}.{i >> 8 & 255}.{(i & 255) or 254}/8"
+
+
+def ctl(box: OvsSandbox, *args: str, input: str | None = None) -> str:
+    return box.exec([PY, "-m", "virtio_ovs.cli", "--timeout", "300", *args],
+                    input=input, timeout=600).stdout
+
+
+def plug_bound(box: OvsSandbox, first: int, count: int) -> None:
+    lines = "".join(json.dumps({"port_id": f"p{i}", "mac": mac(i),
+                                "tap": f"t{i}", "network": "blue",
+                                "ips": [ip(i)]}) + "\n"
+                    for i in range(first, first + count))
+    ctl(box, "plug", "--from-file", "-", input=lines)
+
+
+def flow_count(box: OvsSandbox) -> int:
+    proc = box.exec(["ovs-ofctl", "dump-aggregate", "br-int"], check=False)
+    if proc.returncode != 0:  # a busy ovs-vswitchd may reset the connection
+        return 0
+    return int(proc.stdout.split("flow_count=")[1].split()[0])
+
+
+def start_agent(box: OvsSandbox) -> subprocess.Popen:
+    conf = os.path.join(box.dir, "agent.conf")
+    with open(conf, "w") as f:
+        f.write(f"[ovs]\novsdb_connection = {box.remote}\n"
+                "datapath_type = netdev\n[agent]\nreport_interval = 30\n")
+    return subprocess.Popen(box.exec_cmd([PY, "-m", "virtio_ovs.agent.main",
+                                          "--config-file", conf]),
+                            env=box.env, stderr=subprocess.DEVNULL)
+
+
+def wait_flows(box: OvsSandbox, minimum: int, timeout: float = 120) -> None:
+    end = time.monotonic() + timeout
+    while flow_count(box) < minimum:
+        if time.monotonic() > end:
+            raise SystemExit("timed out waiting for flows")
+        time.sleep(0.02)
+
+
+def flows_per_port() -> int:
+    from virtio_ovs.flows import GuestPort, port_flows
+    return len(port_flows(GuestPort("x", 1, mac(1), (ip(1),), "blue")))
+
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class FlowWatch:
+    """Timestamps of the first flow added for each MAC (dl_src)."""
+
+    def __init__(self, box: OvsSandbox):
+        self.seen: dict[str, float] = {}
+        self.proc = subprocess.Popen(
+            box.exec_cmd(["ovs-ofctl", "monitor", "br-int", "watch:!initial"]),
+            env=box.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True)
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            now = time.monotonic()
+            if "event=ADDED" in line and "dl_src=" in line:
+                m = line.split("dl_src=")[1][:17]
+                self.seen.setdefault(m, now)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+
+
+def reaction_times(box: OvsSandbox, first: int, count: int) -> list[float]:
+    watch = FlowWatch(box)
+    time.sleep(0.5)
+    from virtio_ovs import model
+    from virtio_ovs.ovsdb.impl_idl import connect
+    api = connect(box.remote, 30)
+    api.conn.start()
+    box.exec(["sh", "-c", " ; ".join(
+        f"ip tuntap add dev t{i} mode tap" for i in range(first, first + count))])
+    latencies = []
+    for i in range(first, first + count):
+        vif = model.make_vif(port_id=f"p{i}", mac=mac(i), tap=f"t{i}",
+                             bridge="br-int", network="blue", ips=[ip(i)])
+        api.plug([vif], wait=False)
+        committed = time.monotonic()
+        end = committed + 10
+        while mac(i) not in watch.seen and time.monotonic() < end:
+            time.sleep(0.0005)
+        latencies.append((watch.seen.get(mac(i), end) - committed) * 1000)
+    watch.stop()
+    return latencies
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--ports", type=int, default=1000)
+    parser.add_argument("--new", type=int, default=100)
+    parser.add_argument("--rss-ports", type=int, default=5000)
+    args = parser.parse_args()
+    per_port = flows_per_port()
+    with OvsSandbox(prefix="vbench") as box:
+        box.add_bridge("br-int")
+        ctl(box, "net-create", "blue", "--type", "local")
+        plug_bound(box, 0, args.ports)
+        start = time.monotonic()
+        agent = start_agent(box)
+        # Ports with flows in br-int: every port's flow set is complete.
+        wait_flows(box, args.ports * per_port)
+        cold = time.monotonic() - start
+        latencies = sorted(reaction_times(box, args.ports, args.new))
+        time.sleep(2)
+        cpu0, t0 = cpu_seconds(agent.pid), time.monotonic()
+        time.sleep(10)
+        idle = (cpu_seconds(agent.pid) - cpu0) / (time.monotonic() - t0) * 100
+        rss_small = rss_mb(agent.pid)
+        total = args.ports + args.new
+        plug_bound(box, total, args.rss_ports - total)
+        wait_flows(box, args.rss_ports * per_port, timeout=600)
+        rss_big = rss_mb(agent.pid)
+        agent.terminate()
+        agent.wait()
+    p50 = statistics.median(latencies)
+    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+    print(f"agent cold start, {args.ports} bound ports until all flows are in: "
+          f"{cold:.2f} s")
+    print(f"new port row committed -> its flows installed ({args.new} ports, "
+          f"{args.ports} already bound): p50 {p50:.1f} ms, p99 {p99:.1f} ms, "
+          f"max {latencies[-1]:.1f} ms")
+    print(f"agent CPU while idle (10 s): {idle:.2f} %")
+    print(f"agent RSS: {rss_small:.0f} MB with {total} ports, {rss_big:.0f} MB "
+          f"with {args.rss_ports} ports")
+    print("command: .venv/bin/python bench/agent_scale.py --ports "
+          f"{args.ports} --new {args.new} --rss-ports {args.rss_ports}")
+
+
+if __name__ == "__main__":
+    main()
