@@ -84,6 +84,19 @@ def _add_network_verbs(verbs) -> None:
     unbind = verbs.add_parser("unbind", help="isolate a guest port again")
     unbind.add_argument("--port-id", required=True)
     _add_format(verbs.add_parser("status", help="the agent's heartbeat"))
+    check = verbs.add_parser(
+        "check", help="prove each port's data plane bypasses QEMU",
+        description="Per port and per queue: bypass, through-qemu, "
+        "not-running or unknown, with the evidence. Exit 0 when every checked "
+        "port bypasses QEMU with its expected queues, 1 otherwise, 2 on error.")
+    check.add_argument("--port-id", action="append", dest="port_ids",
+                       metavar="ID")
+    check.add_argument("--vm", metavar="ID")
+    check.add_argument("--traffic", type=float, metavar="SECONDS", default=0.0,
+                       help="sample counters over SECONDS of live traffic")
+    check.add_argument("--qmp", metavar="SOCKET",
+                       help="the VM's QMP socket (x-query-virtio-status)")
+    _add_format(check)
 
 
 def _add_format(parser: argparse.ArgumentParser) -> None:
@@ -328,7 +341,58 @@ def cmd_status(ctx: Context, args) -> int:
     return 0
 
 
-VERBS = {"plug": cmd_plug, "unplug": cmd_unplug, "list": cmd_list,
+def _select_ports(ctx: Context, args) -> list:
+    records = ctx.api.list_vifs()
+    if args.port_ids:
+        known = {r.port_id: r for r in records}
+        for port_id in args.port_ids:
+            if port_id not in known:
+                raise UserError("port_id", f"no port with iface-id {port_id!r}")
+        records = [known[p] for p in args.port_ids]
+    if args.vm:
+        records = [r for r in records if r.vm == args.vm]
+        if not records:
+            raise UserError("vm", f"no port of VM {args.vm!r}")
+    return records
+
+
+def _print_check(reports: list) -> None:
+    rows = [{"port_id": r.port_id, "name": r.name, "kind": r.kind,
+             "verdict": r.verdict + (" (queues-mismatch)" if r.queues_mismatch
+                                     else ""),
+             "queues": f"{_q(r.queues_expected)}/{_q(r.queues_enabled)}/"
+                       f"{_q(r.queues_configured)}",
+             "reason": r.reason} for r in reports]
+    _print_table(rows, ("port_id", "name", "kind", "verdict", "queues",
+                        "reason"))
+    print("(queues: expected/enabled/configured)")
+    for report in reports:
+        print(f"\n{report.port_id} ({report.name}):")
+        for line in report.evidence:
+            print(f"  - {line}")
+        for queue in report.queues:
+            print(f"  queue {queue.index}: {queue.verdict}: {queue.reason}")
+
+
+def _q(value) -> str:
+    return "-" if value is None else str(value)
+
+
+def cmd_check(ctx: Context, args) -> int:
+    if args.traffic < 0 or args.traffic > 3600:
+        raise UserError("traffic", "must be 0..3600 seconds")
+    from virtio_ovs.check import check_ports
+    reports = check_ports(_select_ports(ctx, args), ctx.remote, ctx.timeout,
+                          args.traffic, args.qmp)
+    if args.format == "json":
+        json.dump([r.to_json() for r in reports], sys.stdout, indent=2)
+        print()
+    else:
+        _print_check(reports)
+    return 0 if all(r.ok for r in reports) else 1
+
+
+VERBS = {"check": cmd_check, "plug": cmd_plug, "unplug": cmd_unplug, "list": cmd_list,
          "show": cmd_show, "net-create": cmd_net_create,
          "net-delete": cmd_net_delete, "net-list": cmd_net_list,
          "bind": cmd_bind, "unbind": cmd_unbind, "status": cmd_status}

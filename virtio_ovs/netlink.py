@@ -93,3 +93,44 @@ class TapManager:
         except Exception as exc:
             if link_exists(name):
                 raise EnvironmentFailure(f"cannot delete {name}: {exc}") from None
+
+
+class TapQueues:
+    """A TAP's queue state from netlink (IFLA_TUN_*), as ``ip -d link``
+    shows it: ``numqueues`` attached and enabled, ``numdisabled`` attached
+    but disabled (e.g. the guest set fewer combined channels)."""
+
+    def __init__(self, enabled: int, disabled: int, multi_queue: bool):
+        self.enabled = enabled
+        self.disabled = disabled
+        self.multi_queue = multi_queue
+
+
+def tap_queues(name: str) -> TapQueues | None:
+    """None when ``name`` is not a TUN/TAP device here."""
+    from pyroute2 import IPRoute
+    from pyroute2.netlink.exceptions import NetlinkError
+    with IPRoute() as ipr:
+        try:
+            msg = ipr.link("get", ifname=name)[0]
+        except NetlinkError:
+            return None
+    info = msg.get_attr("IFLA_LINKINFO")
+    if info is None or info.get_attr("IFLA_INFO_KIND") != "tun":
+        return None
+    data = info.get_attr("IFLA_INFO_DATA")
+    return TapQueues(enabled=data.get_attr("IFLA_TUN_NUM_QUEUES") or 0,
+                     disabled=data.get_attr("IFLA_TUN_NUM_DISABLED_QUEUES") or 0,
+                     multi_queue=bool(data.get_attr("IFLA_TUN_MULTI_QUEUE")))
+
+
+def link_counters(name: str) -> dict[str, int]:
+    """rx/tx packet counters from sysfs (0 when unreadable)."""
+    counters = {}
+    for key in ("rx_packets", "tx_packets"):
+        try:
+            with open(f"/sys/class/net/{name}/statistics/{key}") as f:
+                counters[key] = int(f.read())
+        except (OSError, ValueError):
+            counters[key] = 0
+    return counters

@@ -1,0 +1,257 @@
+"""Does a port's data plane bypass QEMU? Verdicts from evidence. Pure.
+
+vhost-net TAP: QEMU holds one /dev/net/tun fd per queue. With vhost-net it
+also holds one /dev/vhost-net fd per queue pair and the kernel runs a
+``vhost-<qemu pid>`` worker that moves the packets; without, QEMU's own
+threads read and write every packet (one syscall per packet or more).
+vhost-user: OVS-DPDK's PMD threads read the guest's rings; QEMU has no
+packet path at all once the socket is connected and the vrings enabled.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+
+BYPASS = "bypass"
+THROUGH_QEMU = "through-qemu"
+NOT_RUNNING = "not-running"
+UNKNOWN = "unknown"
+QUEUES_MISMATCH = "queues-mismatch"
+
+MIN_PACKETS = 20  # fewer packets than this prove nothing either way
+
+
+@dataclasses.dataclass
+class QueueReport:
+    index: int
+    verdict: str
+    reason: str
+    details: dict = dataclasses.field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {"index": self.index, "verdict": self.verdict,
+                "reason": self.reason, **self.details}
+
+
+@dataclasses.dataclass
+class PortReport:
+    port_id: str
+    name: str
+    kind: str
+    verdict: str
+    reason: str
+    queues_expected: int | None
+    queues_configured: int | None
+    queues_enabled: int | None
+    queues: list[QueueReport]
+    evidence: list[str]
+
+    @property
+    def queues_mismatch(self) -> bool:
+        return (self.queues_expected is not None and self.verdict != NOT_RUNNING
+                and (self.queues_enabled or 0) < self.queues_expected)
+
+    @property
+    def ok(self) -> bool:
+        return self.verdict == BYPASS and not self.queues_mismatch
+
+    def to_json(self) -> dict:
+        return {"port_id": self.port_id, "name": self.name, "kind": self.kind,
+                "verdict": self.verdict, "reason": self.reason,
+                "queues_expected": self.queues_expected,
+                "queues_configured": self.queues_configured,
+                "queues_enabled": self.queues_enabled,
+                "queues_mismatch": self.queues_mismatch,
+                "flags": [QUEUES_MISMATCH] if self.queues_mismatch else [],
+                "queues": [q.to_json() for q in self.queues],
+                "evidence": self.evidence}
+
+
+# ------------------------------------------------------------------- TAP
+
+@dataclasses.dataclass
+class TrafficDelta:
+    """Counter deltas over the traffic window."""
+    seconds: float
+    packets: int  # TAP rx + tx
+    qemu_syscalls: int  # syscr + syscw of QEMU's non-vhost threads
+    vhost_cpu_ticks: int
+
+
+@dataclasses.dataclass
+class TapEvidence:
+    port_id: str
+    name: str
+    queues_expected: int | None
+    holders: dict[int, list[int]]  # pid -> queue fds
+    holder_comm: dict[int, str]
+    enabled: int | None  # IFLA_TUN_NUM_QUEUES
+    disabled: int | None  # IFLA_TUN_NUM_DISABLED_QUEUES
+    vhost_fds: dict[int, list[int]]
+    vhost_workers: dict[int, list[int]]
+    qmp_status: dict | None = None
+    qmp_note: str | None = None  # why there is no QMP evidence
+    traffic: TrafficDelta | None = None
+
+
+def _traffic_says(traffic: TrafficDelta) -> tuple[str | None, str]:
+    if traffic.packets < MIN_PACKETS:
+        return None, (f"traffic: only {traffic.packets} packets in "
+                      f"{traffic.seconds:g} s, too few to judge")
+    ratio = traffic.qemu_syscalls / traffic.packets
+    text = (f"traffic: {traffic.packets} TAP packets, {traffic.qemu_syscalls}"
+            f" QEMU syscalls ({ratio:.2f} per packet), vhost workers "
+            f"+{traffic.vhost_cpu_ticks} CPU ticks in {traffic.seconds:g} s")
+    return (THROUGH_QEMU if ratio >= 0.5 else BYPASS), text
+
+
+def decide_tap(ev: TapEvidence) -> PortReport:
+    evidence: list[str] = []
+    if not ev.holders:
+        return _report(ev, NOT_RUNNING, f"no process holds a queue of TAP "
+                       f"{ev.name}", None, [], ["/proc: no /dev/net/tun fd "
+                                                f"with iff: {ev.name}"])
+    pid = max(ev.holders, key=lambda p: len(ev.holders[p]))
+    name = f"{ev.holder_comm.get(pid, '?')}[{pid}]"
+    configured = sum(len(fds) for fds in ev.holders.values())
+    vhost = len(ev.vhost_fds.get(pid, []))
+    workers = len(ev.vhost_workers.get(pid, []))
+    evidence.append(f"/proc: {name} holds {configured} queue fd(s) of "
+                    f"{ev.name} (fds {ev.holders[pid]})")
+    evidence.append(f"/proc: {name} holds {vhost} /dev/vhost-net fd(s)")
+    evidence.append(f"/proc: {workers} vhost-{pid} worker thread(s)")
+    if ev.enabled is not None:
+        evidence.append(f"netlink: {ev.name} numqueues {ev.enabled} "
+                        f"numdisabled {ev.disabled}")
+    verdict, reason = _tap_verdict(ev, name, vhost, workers, evidence)
+    queues = []
+    enabled = ev.enabled if ev.enabled is not None else configured
+    for index in range(configured):
+        if index >= enabled:
+            queues.append(QueueReport(index, NOT_RUNNING, "queue disabled by "
+                                      "the guest (numdisabled)"))
+        elif verdict == BYPASS and index >= vhost:
+            queues.append(QueueReport(index, THROUGH_QEMU, "no vhost-net "
+                                      "device for this queue pair"))
+        else:
+            queues.append(QueueReport(index, verdict, reason))
+    if verdict == BYPASS and vhost < min(enabled, configured):
+        verdict = THROUGH_QEMU
+        reason = (f"only {vhost} of {enabled} enabled queues have a "
+                  "vhost-net device")
+    return _report(ev, verdict, reason, configured, queues, evidence,
+                   enabled=enabled)
+
+
+def _tap_verdict(ev: TapEvidence, name: str, vhost: int, workers: int,
+                 evidence: list[str]) -> tuple[str, str]:
+    qmp_started = None
+    if ev.qmp_status is not None:
+        qmp_started = bool(ev.qmp_status.get("vhost-started"))
+        evidence.append(f"qmp: x-query-virtio-status vhost-started="
+                        f"{str(qmp_started).lower()}")
+    elif ev.qmp_note:
+        evidence.append(f"qmp: {ev.qmp_note}")
+    traffic_verdict = None
+    if ev.traffic is not None:
+        traffic_verdict, text = _traffic_says(ev.traffic)
+        evidence.append(text)
+    if vhost == 0 or workers == 0:
+        what = ("no /dev/vhost-net fd" if vhost == 0
+                else "vhost-net fds but no vhost worker thread")
+        return THROUGH_QEMU, (f"{name} has {what}: userspace virtio-net "
+                              "moves every packet")
+    if qmp_started is False:
+        return THROUGH_QEMU, ("vhost-net is open but vhost-started=false: "
+                              "QEMU fell back to userspace virtio")
+    if traffic_verdict == THROUGH_QEMU:
+        return THROUGH_QEMU, ("QEMU's syscalls track the TAP's packets "
+                              "although vhost-net is open")
+    return BYPASS, (f"{vhost} vhost-net device(s) and {workers} vhost "
+                    f"worker(s) serve {name}'s queues")
+
+
+def _report(ev, verdict: str, reason: str, configured: int | None,
+            queues: list[QueueReport], evidence: list[str],
+            enabled: int | None = None, kind: str = "tap") -> PortReport:
+    return PortReport(ev.port_id, ev.name, kind, verdict, reason,
+                      ev.queues_expected, configured, enabled, queues, evidence)
+
+
+# ------------------------------------------------------------ vhost-user
+
+_RXQ_RE = re.compile(r"port:\s+(\S+)\s+queue-id:\s+(\d+)\s+\((\w+)\)")
+_PMD_RE = re.compile(r"pmd thread numa_id (\d+) core_id (\d+):")
+
+
+def parse_pmd_rxq_show(text: str) -> dict[str, dict[int, dict]]:
+    """``ovs-appctl dpif-netdev/pmd-rxq-show`` -> port -> queue -> info."""
+    ports: dict[str, dict[int, dict]] = {}
+    core = None
+    for line in text.splitlines():
+        pmd = _PMD_RE.search(line)
+        if pmd:
+            core = int(pmd.group(2))
+            continue
+        rxq = _RXQ_RE.search(line)
+        if rxq:
+            ports.setdefault(rxq.group(1), {})[int(rxq.group(2))] = {
+                "enabled": rxq.group(3) == "enabled", "pmd_core": core}
+    return ports
+
+
+@dataclasses.dataclass
+class VhostUserEvidence:
+    port_id: str
+    name: str
+    queues_expected: int | None
+    status: dict[str, str]  # Interface.status
+    rxqs: dict[int, dict]  # from pmd-rxq-show
+    counters_delta: dict[int, dict[str, int]] | None = None  # queue -> rx/tx
+    qmp_status: dict | None = None
+
+
+def decide_vhost_user(ev: VhostUserEvidence) -> PortReport:
+    evidence = [f"ovsdb: status={ev.status.get('status', '-')} mode="
+                f"{ev.status.get('mode', '-')} num_of_vrings="
+                f"{ev.status.get('num_of_vrings', '-')}"]
+    if ev.status.get("status") != "connected":
+        return _report(ev, NOT_RUNNING, f"vhost-user socket "
+                       f"{ev.status.get('socket', ev.name)} is not connected",
+                       None, [], evidence, kind="vhost-user")
+    try:
+        configured = int(ev.status.get("num_of_vrings", "0")) // 2
+    except ValueError:
+        configured = 0
+    for index, info in sorted(ev.rxqs.items()):
+        evidence.append(f"pmd-rxq-show: queue-id {index} "
+                        f"{'enabled' if info['enabled'] else 'disabled'} on "
+                        f"pmd core {info['pmd_core']}")
+    if ev.qmp_status is not None:
+        evidence.append("qmp: vhost-started="
+                        f"{str(bool(ev.qmp_status.get('vhost-started'))).lower()}")
+    queues = []
+    for index in range(configured):
+        info = ev.rxqs.get(index)
+        details: dict = {"pmd_core": info["pmd_core"] if info else None}
+        if ev.counters_delta is not None:
+            details.update(ev.counters_delta.get(index, {}))
+            evidence.append(f"statistics: queue {index} +{details.get('rx', 0)}"
+                            f" rx, +{details.get('tx', 0)} tx packets")
+        if info is None:
+            queues.append(QueueReport(index, UNKNOWN, "not in pmd-rxq-show",
+                                      details))
+        elif not info["enabled"]:
+            queues.append(QueueReport(index, NOT_RUNNING, "vring not enabled "
+                                      "by the guest", details))
+        else:
+            queues.append(QueueReport(index, BYPASS, f"PMD on core "
+                                      f"{info['pmd_core']} polls the guest's "
+                                      "vring", details))
+    enabled = sum(1 for q in queues if q.verdict == BYPASS)
+    if enabled == 0:
+        return _report(ev, NOT_RUNNING, "connected, but no vring is enabled",
+                       configured, queues, evidence, enabled, "vhost-user")
+    return _report(ev, BYPASS, f"OVS-DPDK PMD threads serve {enabled} "
+                   f"queue(s) directly; QEMU has no packet path", configured,
+                   queues, evidence, enabled, "vhost-user")

@@ -1,0 +1,158 @@
+"""Collect the evidence for each port and ask ``bypass`` for verdicts.
+
+Sources: /proc (procfs), netlink (TAP queues), QMP (vhost-started),
+OVSDB (vhost-user status and per-queue statistics) and ovs-appctl
+(dpif-netdev/pmd-rxq-show).
+"""
+from __future__ import annotations
+
+import subprocess
+import time
+
+from virtio_ovs import bypass, model, netlink, procfs
+from virtio_ovs.bypass import PortReport
+from virtio_ovs.errors import VirtioOvsError
+from virtio_ovs.ovsdb.api import VifRecord
+from virtio_ovs.ovsdb.connection import Connection
+from virtio_ovs.qmp import QmpClient, virtio_net_status
+
+# Statistics are replicated only by this short-lived connection.
+CHECK_TABLES = {"Open_vSwitch": ("cur_cfg",),
+                "Interface": ("name", "type", "status", "statistics")}
+
+
+def pmd_rxq_show() -> dict[str, dict[int, dict]]:
+    try:
+        proc = subprocess.run(["ovs-appctl", "-t", "ovs-vswitchd",
+                               "dpif-netdev/pmd-rxq-show"],
+                              capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    return bypass.parse_pmd_rxq_show(proc.stdout) if proc.returncode == 0 else {}
+
+
+class _TapProbe:
+    """Evidence for one TAP port, with before/after traffic samples."""
+
+    def __init__(self, record: VifRecord, holders: dict[int, list[int]],
+                 proc: str):
+        self.record = record
+        self.holders = holders
+        self.proc = proc
+        self.pid = max(holders, key=lambda p: len(holders[p])) if holders else None
+        self.workers = (procfs.vhost_workers(self.pid, proc)
+                        if self.pid is not None else [])
+        self._before = self._sample() if self.pid is not None else None
+
+    def _sample(self):
+        threads = procfs.thread_samples(self.pid, self.proc)
+        counters = netlink.link_counters(self.record.name)
+        return time.monotonic(), threads, counters
+
+    def traffic(self) -> bypass.TrafficDelta | None:
+        if self._before is None or not procfs.process_alive(self.pid, self.proc):
+            return None
+        t0, threads0, counters0 = self._before
+        t1, threads1, counters1 = self._sample()
+        packets = sum(counters1[k] - counters0[k] for k in counters0)
+        syscalls = vhost_cpu = 0
+        for tid, after in threads1.items():
+            before = threads0.get(tid)
+            if before is None:
+                continue
+            if tid in self.workers:
+                vhost_cpu += after.cpu_ticks - before.cpu_ticks
+            else:
+                syscalls += (after.syscr - before.syscr) + \
+                    (after.syscw - before.syscw)
+        return bypass.TrafficDelta(round(t1 - t0, 2), packets, syscalls,
+                                   vhost_cpu)
+
+    def evidence(self, traffic: bool, qmp: str | None) -> bypass.TapEvidence:
+        queues = netlink.tap_queues(self.record.name)
+        ev = bypass.TapEvidence(
+            port_id=self.record.port_id, name=self.record.name,
+            queues_expected=self.record.queues, holders=self.holders,
+            holder_comm={p: procfs.comm(self.proc, p) for p in self.holders},
+            enabled=queues.enabled if queues else None,
+            disabled=queues.disabled if queues else None,
+            vhost_fds={p: procfs.vhost_net_fds(p, self.proc) for p in self.holders},
+            vhost_workers={self.pid: self.workers} if self.pid else {},
+            traffic=self.traffic() if traffic else None)
+        if qmp is None:
+            ev.qmp_note = "no QMP socket given (--qmp): vhost-started not checked"
+        elif self.holders:
+            _qmp_evidence(ev, qmp, self.record.mac)
+        return ev
+
+
+def _qmp_evidence(ev, path: str, mac: str) -> None:
+    try:
+        with QmpClient(path) as client:
+            status = virtio_net_status(client, mac)
+    except VirtioOvsError as exc:
+        ev.qmp_note = f"not available ({exc})"
+        return
+    if status is None:
+        ev.qmp_note = ("x-query-virtio-status absent or no virtio-net NIC "
+                       f"with MAC {mac}")
+    ev.qmp_status = status
+
+
+def _vhost_user_stats(remote: str, timeout: float) -> dict[str, tuple]:
+    conn = Connection(remote, timeout, CHECK_TABLES)
+    try:
+        conn.start()
+        return {i.name: (dict(i.status), dict(i.statistics))
+                for i in conn.rows("Interface").values()
+                if i.type in model.VHOST_IFACE_TYPES.values()}
+    finally:
+        conn.close()
+
+
+def _queue_counters(stats: dict[str, int]) -> dict[int, dict[str, int]]:
+    queues: dict[int, dict[str, int]] = {}
+    for key, value in stats.items():
+        for direction in ("rx", "tx"):
+            prefix = f"{direction}_q"
+            if key.startswith(prefix) and key.endswith("_good_packets"):
+                index = key[len(prefix):-len("_good_packets")]
+                if index.isdigit():
+                    queues.setdefault(int(index), {})[direction] = value
+    return queues
+
+
+def _delta(before: dict, after: dict) -> dict[int, dict[str, int]]:
+    return {q: {d: after[q].get(d, 0) - before.get(q, {}).get(d, 0)
+                for d in after[q]} for q in after}
+
+
+def check_ports(records: list[VifRecord], remote: str, timeout: float,
+                traffic_seconds: float = 0.0, qmp: str | None = None,
+                proc: str = "/proc") -> list[PortReport]:
+    """One report per record; traffic mode samples counters around a wait."""
+    taps = [r for r in records if r.kind != model.KIND_VHOST_USER]
+    vhost_users = [r for r in records if r.kind == model.KIND_VHOST_USER]
+    index = procfs.scan_tap_holders(proc) if taps else {}
+    probes = [_TapProbe(r, index.get(r.name, {}), proc) for r in taps]
+    stats0 = _vhost_user_stats(remote, timeout) if vhost_users else {}
+    if traffic_seconds > 0:
+        time.sleep(traffic_seconds)
+    reports = [bypass.decide_tap(p.evidence(traffic_seconds > 0, qmp))
+               for p in probes]
+    if vhost_users:
+        stats1 = _vhost_user_stats(remote, timeout) if traffic_seconds > 0 \
+            else stats0
+        rxqs = pmd_rxq_show()
+        for record in vhost_users:
+            status, stats = stats1.get(record.name, ({}, {}))
+            before = _queue_counters(stats0.get(record.name, ({}, {}))[1])
+            ev = bypass.VhostUserEvidence(
+                record.port_id, record.name, record.queues, status,
+                rxqs.get(record.name, {}),
+                _delta(before, _queue_counters(stats))
+                if traffic_seconds > 0 else None)
+            reports.append(bypass.decide_vhost_user(ev))
+    order = {r.port_id: i for i, r in enumerate(records)}
+    return sorted(reports, key=lambda rep: order[rep.port_id])
+
