@@ -24,7 +24,7 @@ defaulting to /var/run/openvswitch; [ovs] ovsdb_connection in a config file
 overrides it, --db overrides both."""
 
 LIST_COLUMNS = ("port_id", "name", "kind", "mac", "vm", "network", "ofport",
-                "queues", "status")
+                "queues", "status", "verdict")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -40,6 +40,14 @@ AGENT_OPTS = [
     cfg.FloatOpt("report_interval", default=30.0, min=1.0, mutable=True,
                  help="Seconds between heartbeats written to OVSDB; "
                       "'virtio-ovs-ctl status' says down after 3 missed."),
+    cfg.FloatOpt("check_interval", default=60.0, min=0.0, mutable=True,
+                 help="Seconds between data-plane bypass checks of every "
+                      "port; verdicts go to each Interface's external_ids "
+                      "(0 disables)."),
+    cfg.StrOpt("qmp_socket_template", mutable=True,
+               help="QMP socket of a VM, with {vm} replaced by the port's "
+                    "vm-id, e.g. /var/run/virtio-ovs/{vm}.qmp; adds QEMU's "
+                    "vhost-started to the check's evidence."),
     cfg.FloatOpt("retry_interval", default=1.0, min=0.1, mutable=True,
                  help="Seconds before retrying a failed reconcile (for "
                       "instance while ovs-vswitchd restarts)."),

@@ -9,6 +9,7 @@ serial console takes commands on a unix socket.
 from __future__ import annotations
 
 import glob
+import hashlib
 import io
 import os
 import re
@@ -23,7 +24,7 @@ from virtio_ovs.errors import EnvironmentFailure
 
 MODULES = ("virtio_ring", "virtio", "virtio_pci_modern_dev",
            "virtio_pci_legacy_dev", "virtio_pci", "failover", "net_failover",
-           "virtio_net")
+           "virtio_net", "virtio_console")
 QEMU = "qemu-system-x86_64"
 
 INIT = r"""#!/bin/busybox sh
@@ -39,13 +40,18 @@ for arg in $(cat /proc/cmdline); do
   esac
 done
 ip link set lo up
-n=0; while [ ! -e /sys/class/net/eth0 ] && [ $n -lt 50 ]; do sleep 0.1; n=$((n+1)); done
+n=0; while [ ! -e /sys/class/net/eth0 ] || [ ! -e /dev/hvc0 ]; do
+  [ $n -ge 100 ] && break; sleep 0.1; n=$((n+1)); done
+# The control console is virtio (hvc0): the emulated 8250 UART was seen to
+# stall output under TCG with two guests.
+exec </dev/hvc0 >/dev/hvc0 2>&1
 [ -n "$QUEUES" ] && ethtool -L eth0 combined "$QUEUES"
 [ -n "$IP" ] && ip addr add "$IP" dev eth0
 ip link set eth0 up
 echo "VO-READY $(cat /sys/class/net/eth0/address) \
 queues=$(ls -d /sys/class/net/eth0/queues/rx-* | wc -l)"
-exec setsid sh -c 'exec sh </dev/ttyS0 >/dev/ttyS0 2>&1'
+# A plain read-eval loop: no line editing, no terminal queries.
+exec setsid sh -c 'while read -r line; do eval "$line"; done'
 """
 
 
@@ -127,8 +133,9 @@ class _Cpio:
 
 def build_guest(cache: str) -> tuple[str, str]:
     """(kernel, initrd) paths, built once into ``cache``."""
-    initrd = os.path.join(cache, "initrd.gz")
     kernel, modules_dir = _extract_kernel(cache)
+    recipe = hashlib.sha256((INIT + " ".join(MODULES) + kernel).encode())
+    initrd = os.path.join(cache, f"initrd-{recipe.hexdigest()[:12]}.gz")
     if os.path.exists(initrd):
         return kernel, initrd
     archive = _Cpio()
@@ -177,6 +184,7 @@ class QemuGuest:
         self.tap, self.mac, self.ip, self.queues = tap, mac, ip, queues
         self.serial_sock = os.path.join(workdir, f"{name}.serial")
         self.serial_log = os.path.join(workdir, f"{name}.log")
+        self.boot_log = os.path.join(workdir, f"{name}.boot.log")
         self.qmp_sock = os.path.join(workdir, f"{name}.qmp")
         self.vhost = vhost_net_available()
         append = f"console=ttyS0 quiet panic=-1 vo.ip={ip}"
@@ -192,9 +200,11 @@ class QemuGuest:
                     "-smp", "2", "-name", f"{name},debug-threads=on",
                     "-display", "none", "-no-reboot", "-kernel", kernel,
                     "-initrd", initrd, "-append", append,
+                    "-serial", f"file:{self.boot_log}",
                     "-chardev", f"socket,id=s0,path={self.serial_sock},"
                     f"server=on,wait=off,logfile={self.serial_log}",
-                    "-serial", "chardev:s0",
+                    "-device", "virtio-serial-pci",
+                    "-device", "virtconsole,chardev=s0",
                     "-qmp", f"unix:{self.qmp_sock},server=on,wait=off",
                     "-netdev", netdev, "-device", device]
         if netns:
@@ -232,11 +242,11 @@ class QemuGuest:
 
     def run(self, command: str, marker: str = "VO-DONE",
             timeout: float = 30) -> str:
-        """Type ``command`` on the serial console; its output."""
+        """Type ``command`` on the guest's console; its output."""
         start = len(self.console())
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.connect(self.serial_sock)
-            sock.sendall(f"{command}; echo {marker}-$?\n".encode())
+            sock.sendall(f"{command}\necho {marker}-$?\n".encode())
             end = time.monotonic() + timeout
             while time.monotonic() < end:
                 out = self.console()[start:]

@@ -43,6 +43,8 @@ EXT_QUEUES = "virtio-ovs:queues"
 EXT_TAP_CREATED = "virtio-ovs:tap-created"
 EXT_TAP_OWNER = "virtio-ovs:tap-owner"
 EXT_TAP_GROUP = "virtio-ovs:tap-group"
+EXT_VERDICT = "virtio-ovs:verdict"  # written by the agent's periodic check
+EXT_QUEUES_ENABLED = "virtio-ovs:queues-enabled"
 
 _MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
 _NET_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")

@@ -78,8 +78,12 @@ class TapManager:
         if group is not None:
             kwargs["gid"] = group
         try:
-            self._iproute().link("add", ifname=name, kind="tuntap", mode="tap",
-                                 ifr=ifr, **kwargs)
+            ipr = self._iproute()
+            ipr.link("add", ifname=name, kind="tuntap", mode="tap", ifr=ifr,
+                     **kwargs)
+            # Up, as libvirt leaves the TAPs it creates; the carrier comes
+            # when QEMU attaches a queue.
+            ipr.link("set", ifname=name, state="up")
         except Exception as exc:  # pyroute2 raises NetlinkError or OSError
             raise EnvironmentFailure(f"cannot create TAP {name}: {exc}") from None
         if read_tun_flags(name) is None:

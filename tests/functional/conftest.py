@@ -101,3 +101,17 @@ def dpdk_box():
         yield sandbox
     finally:
         sandbox.stop()
+
+
+@pytest.fixture(scope="session")
+def guest_image():
+    """(kernel, initrd) of the tiny guest, built once from Debian packages."""
+    from virtio_ovs.guest import QEMU, build_guest
+    if _MISSING:
+        pytest.skip(_MISSING)
+    if shutil.which(QEMU) is None:
+        pytest.skip(f"{QEMU} is not installed (run tools/test.sh)")
+    cache = os.environ.get("VIRTIO_OVS_GUEST_CACHE") or os.path.join(
+        os.path.dirname(os.path.dirname(os.path.dirname(
+            os.path.abspath(__file__)))), ".cache", "guest")
+    return build_guest(cache)

@@ -56,6 +56,8 @@ class Agent:
         self.reconciled_seqno = -1  # the replica version last reconciled
         self.retry_at: float | None = None
         self.next_report = 0.0
+        self.next_check = time.monotonic() + 1.0
+        self.verdicts: dict[str, str] = {}
         self.stopping = False
         self.reload_requested = False
         self.last_reconcile: float | None = None
@@ -106,6 +108,8 @@ class Agent:
                 self._reconcile()
             if now >= self.next_report:
                 self._report()
+            if self.conf.agent.check_interval and now >= self.next_check:
+                self._check_data_plane()
             if not self.dirty or self.retry_at is not None:
                 self._block()
         LOG.info("stopping (flows stay in place)")
@@ -124,6 +128,8 @@ class Agent:
 
     def _block(self) -> None:
         wake = [self.next_report]
+        if self.conf.agent.check_interval:
+            wake.append(self.next_check)
         if self.dirty and self.retry_at is not None:
             wake.append(self.retry_at)
         timeout_ms = max(0, int((min(wake) - time.monotonic()) * 1000))
@@ -245,6 +251,42 @@ class Agent:
             watch.start()
             self.watches[bridge] = watch
 
+    # --------------------------------------------------------------- check
+    def _check_data_plane(self) -> None:
+        """Bypass verdicts of every port into OVSDB; warn on regressions."""
+        self.next_check = time.monotonic() + self.conf.agent.check_interval
+        from virtio_ovs.check import check_ports
+        from virtio_ovs.ovsdb.impl_idl import OvsdbApi
+        template = self.conf.agent.qmp_socket_template
+        try:
+            records = OvsdbApi(self.conn).list_vifs()
+            reports = []
+            for vm, group in _by_vm(records).items():
+                qmp = template.format(vm=vm) if template and vm else None
+                reports += check_ports(group, self.conn.remote,
+                                       self.conn.timeout, qmp=qmp)
+            verdicts = {}
+            for rep in reports:
+                label = rep.verdict + (",queues-mismatch"
+                                       if rep.queues_mismatch else "")
+                verdicts[rep.port_id] = (label, rep.queues_enabled)
+                self._log_verdict(rep, label)
+            self._transact([nc.RecordVerdicts(verdicts)])
+        except VirtioOvsError as exc:
+            LOG.warning("data-plane check failed: %s", exc)
+
+    def _log_verdict(self, report, label: str) -> None:
+        previous = self.verdicts.get(report.port_id)
+        self.verdicts[report.port_id] = label
+        if label == previous:
+            return
+        if report.verdict == "through-qemu" or report.queues_mismatch:
+            LOG.warning("port %s (%s): %s: %s; queues expected %s, enabled %s",
+                        report.port_id, report.name, label, report.reason,
+                        report.queues_expected, report.queues_enabled)
+        else:
+            LOG.info("port %s (%s): %s", report.port_id, report.name, label)
+
     # -------------------------------------------------------------- status
     def _report(self) -> None:
         interval = self.conf.agent.report_interval
@@ -275,3 +317,10 @@ class Agent:
                                                            sort_keys=True))])
         except VirtioOvsError as exc:
             LOG.warning("could not write the heartbeat: %s", exc)
+
+
+def _by_vm(records) -> dict:
+    groups: dict = {}
+    for record in records:
+        groups.setdefault(record.vm, []).append(record)
+    return groups

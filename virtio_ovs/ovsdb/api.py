@@ -33,6 +33,8 @@ class VifRecord:
     tag: int | None = None
     plugged_by_us: bool = False
     tap_created: bool = False
+    verdict: str | None = None  # the agent's last bypass check
+    queues_enabled: int | None = None
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)

@@ -222,3 +222,30 @@ class SetPortTags:
                 port.tag, port.vlan_mode, port.trunks = want
                 outcome = UPDATED
         return outcome
+
+
+class RecordVerdicts:
+    """The agent's check results on each Interface: verdict (with
+    ",queues-mismatch" when flagged) and enabled queue count."""
+
+    def __init__(self, verdicts: Mapping[str, tuple[str, int | None]]):
+        self.verdicts = verdicts
+
+    def run_idl(self, ctx: TxnContext) -> str:
+        outcome = UNCHANGED
+        for port_id, (verdict, enabled) in self.verdicts.items():
+            iface = ctx.view.ifaces_by_id.get(port_id)
+            if iface is None:
+                continue
+            wanted = {model.EXT_VERDICT: verdict,
+                      model.EXT_QUEUES_ENABLED:
+                          None if enabled is None else str(enabled)}
+            for key, value in wanted.items():
+                if iface.external_ids.get(key) == value:
+                    continue
+                outcome = UPDATED
+                if value is None:
+                    iface.delkey("external_ids", key)
+                else:
+                    iface.setkey("external_ids", key, value)
+        return outcome

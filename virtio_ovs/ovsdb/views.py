@@ -127,4 +127,6 @@ def record_from_iface(iface, view: DbView) -> VifRecord:
         tag=optional(port.tag) if port is not None else None,
         plugged_by_us=model.EXT_QUEUES in ids,
         tap_created=ids.get(model.EXT_TAP_CREATED) == "true",
+        verdict=ids.get(model.EXT_VERDICT),
+        queues_enabled=_int_or_none(ids.get(model.EXT_QUEUES_ENABLED)),
     )
