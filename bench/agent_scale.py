@@ -61,16 +61,20 @@ def start_agent(box: OvsSandbox) -> subprocess.Popen:
     with open(conf, "w") as f:
         f.write(f"[ovs]\novsdb_connection = {box.remote}\n"
                 "datapath_type = netdev\n[agent]\nreport_interval = 30\n")
+    log = open(os.path.join(box.logdir, "agent.log"), "w")
     return subprocess.Popen(box.exec_cmd([PY, "-m", "virtio_ovs.agent.main",
                                           "--config-file", conf]),
-                            env=box.env, stderr=subprocess.DEVNULL)
+                            env=box.env, stderr=log)
 
 
 def wait_flows(box: OvsSandbox, minimum: int, timeout: float = 120) -> None:
     end = time.monotonic() + timeout
-    while flow_count(box) < minimum:
+    while (count := flow_count(box)) < minimum:
         if time.monotonic() > end:
-            raise SystemExit("timed out waiting for flows")
+            with open(os.path.join(box.logdir, "agent.log")) as f:
+                log = f.read()[-2000:]
+            raise SystemExit(f"timed out waiting for {minimum} flows (have "
+                             f"{count}); agent log:\n{log}")
         time.sleep(0.02)
 
 

@@ -20,7 +20,8 @@ import time
 import ovs.poller
 
 from virtio_ovs import conf as conf_mod
-from virtio_ovs.agent.state import int_patch_name, phy_patch_name, read_host_state
+from virtio_ovs.agent.state import (StateCache, int_patch_name, phy_patch_name,
+                                    read_host_state, tag_changes)
 from virtio_ovs.errors import UserError, VirtioOvsError
 from virtio_ovs.flows import Flow, compute_flows, diff_flows, port_tag
 from virtio_ovs.networks import parse_bridge_mappings
@@ -29,7 +30,7 @@ from virtio_ovs.ovsdb import net_commands as nc
 from virtio_ovs.ovsdb.commands import UNCHANGED
 from virtio_ovs.ovsdb.connection import Connection, Deadline
 from virtio_ovs.ovsdb.transaction import raise_vswitchd_errors, run_commands
-from virtio_ovs.ovsdb.views import TABLES, DbView
+from virtio_ovs.ovsdb.views import TABLES
 
 LOG = logging.getLogger("virtio-ovs-agent")
 
@@ -46,6 +47,7 @@ class Agent:
         self.mappings = parse_bridge_mappings(conf.ovs.bridge_mappings)
         self.conn = Connection(conf_mod.ovsdb_remote(conf),
                                conf.ovs.ovsdb_timeout, TABLES)
+        self.cache = StateCache(self.conn)
         self.cookie = new_cookie()
         self.started_at = time.time()
         self.applied: dict[str, set[Flow]] = {}
@@ -192,10 +194,12 @@ class Agent:
     def _reconcile_once(self) -> None:
         if self.need_setup:
             self._setup_bridges(connect=False)
-        state = read_host_state(DbView(self.conn), self.integration_bridge,
-                                self.mappings)
-        self._transact([nc.SetPortTags(
-            {p.name: port_tag(p, state.networks) for p in state.ports})])
+        state, ports = read_host_state(self.cache, self.integration_bridge,
+                                       self.mappings)
+        tags = tag_changes(self.cache, ports,
+                           lambda port: port_tag(port, state.networks))
+        if tags:
+            self._transact([nc.SetPortTags(tags)])
         desired = compute_flows(state)
         for bridge, flows in desired.items():
             self._apply_flows(bridge, flows)

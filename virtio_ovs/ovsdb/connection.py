@@ -135,6 +135,16 @@ def _fetch_schema_once(remote: str, deadline: Deadline) -> dict:
         rpc.close()
 
 
+class _Idl(ovs.db.idl.Idl):
+    """Forwards row notifications to the Connection's listeners."""
+
+    listeners: list[Callable] = []
+
+    def notify(self, event, row, updates=None):
+        for listener in self.listeners:
+            listener(event, row)
+
+
 class Connection:
     """An IDL replica of the tables and columns in ``tables``."""
 
@@ -143,6 +153,11 @@ class Connection:
         self.timeout = timeout
         self._tables = tables
         self._idl: ovs.db.idl.Idl | None = None
+        self._listeners: list[Callable] = []
+
+    def add_listener(self, listener: Callable) -> None:
+        """``listener(event, row)`` on every row created, updated, deleted."""
+        self._listeners.append(listener)
 
     @property
     def idl(self) -> ovs.db.idl.Idl:
@@ -160,7 +175,8 @@ class Connection:
             self.remote, deadline))
         for table, columns in self._tables.items():
             helper.register_columns(table, list(columns))
-        self._idl = ovs.db.idl.Idl(self.remote, helper)
+        self._idl = _Idl(self.remote, helper)
+        self._idl.listeners = self._listeners
         self.wait_for(lambda: self._idl.has_ever_connected(), deadline,
                       f"the first update from {self.remote}")
 

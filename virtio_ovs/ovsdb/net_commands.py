@@ -203,22 +203,22 @@ class EnsurePatchPort:
 
 
 class SetPortTags:
-    """Port.tag per port name: a local VLAN (access port) or the dead VLAN
+    """Port.tag by Port uuid: a local VLAN (access port) or the dead VLAN
     4095 (with trunks=4095, so that nothing passes)."""
 
-    def __init__(self, tags: Mapping[str, int]):
+    def __init__(self, tags: Mapping[object, int]):
         self.tags = tags
 
     def run_idl(self, ctx: TxnContext) -> str:
         outcome = UNCHANGED
-        for name, tag in self.tags.items():
-            port = ctx.view.ports_by_name.get(name)
+        rows = ctx.view.conn.rows("Port")
+        for uuid, tag in self.tags.items():
+            port = rows.get(uuid)
             if port is None:
                 continue
             dead = tag == model.DEAD_VLAN
             want = ([tag], ["trunk"] if dead else [], [tag] if dead else [])
-            have = (list(port.tag), list(port.vlan_mode), list(port.trunks))
-            if have != want:
+            if (list(port.tag), list(port.vlan_mode), list(port.trunks)) != want:
                 port.tag, port.vlan_mode, port.trunks = want
                 outcome = UPDATED
         return outcome

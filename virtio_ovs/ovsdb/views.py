@@ -1,6 +1,7 @@
 """Read-only indexes over the IDL replica, and OVSDB rows as VifRecords."""
 from __future__ import annotations
 
+import functools
 import os
 
 import ovs.db.data
@@ -35,28 +36,55 @@ def optional(value):
 
 
 class DbView:
-    """Lookups by name and iface-id, built once per transaction attempt."""
+    """Lookups by name and iface-id over the replica, each index built on
+    first use (python-ovs row access is slow: build only what is needed)."""
 
     def __init__(self, conn: Connection):
         self.conn = conn
-        self.bridges_by_name = {b.name: b for b in conn.rows("Bridge").values()}
-        self.ifaces_by_name = {}
-        self.ifaces_by_id = {}
-        for iface in conn.rows("Interface").values():
-            self.ifaces_by_name[iface.name] = iface
+
+    @functools.cached_property
+    def bridges_by_name(self) -> dict:
+        return {b.name: b for b in self.conn.rows("Bridge").values()}
+
+    @functools.cached_property
+    def _iface_indexes(self) -> tuple[dict, dict]:
+        by_name, by_id = {}, {}
+        for iface in self.conn.rows("Interface").values():
+            by_name[iface.name] = iface
             port_id = iface.external_ids.get(model.EXT_IFACE_ID)
             if port_id is not None:
-                self.ifaces_by_id.setdefault(port_id, iface)
-        self.port_of_iface = {}
-        self.ports_by_name = {}
-        for port in conn.rows("Port").values():
-            self.ports_by_name[port.name] = port
+                by_id.setdefault(port_id, iface)
+        return by_name, by_id
+
+    @property
+    def ifaces_by_name(self) -> dict:
+        return self._iface_indexes[0]
+
+    @property
+    def ifaces_by_id(self) -> dict:
+        return self._iface_indexes[1]
+
+    @functools.cached_property
+    def _port_indexes(self) -> tuple[dict, dict]:
+        port_of_iface, by_name = {}, {}
+        for port in self.conn.rows("Port").values():
+            by_name[port.name] = port
             for iface in port.interfaces:
-                self.port_of_iface[iface.uuid] = port
-        self.bridge_of_port = {}
-        for bridge in self.bridges_by_name.values():
-            for port in bridge.ports:
-                self.bridge_of_port[port.uuid] = bridge
+                port_of_iface[iface.uuid] = port
+        return port_of_iface, by_name
+
+    @property
+    def port_of_iface(self) -> dict:
+        return self._port_indexes[0]
+
+    @property
+    def ports_by_name(self) -> dict:
+        return self._port_indexes[1]
+
+    @functools.cached_property
+    def bridge_of_port(self) -> dict:
+        return {port.uuid: bridge for bridge in self.bridges_by_name.values()
+                for port in bridge.ports}
 
     def bridge_of_iface(self, iface):
         port = self.port_of_iface.get(iface.uuid)
