@@ -51,7 +51,8 @@ class DbView:
         by_name, by_id = {}, {}
         for iface in self.conn.rows("Interface").values():
             by_name[iface.name] = iface
-            port_id = iface.external_ids.get(model.EXT_IFACE_ID)
+            # Rows inserted by the transaction being built lack unset columns.
+            port_id = getattr(iface, "external_ids", {}).get(model.EXT_IFACE_ID)
             if port_id is not None:
                 by_id.setdefault(port_id, iface)
         return by_name, by_id
@@ -69,7 +70,7 @@ class DbView:
         port_of_iface, by_name = {}, {}
         for port in self.conn.rows("Port").values():
             by_name[port.name] = port
-            for iface in port.interfaces:
+            for iface in getattr(port, "interfaces", []):
                 port_of_iface[iface.uuid] = port
         return port_of_iface, by_name
 
@@ -84,7 +85,7 @@ class DbView:
     @functools.cached_property
     def bridge_of_port(self) -> dict:
         return {port.uuid: bridge for bridge in self.bridges_by_name.values()
-                for port in bridge.ports}
+                for port in getattr(bridge, "ports", [])}
 
     def bridge_of_iface(self, iface):
         port = self.port_of_iface.get(iface.uuid)
