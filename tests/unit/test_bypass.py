@@ -1,0 +1,150 @@
+"""Bypass verdicts from recorded /proc trees and OVS outputs (pure)."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from virtio_ovs import bypass, procfs
+
+FIXTURES = os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures")
+PID = 29306
+
+
+def proc(name: str) -> str:
+    return os.path.join(FIXTURES, name)
+
+
+def evidence(tree: str, expected=2, enabled=2, disabled=0, **kw):
+    root = proc(tree)
+    holders = procfs.scan_tap_holders(root).get("tapg1", {})
+    return bypass.TapEvidence(
+        port_id="g1", name="tapg1", queues_expected=expected, holders=holders,
+        holder_comm={p: procfs.comm(root, p) for p in holders},
+        enabled=enabled, disabled=disabled,
+        vhost_fds={p: procfs.vhost_net_fds(p, root) for p in holders},
+        vhost_workers={p: procfs.vhost_workers(p, root) for p in holders},
+        **kw)
+
+
+def test_recorded_tcg_qemu_holds_two_tap_queues_and_no_vhost():
+    root = proc("proc-tcg-userspace")
+    assert procfs.scan_tap_holders(root) == {"tapg1": {PID: [10, 11]}}
+    assert procfs.vhost_net_fds(PID, root) == []
+    assert procfs.vhost_workers(PID, root) == []
+    assert procfs.comm(root, PID) == "qemu-system-x86"
+
+
+@pytest.mark.parametrize("tree", ["proc-vhost-net-task", "proc-vhost-net-kthread"])
+def test_vhost_net_fixtures_show_fds_and_workers(tree):
+    root = proc(tree)
+    assert procfs.vhost_net_fds(PID, root) == [190, 191]
+    assert procfs.vhost_workers(PID, root) == [29320, 29321]
+
+
+def test_userspace_virtio_is_through_qemu():
+    report = bypass.decide_tap(evidence("proc-tcg-userspace"))
+    assert report.verdict == bypass.THROUGH_QEMU
+    assert "no /dev/vhost-net fd" in report.reason
+    assert [q.verdict for q in report.queues] == [bypass.THROUGH_QEMU] * 2
+    assert not report.ok
+
+
+@pytest.mark.parametrize("tree", ["proc-vhost-net-task", "proc-vhost-net-kthread"])
+def test_vhost_net_is_bypass(tree):
+    report = bypass.decide_tap(evidence(tree))
+    assert report.verdict == bypass.BYPASS, report.reason
+    assert [q.verdict for q in report.queues] == [bypass.BYPASS] * 2
+    assert (report.queues_configured, report.queues_enabled) == (2, 2)
+    assert report.ok
+    text = "\n".join(report.evidence)
+    assert "holds 2 /dev/vhost-net fd(s)" in text and "2 vhost-29306 worker" in text
+
+
+def test_vhost_started_false_means_fallback_to_userspace():
+    report = bypass.decide_tap(evidence("proc-vhost-net-task",
+                                        qmp_status={"vhost-started": False}))
+    assert report.verdict == bypass.THROUGH_QEMU
+    assert "vhost-started=false" in report.reason
+
+
+def test_qemu_syscalls_tracking_packets_mean_through_qemu():
+    busy = bypass.TrafficDelta(2.0, packets=200, qemu_syscalls=420,
+                               vhost_cpu_ticks=0)
+    assert bypass.decide_tap(evidence("proc-vhost-net-task", traffic=busy)
+                             ).verdict == bypass.THROUGH_QEMU
+    quiet = bypass.TrafficDelta(2.0, packets=200, qemu_syscalls=12,
+                                vhost_cpu_ticks=9)
+    report = bypass.decide_tap(evidence("proc-vhost-net-task", traffic=quiet))
+    assert report.verdict == bypass.BYPASS
+    assert any("0.06 per packet" in e for e in report.evidence)
+    few = bypass.TrafficDelta(2.0, packets=3, qemu_syscalls=50, vhost_cpu_ticks=0)
+    report = bypass.decide_tap(evidence("proc-vhost-net-task", traffic=few))
+    assert report.verdict == bypass.BYPASS
+    assert any("too few to judge" in e for e in report.evidence)
+
+
+def test_fewer_enabled_queues_than_expected_is_flagged():
+    report = bypass.decide_tap(evidence("proc-vhost-net-task", enabled=1,
+                                        disabled=1))
+    assert report.verdict == bypass.BYPASS
+    assert report.queues_mismatch and not report.ok
+    assert report.to_json()["flags"] == [bypass.QUEUES_MISMATCH]
+    assert [q.verdict for q in report.queues] == [bypass.BYPASS,
+                                                 bypass.NOT_RUNNING]
+
+
+def test_no_holder_is_not_running():
+    report = bypass.decide_tap(bypass.TapEvidence(
+        "g1", "tapx", 2, holders={}, holder_comm={}, enabled=None,
+        disabled=None, vhost_fds={}, vhost_workers={}))
+    assert report.verdict == bypass.NOT_RUNNING
+    assert not report.queues_mismatch  # nothing runs, nothing to compare
+
+
+def test_json_keys():
+    data = bypass.decide_tap(evidence("proc-vhost-net-task")).to_json()
+    for key in ("port_id", "kind", "verdict", "reason", "queues_expected",
+                "queues_enabled", "queues", "evidence"):
+        assert key in data
+    assert data["queues"][0]["index"] == 0 and "verdict" in data["queues"][0]
+
+
+PMD_RXQ_SHOW = """\
+pmd thread numa_id 0 core_id 1:
+  isolated : false
+  port: vhu-c1            queue-id:  0 (enabled)   pmd usage:  3 %
+  port: vhu-c1            queue-id:  1 (disabled)  pmd usage:  0 %
+  port: vhu-d2            queue-id:  0 (enabled)   pmd usage: NOT AVAIL
+  overhead:  0 %
+"""
+
+
+def test_parse_pmd_rxq_show():
+    parsed = bypass.parse_pmd_rxq_show(PMD_RXQ_SHOW)
+    assert parsed == {"vhu-c1": {0: {"enabled": True, "pmd_core": 1},
+                                 1: {"enabled": False, "pmd_core": 1}},
+                      "vhu-d2": {0: {"enabled": True, "pmd_core": 1}}}
+
+
+def vu(status, rxqs, expected=2, delta=None):
+    return bypass.decide_vhost_user(bypass.VhostUserEvidence(
+        "v1", "vhu-c1", expected, status, rxqs, delta))
+
+
+def test_vhost_user_connected_with_enabled_vrings_is_bypass():
+    rxqs = bypass.parse_pmd_rxq_show(PMD_RXQ_SHOW.replace("(disabled)",
+                                                          "(enabled)"))["vhu-c1"]
+    report = vu({"status": "connected", "mode": "client", "num_of_vrings": "4"},
+                rxqs, delta={0: {"rx": 100, "tx": 5}, 1: {"rx": 80, "tx": 0}})
+    assert report.verdict == bypass.BYPASS and report.ok
+    assert [q.verdict for q in report.queues] == [bypass.BYPASS] * 2
+    assert report.queues[0].details == {"pmd_core": 1, "rx": 100, "tx": 5}
+
+
+def test_vhost_user_disconnected_or_half_enabled():
+    assert vu({"status": "disconnected"}, {}).verdict == bypass.NOT_RUNNING
+    report = vu({"status": "connected", "num_of_vrings": "4"},
+                bypass.parse_pmd_rxq_show(PMD_RXQ_SHOW)["vhu-c1"])
+    assert report.verdict == bypass.BYPASS
+    assert report.queues_mismatch and report.queues_enabled == 1
