@@ -2,8 +2,9 @@
 # Sourced by tools/test.sh and tools/demo.sh: Debian packages and a
 # virtualenv (.venv) with the project installed. Idempotent and quick when
 # everything is already there.
-DEBS=(openvswitch-switch openvswitch-common openvswitch-switch-dpdk iproute2 ethtool iputils-ping
-      tcpdump python3-venv procps)
+DEBS=(openvswitch-switch openvswitch-common openvswitch-switch-dpdk dpdk-dev
+      iproute2 ethtool iputils-ping python3-venv procps qemu-system-x86
+      busybox-static shellcheck)
 VENV=${VENV:-$PWD/.venv}
 
 missing=()

@@ -16,6 +16,8 @@ from virtio_ovs.ovsdb.api import VifRecord
 from virtio_ovs.ovsdb.connection import Connection
 from virtio_ovs.qmp import QmpClient, virtio_net_status
 
+STATS_INTERVAL = 5  # ovs-vswitchd's default stats-update-interval, seconds
+
 # Statistics are replicated only by this short-lived connection.
 CHECK_TABLES = {"Open_vSwitch": ("cur_cfg",),
                 "Interface": ("name", "type", "status", "statistics")}
@@ -140,6 +142,7 @@ def check_ports(records: list[VifRecord], remote: str, timeout: float,
         time.sleep(traffic_seconds)
     reports = [bypass.decide_tap(p.evidence(traffic_seconds > 0, qmp))
                for p in probes]
+    stale_note = (traffic_seconds > 0 and traffic_seconds < STATS_INTERVAL)
     if vhost_users:
         stats1 = _vhost_user_stats(remote, timeout) if traffic_seconds > 0 \
             else stats0
@@ -152,7 +155,13 @@ def check_ports(records: list[VifRecord], remote: str, timeout: float,
                 rxqs.get(record.name, {}),
                 _delta(before, _queue_counters(stats))
                 if traffic_seconds > 0 else None)
-            reports.append(bypass.decide_vhost_user(ev))
+            report = bypass.decide_vhost_user(ev)
+            if stale_note:
+                report.evidence.append(
+                    f"statistics: OVS refreshes them every {STATS_INTERVAL} s "
+                    f"(stats-update-interval); a {traffic_seconds:g} s window "
+                    "may show no change")
+            reports.append(report)
     order = {r.port_id: i for i, r in enumerate(records)}
     return sorted(reports, key=lambda rep: order[rep.port_id])
 

@@ -127,6 +127,8 @@ def _add_plug(verbs) -> None:
     plug.add_argument("--owner", metavar="USER",
                       help="TAP owner, so an unprivileged QEMU can open it")
     plug.add_argument("--group", metavar="GROUP")
+    plug.add_argument("--pmd-rxq-affinity", metavar="Q:CORE,...",
+                      help="vhost-user: pin rx queues to PMD cores")
 
 
 # ---------------------------------------------------------------- helpers
@@ -152,7 +154,8 @@ def _vifs_from_args(args, default_bridge: str) -> list[model.Vif]:
     if args.from_file:
         single = [o for o in ("port_id", "mac", "tap", "vhost_user", "vm",
                               "network", "ips", "queues", "mtu", "owner",
-                              "group", "vhost_mode", "bridge")
+                              "group", "vhost_mode", "bridge",
+                              "pmd_rxq_affinity")
                   if getattr(args, o) is not None]
         if single:
             raise UserError(single[0].replace("_", "-"),
@@ -167,7 +170,8 @@ def _vifs_from_args(args, default_bridge: str) -> list[model.Vif]:
         vhost_user=args.vhost_user, vhost_mode=args.vhost_mode,
         bridge=args.bridge or default_bridge, vm=args.vm,
         network=args.network, ips=args.ips, queues=args.queues,
-        mtu=args.mtu, owner=owner, group=group)]
+        mtu=args.mtu, owner=owner, group=group,
+        pmd_rxq_affinity=args.pmd_rxq_affinity)]
 
 
 def _read_vif_file(path: str, default_bridge: str) -> list[model.Vif]:

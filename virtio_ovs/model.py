@@ -51,7 +51,8 @@ _NET_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _BAD_CHARS = re.compile(r"[\s\x00-\x1f\x7f]")
 
 JSON_KEYS = ("port_id", "mac", "tap", "vhost_user", "vhost_mode", "bridge",
-             "vm", "network", "ips", "queues", "mtu", "owner", "group")
+             "vm", "network", "ips", "queues", "mtu", "owner", "group",
+             "pmd_rxq_affinity")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +71,13 @@ class Vif:
     mtu: int | None = None
     owner: int | None = None
     group: int | None = None
+    pmd_rxq_affinity: str | None = None  # "queue:core,..." (vhost-user)
+
+    @property
+    def iface_other_config(self) -> dict[str, str]:
+        if self.pmd_rxq_affinity:
+            return {"pmd-rxq-affinity": self.pmd_rxq_affinity}
+        return {}
 
     @property
     def iface_type(self) -> str:
@@ -219,6 +227,27 @@ def validate_socket_path(value: Any) -> str:
     return value
 
 
+def validate_pmd_rxq_affinity(value: Any, queues: int) -> str | None:
+    """"0:3,1:7": rx queue 0 on the PMD of core 3, queue 1 on core 7."""
+    if value is None:
+        return None
+    rule = "must be queue:core pairs separated by ',' (e.g. 0:1,1:2)"
+    if not isinstance(value, str) or not value:
+        raise UserError("pmd_rxq_affinity", rule)
+    seen = set()
+    for pair in value.split(","):
+        queue, sep, core = pair.partition(":")
+        if not sep or not queue.isdigit() or not core.isdigit():
+            raise UserError("pmd_rxq_affinity", rule)
+        if int(queue) >= queues:
+            raise UserError("pmd_rxq_affinity", f"queue {queue} does not "
+                            f"exist with queues={queues}")
+        if queue in seen:
+            raise UserError("pmd_rxq_affinity", f"queue {queue} appears twice")
+        seen.add(queue)
+    return value
+
+
 def validate_vhost_mode(value: Any) -> str:
     if value not in VHOST_MODES:
         raise UserError("vhost_mode", f"must be one of {', '.join(VHOST_MODES)}"
@@ -242,15 +271,18 @@ def validate_id_number(value: Any, field: str) -> int | None:
 def make_vif(*, port_id: Any, mac: Any, bridge: Any, tap: Any = None,
              vhost_user: Any = None, vhost_mode: Any = None, vm: Any = None,
              network: Any = None, ips: Any = None, queues: Any = None,
-             mtu: Any = None, owner: Any = None, group: Any = None) -> Vif:
+             mtu: Any = None, owner: Any = None, group: Any = None,
+             pmd_rxq_affinity: Any = None) -> Vif:
     """Validate every field and build a Vif. Raises UserError."""
     port_id = validate_port_id(port_id)
     mac = validate_mac(mac)
     if (tap is None) == (vhost_user is None):
         raise UserError("tap", "give exactly one of tap or vhost_user")
     if tap is not None:
-        if vhost_mode is not None:
-            raise UserError("vhost_mode", "applies to vhost_user ports only")
+        if vhost_mode is not None or pmd_rxq_affinity is not None:
+            raise UserError("vhost_mode" if vhost_mode is not None
+                            else "pmd_rxq_affinity",
+                            "applies to vhost_user ports only")
         kind, name, socket, mode = KIND_TAP, validate_ifname(tap), None, "client"
     else:
         if owner is not None or group is not None:
@@ -259,13 +291,16 @@ def make_vif(*, port_id: Any, mac: Any, bridge: Any, tap: Any = None,
         mode = validate_vhost_mode(vhost_mode or "client")
         kind = KIND_VHOST_USER
         name = validate_ifname(os.path.basename(socket), "vhost_user")
+    queues = validate_queues(1 if queues is None else queues)
     return Vif(port_id=port_id, mac=mac, kind=kind, name=name,
                bridge=validate_bridge_name(bridge), socket=socket,
                vhost_mode=mode, vm=validate_vm(vm),
                network=validate_network(network), ips=validate_ips(ips),
-               queues=validate_queues(1 if queues is None else queues),
-               mtu=validate_mtu(mtu), owner=validate_id_number(owner, "owner"),
-               group=validate_id_number(group, "group"))
+               queues=queues, mtu=validate_mtu(mtu),
+               owner=validate_id_number(owner, "owner"),
+               group=validate_id_number(group, "group"),
+               pmd_rxq_affinity=validate_pmd_rxq_affinity(pmd_rxq_affinity,
+                                                          queues))
 
 
 def check_unique(vifs: list[Vif], linenos: list[int] | None = None) -> None:

@@ -129,10 +129,11 @@ class OvsSandbox:
     """Start with ``start()``, stop with ``stop()`` (or use ``with``)."""
 
     def __init__(self, prefix: str = "vo", base_dir: str | None = None,
-                 dpdk_memory_mb: int = 0,
+                 dpdk_memory_mb: int = 0, guest_memory_mb: int = 0,
                  other_config: dict[str, str] | None = None):
         """With ``dpdk_memory_mb``, run OVS-DPDK on that much of private
-        hugepage memory (one PMD thread on core 1)."""
+        hugepage memory (one PMD thread on core 1); ``guest_memory_mb``
+        more is reserved in the same mount for vhost-user guests."""
         suffix = f"{os.getpid() % 100000}{secrets.token_hex(2)}"
         self.name = f"{prefix}{suffix}"[:15]
         self.netns = self.name
@@ -144,9 +145,14 @@ class OvsSandbox:
         self.vswitchd = VSWITCHD
         self.hugepages = None
         if dpdk_memory_mb:
-            self.vswitchd = VSWITCHD_DPDK
+            # Run the DPDK build under its usual name, as Debian's
+            # alternatives do, so that its pidfile and control socket are
+            # where ovs-appctl -t ovs-vswitchd looks.
+            self.vswitchd = os.path.join(self.dir, "ovs-vswitchd")
+            os.symlink(VSWITCHD_DPDK, self.vswitchd)
             self.hugepages = Hugepages(os.path.join(self.dir, "huge"),
-                                       dpdk_memory_mb // 2 + 16)
+                                       (dpdk_memory_mb + guest_memory_mb) // 2
+                                       + 16)
             self.other_config = {
                 "dpdk-init": "true", "dpdk-socket-mem": str(dpdk_memory_mb),
                 "dpdk-socket-limit": str(dpdk_memory_mb),

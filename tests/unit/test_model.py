@@ -147,3 +147,13 @@ def test_duplicates_carry_the_second_line():
     with pytest.raises(UserError) as err:
         model.parse_vif_lines(lines, "br-int")
     assert (err.value.field, err.value.line) == ("port_id", 3)
+
+
+def test_pmd_rxq_affinity(tmp_path):
+    sock = str(tmp_path / "vhu")
+    v = vif(tap=None, vhost_user=sock, queues=2, pmd_rxq_affinity="0:1,1:1")
+    assert v.iface_other_config == {"pmd-rxq-affinity": "0:1,1:1"}
+    for bad in ("0-1", "0:1,0:2", "2:1", "", "a:b"):
+        refused("pmd_rxq_affinity", tap=None, vhost_user=sock, queues=2,
+                pmd_rxq_affinity=bad)
+    refused("pmd_rxq_affinity", pmd_rxq_affinity="0:1")  # TAPs have no PMD

@@ -141,6 +141,10 @@ class PlugVif:
             if iface.external_ids.get(key) != wanted.get(key)}
         if self.vif.mtu is not None and optional(iface.mtu_request) != self.vif.mtu:
             changes["mtu"] = str(self.vif.mtu)
+        affinity = iface.other_config.get("pmd-rxq-affinity")
+        if self.vif.pmd_rxq_affinity is not None and \
+                affinity != self.vif.pmd_rxq_affinity:
+            changes["pmd-rxq-affinity"] = self.vif.pmd_rxq_affinity
         return changes
 
     def run_idl(self, ctx: TxnContext) -> str:
@@ -155,6 +159,8 @@ class PlugVif:
         for key, value in self._replug_changes(iface).items():
             if key == "mtu":
                 iface.mtu_request = [self.vif.mtu]
+            elif key == "pmd-rxq-affinity":
+                iface.setkey("other_config", key, value)
             elif value is None:
                 iface.delkey("external_ids", key)
             else:
@@ -167,6 +173,7 @@ class PlugVif:
         iface.type = vif.iface_type
         iface.options = vif.iface_options
         iface.external_ids = self._wanted_ids()
+        iface.other_config = vif.iface_other_config
         if vif.mtu is not None:
             iface.mtu_request = [vif.mtu]
         port = ctx.insert("Port")
