@@ -104,7 +104,8 @@ class TapQueues:
     shows it: ``numqueues`` attached and enabled, ``numdisabled`` attached
     but disabled (e.g. the guest set fewer combined channels)."""
 
-    def __init__(self, enabled: int, disabled: int, multi_queue: bool):
+    def __init__(self, enabled: int | None, disabled: int | None,
+                 multi_queue: bool):
         self.enabled = enabled
         self.disabled = disabled
         self.multi_queue = multi_queue
@@ -123,8 +124,9 @@ def tap_queues(name: str) -> TapQueues | None:
     if info is None or info.get_attr("IFLA_INFO_KIND") != "tun":
         return None
     data = info.get_attr("IFLA_INFO_DATA")
-    return TapQueues(enabled=data.get_attr("IFLA_TUN_NUM_QUEUES") or 0,
-                     disabled=data.get_attr("IFLA_TUN_NUM_DISABLED_QUEUES") or 0,
+    # The kernel reports the queue counts of multiqueue TAPs only.
+    return TapQueues(enabled=data.get_attr("IFLA_TUN_NUM_QUEUES"),
+                     disabled=data.get_attr("IFLA_TUN_NUM_DISABLED_QUEUES"),
                      multi_queue=bool(data.get_attr("IFLA_TUN_MULTI_QUEUE")))
 
 
