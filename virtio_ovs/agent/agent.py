@@ -184,6 +184,7 @@ class Agent:
         self.retry_at = None
         self.last_reconcile = time.time()
         self.last_reconcile_ms = round((time.monotonic() - start) * 1000, 2)
+        LOG.debug("reconciled in %.1f ms", self.last_reconcile_ms)
 
     def _transact(self, commands: list, wait: bool = False):
         result = run_commands(self.conn, commands,
