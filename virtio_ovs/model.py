@@ -154,22 +154,21 @@ def validate_bridge_name(value: Any) -> str:
     return validate_ifname(value, "bridge")
 
 
-def validate_queues(value: Any) -> int:
+def _int_in_range(value: Any, field: str, low: int, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) \
-            or not 1 <= value <= MAX_QUEUES:
-        raise UserError("queues", f"must be an integer in 1..{MAX_QUEUES}, "
+            or not low <= value <= high:
+        raise UserError(field, f"must be an integer in {low}..{high}, "
                         f"got {value!r}")
     return value
 
 
+def validate_queues(value: Any) -> int:
+    return _int_in_range(value, "queues", 1, MAX_QUEUES)
+
+
 def validate_mtu(value: Any) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) \
-            or not MIN_MTU <= value <= MAX_MTU:
-        raise UserError("mtu", f"must be an integer in {MIN_MTU}..{MAX_MTU}"
-                        f", got {value!r}")
-    return value
+    return None if value is None else _int_in_range(value, "mtu", MIN_MTU,
+                                                    MAX_MTU)
 
 
 def validate_network(value: Any) -> str | None:

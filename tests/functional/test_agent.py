@@ -198,11 +198,15 @@ def test_agent_restart_loses_no_packet(topo):
 
 def test_vswitchd_restart_restores_traffic(topo):
     g1 = topo.guests["g1"]
+    old_pid = topo.box.pid("ovs-vswitchd")
+    log_before = len(topo.agent_log_text())
     topo.box.stop_vswitchd()
     topo.box.start_vswitchd()
+    assert topo.box.pid("ovs-vswitchd") not in (None, old_pid)
     topo.wait_until(lambda: topo.ping(g1, "10.0.1.2"), timeout=30,
                     what="traffic after the ovs-vswitchd restart")
-    assert "re-programming" in topo.agent_log_text()
+    log = topo.agent_log_text()[log_before:]
+    assert "re-programming" in log, log[-3000:]
     assert topo.ping(topo.guests["g5"], "10.0.5.100")
     assert not topo.ping(g1, "10.0.1.3")
 

@@ -18,6 +18,21 @@ def the_row(view: DbView):
     return view.conn.the_open_vswitch()
 
 
+def update_external_ids(row, wanted: Mapping[str, str | None]) -> bool:
+    """Set (or, for None, remove) keys that differ, as mutations; True if
+    any did."""
+    changed = False
+    for key, value in wanted.items():
+        if row.external_ids.get(key) == value:
+            continue
+        changed = True
+        if value is None:
+            row.delkey("external_ids", key)
+        else:
+            row.setkey("external_ids", key, value)
+    return changed
+
+
 def bound_ports(view: DbView, network: str) -> list[str]:
     return sorted(i.external_ids[model.EXT_IFACE_ID] for i in view.guest_ifaces()
                   if i.external_ids.get(model.EXT_NETWORK) == network)
@@ -80,16 +95,7 @@ class BindPort:
         wanted = {model.EXT_NETWORK: self.network}
         if self.ips is not None:
             wanted[model.EXT_IPS] = ",".join(self.ips) or None
-        changed = UNCHANGED
-        for key, value in wanted.items():
-            if iface.external_ids.get(key) == value:
-                continue
-            changed = UPDATED
-            if value is None:
-                iface.delkey("external_ids", key)
-            else:
-                iface.setkey("external_ids", key, value)
-        return changed
+        return UPDATED if update_external_ids(iface, wanted) else UNCHANGED
 
 
 class WriteAgentStatus:
@@ -147,16 +153,14 @@ def configure_bridge(bridge, datapath_type: str, protocols: list[str]) -> bool:
     return changed
 
 
-class CheckProviderBridge:
+class CheckProviderBridge(EnsureBridge):
     """A mapped provider bridge must exist with br-int's datapath type; it
     is set to fail_mode=secure (the agent installs its NORMAL default)."""
 
     def __init__(self, physnet: str, name: str, datapath_type: str,
                  protocols: list[str]):
+        super().__init__(name, datapath_type, protocols)
         self.physnet = physnet
-        self.name = name
-        self.datapath_type = datapath_type
-        self.protocols = protocols
 
     def run_idl(self, ctx: TxnContext) -> str:
         bridge = ctx.view.bridges_by_name.get(self.name)
@@ -240,12 +244,6 @@ class RecordVerdicts:
             wanted = {model.EXT_VERDICT: verdict,
                       model.EXT_QUEUES_ENABLED:
                           None if enabled is None else str(enabled)}
-            for key, value in wanted.items():
-                if iface.external_ids.get(key) == value:
-                    continue
+            if update_external_ids(iface, wanted):
                 outcome = UPDATED
-                if value is None:
-                    iface.delkey("external_ids", key)
-                else:
-                    iface.setkey("external_ids", key, value)
         return outcome
