@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import grp
 import json
+import os
 import pwd
 import sys
 import time
@@ -222,10 +223,20 @@ class Context:
             self.conf = conf_mod.load(args.config_file)
         except Exception as exc:  # oslo raises several config error types
             raise UserError("config-file", str(exc).splitlines()[0]) from None
-        set_ssl_files(args.private_key or self.conf.ovs.ssl_key_file,
-                      args.certificate or self.conf.ovs.ssl_cert_file,
-                      args.ca_cert or self.conf.ovs.ssl_ca_cert_file)
+        ssl_files = {"private-key": args.private_key or self.conf.ovs.ssl_key_file,
+                     "certificate": args.certificate or self.conf.ovs.ssl_cert_file,
+                     "ca-cert": args.ca_cert or self.conf.ovs.ssl_ca_cert_file}
         self.remote = args.db or conf_mod.ovsdb_remote(self.conf)
+        if "ssl:" in self.remote:
+            for field, path in ssl_files.items():
+                if not path:
+                    raise UserError(field, "an ssl: remote needs --private-key,"
+                                    " --certificate and --ca-cert (or [ovs] "
+                                    "ssl_key_file, ssl_cert_file, "
+                                    "ssl_ca_cert_file)")
+                if not os.path.isfile(path):
+                    raise UserError(field, f"{path} is not a readable file")
+        set_ssl_files(*ssl_files.values())
         self.timeout = args.timeout if args.timeout is not None \
             else self.conf.ovs.ovsdb_timeout
         if self.timeout <= 0:

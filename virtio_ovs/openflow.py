@@ -25,10 +25,13 @@ class OpenFlowBridge:
         self.timeout = timeout
 
     def _ofctl(self, *args: str, stdin: str | None = None) -> str:
-        cmd = [*OFCTL, f"--timeout={max(1, int(self.timeout))}", *args]
+        # A busy ovs-vswitchd (thousands of polled ports) takes its time
+        # over a large bundle: allow a second per 2000 flow mods on top.
+        timeout = max(1, int(self.timeout + (stdin or "").count("\n") / 2000))
+        cmd = [*OFCTL, f"--timeout={timeout}", *args]
         try:
             proc = subprocess.run(cmd, input=stdin, capture_output=True,
-                                  text=True, timeout=self.timeout + 5)
+                                  text=True, timeout=timeout + 5)
         except subprocess.TimeoutExpired:
             raise EnvironmentFailure(f"ovs-ofctl {args[0]} {self.bridge} "
                                      "timed out") from None

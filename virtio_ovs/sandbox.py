@@ -206,6 +206,9 @@ class OvsSandbox:
         self.exec(["ovsdb-server", os.path.join(self.dbdir, "conf.db"),
                    f"--remote=punix:{self.db_sock}",
                    "--remote=db:Open_vSwitch,Open_vSwitch,manager_options",
+                   "--private-key=db:Open_vSwitch,SSL,private_key",
+                   "--certificate=db:Open_vSwitch,SSL,certificate",
+                   "--ca-cert=db:Open_vSwitch,SSL,ca_cert",
                    "--pidfile", "--detach", "--no-chdir",
                    f"--log-file={self.logdir}/ovsdb-server.log"])
 

@@ -244,3 +244,25 @@ def test_tcp_remote(box, ctl):
                  "--mac", MAC, "--tap", "taptc1")
     assert "plugged 1" in out
     assert ctl.json("--db", f"tcp:127.0.0.1:{port}", "list")[0]["port_id"] == "p1"
+
+
+def test_ssl_remote_with_certificates(box, ctl, tmp_path):
+    pki = tmp_path / "pki"
+    for args in ("init", "req+sign db controller", "req+sign cli controller"):
+        box.exec(["sh", "-c", f"cd {tmp_path} && ovs-pki --dir={pki} --force "
+                  f"{args}"], timeout=120)
+    cacert = pki / "controllerca" / "cacert.pem"
+    box.vsctl("set-ssl", str(tmp_path / "db-privkey.pem"),
+              str(tmp_path / "db-cert.pem"), str(cacert))
+    port = 18000 + (hash(box.name) % 20000)
+    box.vsctl("set-manager", f"pssl:{port}:127.0.0.1")
+    ssl = ("--db", f"ssl:127.0.0.1:{port}",
+           "-p", str(tmp_path / "cli-privkey.pem"),
+           "-c", str(tmp_path / "cli-cert.pem"), "-C", str(cacert))
+    out = ctl.ok(*ssl, "plug", "--port-id", "p1", "--mac", MAC,
+                 "--tap", "tapss1")
+    assert "plugged 1" in out
+    assert [v["port_id"] for v in ctl.json(*ssl, "list")] == ["p1"]
+    proc = ctl("--db", f"ssl:127.0.0.1:{port}", "--timeout", "2", "list")
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("virtio-ovs-ctl: private-key: an ssl: remote")

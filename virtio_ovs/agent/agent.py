@@ -28,7 +28,7 @@ from virtio_ovs.networks import parse_bridge_mappings
 from virtio_ovs.openflow import PROTOCOLS, OpenFlowBridge, SwitchWatch
 from virtio_ovs.ovsdb import net_commands as nc
 from virtio_ovs.ovsdb.commands import UNCHANGED
-from virtio_ovs.ovsdb.connection import Connection, Deadline
+from virtio_ovs.ovsdb.connection import Connection, Deadline, set_ssl_files
 from virtio_ovs.ovsdb.transaction import raise_vswitchd_errors, run_commands
 from virtio_ovs.ovsdb.views import TABLES
 
@@ -45,6 +45,8 @@ class Agent:
         self.conf = conf
         self.integration_bridge = conf.ovs.integration_bridge
         self.mappings = parse_bridge_mappings(conf.ovs.bridge_mappings)
+        set_ssl_files(conf.ovs.ssl_key_file, conf.ovs.ssl_cert_file,
+                      conf.ovs.ssl_ca_cert_file)
         self.conn = Connection(conf_mod.ovsdb_remote(conf),
                                conf.ovs.ovsdb_timeout, TABLES)
         self.cache = StateCache(self.conn)
