@@ -137,6 +137,11 @@ def reaction_times(box: OvsSandbox, first: int, count: int) -> list[float]:
         end = committed + 10
         while mac(i) not in watch.seen and time.monotonic() < end:
             time.sleep(0.0005)
+        if mac(i) not in watch.seen:
+            ofport = box.vsctl("get", "Interface", f"t{i}", "ofport")
+            flows = "dl_src=" + mac(i) in box.ofctl("dump-flows", "br-int")
+            print(f"port p{i}: no flow seen in 10 s (ofport {ofport}, flows "
+                  f"in the table now: {flows})", file=sys.stderr)
         latencies.append((watch.seen.get(mac(i), end) - committed) * 1000)
     watch.stop()
     return latencies

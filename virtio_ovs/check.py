@@ -70,8 +70,9 @@ class _TapProbe:
         return bypass.TrafficDelta(round(t1 - t0, 2), packets, syscalls,
                                    vhost_cpu)
 
-    def evidence(self, traffic: bool, qmp: str | None) -> bypass.TapEvidence:
-        queues = netlink.tap_queues(self.record.name)
+    def evidence(self, traffic: bool, qmp: str | None,
+                 tap_queues: dict) -> bypass.TapEvidence:
+        queues = tap_queues.get(self.record.name)
         ev = bypass.TapEvidence(
             port_id=self.record.port_id, name=self.record.name,
             queues_expected=self.record.queues, holders=self.holders,
@@ -140,8 +141,9 @@ def check_ports(records: list[VifRecord], remote: str, timeout: float,
     stats0 = _vhost_user_stats(remote, timeout) if vhost_users else {}
     if traffic_seconds > 0:
         time.sleep(traffic_seconds)
-    reports = [bypass.decide_tap(p.evidence(traffic_seconds > 0, qmp))
-               for p in probes]
+    tap_queues = netlink.all_tap_queues() if taps else {}
+    reports = [bypass.decide_tap(p.evidence(traffic_seconds > 0, qmp,
+                                            tap_queues)) for p in probes]
     stale_note = (traffic_seconds > 0 and traffic_seconds < STATS_INTERVAL)
     if vhost_users:
         stats1 = _vhost_user_stats(remote, timeout) if traffic_seconds > 0 \

@@ -111,15 +111,7 @@ class TapQueues:
         self.multi_queue = multi_queue
 
 
-def tap_queues(name: str) -> TapQueues | None:
-    """None when ``name`` is not a TUN/TAP device here."""
-    from pyroute2 import IPRoute
-    from pyroute2.netlink.exceptions import NetlinkError
-    with IPRoute() as ipr:
-        try:
-            msg = ipr.link("get", ifname=name)[0]
-        except NetlinkError:
-            return None
+def _tap_queues_of(msg) -> TapQueues | None:
     info = msg.get_attr("IFLA_LINKINFO")
     if info is None or info.get_attr("IFLA_INFO_KIND") != "tun":
         return None
@@ -128,6 +120,18 @@ def tap_queues(name: str) -> TapQueues | None:
     return TapQueues(enabled=data.get_attr("IFLA_TUN_NUM_QUEUES"),
                      disabled=data.get_attr("IFLA_TUN_NUM_DISABLED_QUEUES"),
                      multi_queue=bool(data.get_attr("IFLA_TUN_MULTI_QUEUE")))
+
+
+def all_tap_queues() -> dict[str, TapQueues]:
+    """Queue state of every TUN/TAP device here, from one netlink dump."""
+    from pyroute2 import IPRoute
+    result = {}
+    with IPRoute() as ipr:
+        for msg in ipr.get_links():
+            queues = _tap_queues_of(msg)
+            if queues is not None:
+                result[msg.get_attr("IFLA_IFNAME")] = queues
+    return result
 
 
 def link_counters(name: str) -> dict[str, int]:

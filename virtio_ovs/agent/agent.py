@@ -204,6 +204,9 @@ class Agent:
         if tags:
             self._transact([nc.SetPortTags(tags)])
         desired = compute_flows(state)
+        LOG.debug("state: %d ports, %d without ofport, %d tag changes",
+                  len(state.ports), sum(1 for p in state.ports if not p.ofport),
+                  len(tags))
         for bridge, flows in desired.items():
             self._apply_flows(bridge, flows)
         if not self.first_sync_done:
