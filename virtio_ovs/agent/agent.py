@@ -22,6 +22,7 @@ import ovs.poller
 from virtio_ovs import conf as conf_mod
 from virtio_ovs.agent.state import (StateCache, int_patch_name, phy_patch_name,
                                     read_host_state, tag_changes)
+from virtio_ovs.check import check_ports
 from virtio_ovs.errors import UserError, VirtioOvsError
 from virtio_ovs.flows import Flow, compute_flows, diff_flows, port_tag
 from virtio_ovs.networks import parse_bridge_mappings
@@ -29,6 +30,7 @@ from virtio_ovs.openflow import PROTOCOLS, OpenFlowBridge, SwitchWatch
 from virtio_ovs.ovsdb import net_commands as nc
 from virtio_ovs.ovsdb.commands import UNCHANGED
 from virtio_ovs.ovsdb.connection import Connection, Deadline, set_ssl_files
+from virtio_ovs.ovsdb.impl_idl import OvsdbApi
 from virtio_ovs.ovsdb.transaction import raise_vswitchd_errors, run_commands
 from virtio_ovs.ovsdb.views import TABLES
 
@@ -265,8 +267,6 @@ class Agent:
     def _check_data_plane(self) -> None:
         """Bypass verdicts of every port into OVSDB; warn on regressions."""
         self.next_check = time.monotonic() + self.conf.agent.check_interval
-        from virtio_ovs.check import check_ports
-        from virtio_ovs.ovsdb.impl_idl import OvsdbApi
         template = self.conf.agent.qmp_socket_template
         try:
             records = OvsdbApi(self.conn).list_vifs()
