@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from tests.functional.conftest import Ctl, iface_get
+from tests.functional.conftest import Ctl, db_state, iface_get
 
 MAC = "52:54:00:aa:00:01"
 
@@ -40,3 +40,22 @@ def test_plug_vhost_user_server_mode_socket_in_vhost_sock_dir(dpdk_box):
     assert f"vhost_user: in server mode OVS creates the socket in its " \
         f"vhost-sock-dir; use {dpdk_box.rundir}/vhu-s3" in proc.stderr
     ctl.ok("unplug", "--port-id", "vu2")
+
+
+def test_interface_error_rolls_the_plug_back(dpdk_box):
+    ctl = Ctl(dpdk_box)
+    sock = os.path.join(dpdk_box.rundir, "vhu-bad")
+    os.mkdir(sock)  # OVS cannot create its socket where a directory is
+    try:
+        before = db_state(dpdk_box)
+        proc = ctl("plug", "--port-id", "bad", "--mac", "52:54:00:aa:00:09",
+                   "--vhost-user", sock, "--vhost-mode", "server")
+        assert proc.returncode == 2
+        assert proc.stderr.strip().startswith(
+            "virtio-ovs-ctl: ovs-vswitchd refused vhu-bad: could not open")
+        after = db_state(dpdk_box)
+        # next_cfg moved (the plug and its rollback were committed), nothing else.
+        before.pop("next_cfg"), after.pop("next_cfg")
+        assert after == before
+    finally:
+        os.rmdir(sock)
