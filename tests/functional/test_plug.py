@@ -16,8 +16,9 @@ def tun_flags(box, name: str) -> int:
     return int(sysfs(box, f"/sys/class/net/{name}/tun_flags"), 16)
 
 
-def test_plug_multiqueue_tap_writes_one_port_with_ids_mtu_and_dead_vlan(box, ctl):
+def test_plug_multiqueue_tap_writes_one_port_with_ids_mtu_and_vlan(box, ctl):
     ctl.ok("net-create", "net1", "--type", "local")
+    box.vsctl("set", "Bridge", "br-int", "fail_mode=secure")  # as the agent does
     out = ctl.ok("plug", "--port-id", "p1", "--mac", MAC, "--tap", "tapmq1",
                  "--vm", "vm-1", "--network", "net1", "--ip", "10.0.0.5/24",
                  "--queues", "4", "--mtu", "1400")
@@ -32,18 +33,30 @@ def test_plug_multiqueue_tap_writes_one_port_with_ids_mtu_and_dead_vlan(box, ctl
         assert pair in ids
     assert iface_get(box, "tapmq1", "type") == '""'  # a plain system port
     assert int(iface_get(box, "tapmq1", "ofport")) > 0
-    assert box.vsctl("get", "Port", "tapmq1", "tag") == "4095"
-    assert box.vsctl("get", "Port", "tapmq1", "trunks") == "[4095]"
-    assert box.vsctl("get", "Port", "tapmq1", "vlan_mode") == "trunk"
+    # Bound at plug: the network's local VLAN (no flows, no traffic yet).
+    assert box.vsctl("get", "Port", "tapmq1", "tag") == "1"
+    assert box.vsctl("get", "Port", "tapmq1", "trunks") == "[]"
     assert iface_get(box, "tapmq1", "mtu_request") == "1400"
     assert sysfs(box, "/sys/class/net/tapmq1/mtu") == "1400"
 
 
-def test_plug_single_queue_tap_has_no_multiqueue_flag(box, ctl):
+def test_standalone_bridge_keeps_a_bound_port_in_the_dead_vlan(box, ctl):
+    # Without the agent's secure bridge, NORMAL would switch a live tag.
+    ctl.ok("net-create", "n1", "--type", "local")
+    ctl.ok("plug", "--port-id", "p1", "--mac", MAC, "--tap", "tapst1",
+           "--network", "n1")
+    assert box.vsctl("get", "Port", "tapst1", "tag") == "4095"
+    assert box.vsctl("get", "Port", "tapst1", "trunks") == "[4095]"
+
+
+def test_plug_single_queue_tap_without_network_is_in_the_dead_vlan(box, ctl):
     ctl.ok("plug", "--port-id", "p1", "--mac", MAC, "--tap", "tapsq1")
     flags = tun_flags(box, "tapsq1")
     assert flags & IFF_TAP and flags & IFF_VNET_HDR
     assert not flags & IFF_MULTI_QUEUE
+    assert box.vsctl("get", "Port", "tapsq1", "tag") == "4095"
+    assert box.vsctl("get", "Port", "tapsq1", "trunks") == "[4095]"
+    assert box.vsctl("get", "Port", "tapsq1", "vlan_mode") == "trunk"
 
 
 def test_plug_twice_changes_nothing(box, ctl):

@@ -67,8 +67,9 @@ class API(abc.ABC):
         """Plug all ``vifs`` in one transaction (all or nothing).
 
         A new port gets its Port, Interface and external_ids, its MTU
-        request, and the dead VLAN (tag 4095, trunk 4095) so that it carries
-        no traffic until an agent binds it. Plugging a VIF that is already
+        request, and either its network's local VLAN (``vif.network``) or
+        the dead VLAN (tag 4095, trunk 4095); traffic needs the agent's flows
+        in both cases. Plugging a VIF that is already
         plugged the same way changes nothing (no write at all); one whose
         ids or MTU differ is updated in place and keeps its VLAN.
 

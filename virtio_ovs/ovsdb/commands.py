@@ -85,13 +85,16 @@ class PlugVif:
         return ADDED
 
     def _check_network(self, view: DbView) -> None:
-        if self.vif.network is None:
-            return
-        rows = view.conn.rows("Open_vSwitch").values()
-        if not any(self.vif.network in parse_networks(r.external_ids)
-                   for r in rows):
+        if self.vif.network is not None and self._local_vlan(view) is None:
             raise UserError("network", f"no network named {self.vif.network!r}"
                             " (create it with net-create)")
+
+    def _local_vlan(self, view: DbView) -> int | None:
+        for row in view.conn.rows("Open_vSwitch").values():
+            net = parse_networks(row.external_ids).get(self.vif.network or "")
+            if net is not None:
+                return net.local_vlan
+        return None
 
     def _check_same_port(self, iface, view: DbView) -> None:
         vif = self.vif
@@ -179,10 +182,19 @@ class PlugVif:
         port = ctx.insert("Port")
         port.name = vif.name
         port.interfaces = [iface]
-        # Dead VLAN until an agent binds the port (neutron's isolation).
-        port.tag = [model.DEAD_VLAN]
-        port.vlan_mode = ["trunk"]
-        port.trunks = [model.DEAD_VLAN]
+        bridge = ctx.view.bridges_by_name.get(vif.bridge)
+        secure = bridge is not None and optional(bridge.fail_mode) == "secure"
+        vlan = self._local_vlan(ctx.view) if secure else None
+        if vlan is not None:
+            # Bound at plug: the network's local VLAN at once (it saves
+            # ovs-vswitchd a reconfiguration when the agent binds it). On a
+            # secure bridge no frame passes before the agent's flows do.
+            port.tag = [vlan]
+        else:
+            # Dead VLAN until an agent binds the port (neutron's isolation).
+            port.tag = [model.DEAD_VLAN]
+            port.vlan_mode = ["trunk"]
+            port.trunks = [model.DEAD_VLAN]
         ctx.add_port(vif.bridge, port)
         ctx.new_interfaces.append(iface)
 
