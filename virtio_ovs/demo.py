@@ -20,6 +20,7 @@ import threading
 import time
 
 from virtio_ovs.guest import QemuGuest, build_guest
+from virtio_ovs.process import terminate
 from virtio_ovs.sandbox import OvsSandbox
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -160,9 +161,7 @@ class Demo:
     def close(self) -> None:
         for guest in self.guests.values():
             guest.stop()
-        if self.agent is not None and self.agent.poll() is None:
-            self.agent.terminate()
-            self.agent.wait(timeout=10)
+        terminate(self.agent)
         subprocess.run(["ip", "netns", "del", self.outside],
                        capture_output=True)
 

@@ -21,6 +21,7 @@ import time
 import zlib
 
 from virtio_ovs.errors import EnvironmentFailure
+from virtio_ovs.process import terminate
 
 MODULES = ("virtio_ring", "virtio", "virtio_pci_modern_dev",
            "virtio_pci_legacy_dev", "virtio_pci", "failover", "net_failover",
@@ -257,12 +258,6 @@ class QemuGuest:
         raise EnvironmentFailure(f"guest {self.name}: {command!r} timed out")
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc)
         if self.proc is not None and self.proc.stderr:
             self.proc.stderr.close()

@@ -13,6 +13,7 @@ from typing import Iterable
 from virtio_ovs import paths
 from virtio_ovs.errors import EnvironmentFailure
 from virtio_ovs.flows import T_CANARY, Flow
+from virtio_ovs.process import terminate
 
 OFCTL = ("ovs-ofctl", "-O", "OpenFlow14")
 PROTOCOLS = ["OpenFlow10", "OpenFlow13", "OpenFlow14"]
@@ -102,12 +103,6 @@ class SwitchWatch:
 
     def stop(self) -> None:
         if self.proc is not None:
-            if self.proc.poll() is None:
-                self.proc.terminate()
-                try:
-                    self.proc.wait(timeout=2)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait()
+            terminate(self.proc, timeout=2)
             self.proc.stdout.close()
             self.proc = None

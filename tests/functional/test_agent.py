@@ -12,7 +12,6 @@ Topology (all in namespaces made here):
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 import time
