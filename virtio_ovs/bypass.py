@@ -94,6 +94,11 @@ class TapEvidence:
     traffic: TrafficDelta | None = None
 
 
+def main_holder(holders: dict[int, list[int]]) -> int:
+    """The process holding most of a TAP's queues (QEMU, normally alone)."""
+    return max(holders, key=lambda pid: len(holders[pid]))
+
+
 def _traffic_says(traffic: TrafficDelta) -> tuple[str | None, str]:
     if traffic.packets < MIN_PACKETS:
         return None, (f"traffic: only {traffic.packets} packets in "
@@ -111,7 +116,7 @@ def decide_tap(ev: TapEvidence) -> PortReport:
         return _report(ev, NOT_RUNNING, f"no process holds a queue of TAP "
                        f"{ev.name}", None, [], ["/proc: no /dev/net/tun fd "
                                                 f"with iff: {ev.name}"])
-    pid = max(ev.holders, key=lambda p: len(ev.holders[p]))
+    pid = main_holder(ev.holders)
     name = f"{ev.holder_comm.get(pid, '?')}[{pid}]"
     configured = sum(len(fds) for fds in ev.holders.values())
     vhost = len(ev.vhost_fds.get(pid, []))

@@ -41,7 +41,7 @@ class _TapProbe:
         self.record = record
         self.holders = holders
         self.proc = proc
-        self.pid = max(holders, key=lambda p: len(holders[p])) if holders else None
+        self.pid = bypass.main_holder(holders) if holders else None
         self.workers = (procfs.vhost_workers(self.pid, proc)
                         if self.pid is not None else [])
         self._before = self._sample() if self.pid is not None else None

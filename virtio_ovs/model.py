@@ -30,6 +30,15 @@ IFNAMSIZ = 16  # including the terminating NUL: 15 usable bytes
 
 DEAD_VLAN = 4095
 
+
+def vlan_columns(tag: int) -> tuple[list, list, list]:
+    """Port (tag, vlan_mode, trunks): an access port of ``tag``, or for the
+    dead VLAN a trunk of 4095 only, so that untagged frames go nowhere even
+    under NORMAL switching."""
+    if tag == DEAD_VLAN:
+        return [tag], ["trunk"], [tag]
+    return [tag], [], []
+
 # external_ids written on the Interface. The first four are the keys
 # libvirt, os-vif and neutron use; the rest are ours, namespaced.
 EXT_IFACE_ID = "iface-id"

@@ -62,14 +62,6 @@ class OpenFlowBridge:
                           f"table={T_CANARY},cookie={cookie:#x}/-1")
         return "actions=drop" in out
 
-    def flow_count(self) -> int:
-        out = self._ofctl("dump-aggregate", self.target)
-        for word in out.split():
-            if word.startswith("flow_count="):
-                return int(word.split("=", 1)[1])
-        return 0
-
-
 class SwitchWatch:
     """A long-lived ``ovs-ofctl monitor`` connection to a bridge: its end
     (EOF on the pipe) tells that ovs-vswitchd went away, with no polling."""

@@ -31,6 +31,3 @@ def vswitchd_mgmt_socket(bridge: str) -> str:
     """The OpenFlow management socket ovs-ofctl uses for ``bridge``."""
     return f"unix:{ovs_rundir()}/{bridge}.mgmt"
 
-
-def vswitchd_pidfile() -> str:
-    return os.path.join(ovs_rundir(), "ovs-vswitchd.pid")

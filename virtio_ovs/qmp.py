@@ -11,7 +11,6 @@ from virtio_ovs.errors import EnvironmentFailure
 
 class QmpError(EnvironmentFailure):
     def __init__(self, command: str, error: dict):
-        self.error_class = error.get("class", "")
         super().__init__(f"QMP {command}: {error.get('desc', error)}")
 
 

@@ -42,7 +42,7 @@ class IfaceInfo:
 class PortInfo:
     name: str
     ifaces: tuple
-    vlan: tuple  # (tag, vlan_mode, trunks) as Port has them
+    vlan: tuple  # (tag, vlan_mode, trunks) as model.vlan_columns gives them
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,8 +174,6 @@ def tag_changes(cache: StateCache, ports: list, wanted: Callable
     changes = {}
     for port_uuid, port in ports:
         tag = wanted(port)
-        dead = tag == model.DEAD_VLAN
-        want = ([tag], ["trunk"] if dead else [], [tag] if dead else [])
-        if cache.rows["Port"][port_uuid].vlan != want:
+        if cache.rows["Port"][port_uuid].vlan != model.vlan_columns(tag):
             changes[port_uuid] = tag
     return changes

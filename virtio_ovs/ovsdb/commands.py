@@ -12,7 +12,6 @@ import os
 from virtio_ovs import model, paths
 from virtio_ovs.errors import UserError
 from virtio_ovs.model import Vif
-from virtio_ovs.networks import parse_networks
 from virtio_ovs.ovsdb.views import DbView, optional
 
 # Keys a re-plug may update; anything else on the Interface is left alone.
@@ -49,9 +48,18 @@ class TxnContext:
 
 def vhost_sock_dir(view: DbView) -> str:
     """OVS's vhost-sock-dir (other_config), relative to its run dir."""
-    rows = list(view.conn.rows("Open_vSwitch").values())
-    configured = rows[0].other_config.get("vhost-sock-dir", "") if rows else ""
+    configured = view.open_vswitch.other_config.get("vhost-sock-dir", "")
     return os.path.normpath(os.path.join(paths.ovs_rundir(), configured))
+
+
+def remove_port(ctx: TxnContext, port) -> None:
+    """Detach ``port`` from its bridge and delete it with its interfaces."""
+    bridge = ctx.view.bridge_of_port.get(port.uuid)
+    if bridge is not None:
+        bridge.delvalue("ports", port)
+    for iface in port.interfaces:
+        iface.delete()
+    port.delete()
 
 
 class PlugVif:
@@ -90,11 +98,8 @@ class PlugVif:
                             " (create it with net-create)")
 
     def _local_vlan(self, view: DbView) -> int | None:
-        for row in view.conn.rows("Open_vSwitch").values():
-            net = parse_networks(row.external_ids).get(self.vif.network or "")
-            if net is not None:
-                return net.local_vlan
-        return None
+        net = view.networks.get(self.vif.network or "")
+        return net.local_vlan if net is not None else None
 
     def _check_same_port(self, iface, view: DbView) -> None:
         vif = self.vif
@@ -118,8 +123,7 @@ class PlugVif:
             raise UserError("bridge", f"vhost-user needs a bridge with "
                             f"datapath_type=netdev; {bridge.name!r} has "
                             f"{bridge.datapath_type or 'system'!r}")
-        ovs_row = list(view.conn.rows("Open_vSwitch").values())[0]
-        if self.vif.iface_type not in ovs_row.iface_types:
+        if self.vif.iface_type not in view.open_vswitch.iface_types:
             raise UserError("vhost_user", f"this OVS does not support "
                             f"interface type {self.vif.iface_type} (is it "
                             "OVS-DPDK with dpdk-init=true?)")
@@ -184,17 +188,13 @@ class PlugVif:
         port.interfaces = [iface]
         bridge = ctx.view.bridges_by_name.get(vif.bridge)
         secure = bridge is not None and optional(bridge.fail_mode) == "secure"
+        # Bound at plug on a secure bridge: the network's local VLAN at once
+        # (it saves ovs-vswitchd a reconfiguration when the agent binds it;
+        # no frame passes before the agent's flows do). Otherwise the dead
+        # VLAN until an agent binds the port (neutron's isolation).
         vlan = self._local_vlan(ctx.view) if secure else None
-        if vlan is not None:
-            # Bound at plug: the network's local VLAN at once (it saves
-            # ovs-vswitchd a reconfiguration when the agent binds it). On a
-            # secure bridge no frame passes before the agent's flows do.
-            port.tag = [vlan]
-        else:
-            # Dead VLAN until an agent binds the port (neutron's isolation).
-            port.tag = [model.DEAD_VLAN]
-            port.vlan_mode = ["trunk"]
-            port.trunks = [model.DEAD_VLAN]
+        port.tag, port.vlan_mode, port.trunks = model.vlan_columns(
+            model.DEAD_VLAN if vlan is None else vlan)
         ctx.add_port(vif.bridge, port)
         ctx.new_interfaces.append(iface)
 
@@ -203,7 +203,6 @@ class UnplugVif:
     def __init__(self, port_id: str, if_exists: bool):
         self.port_id = port_id
         self.if_exists = if_exists
-        self.removed = None
 
     def check(self, view: DbView):
         iface = view.ifaces_by_id.get(self.port_id)
@@ -223,11 +222,9 @@ class UnplugVif:
             return UNCHANGED
         port = ctx.view.port_of_iface.get(iface.uuid)
         if port is not None:
-            bridge = ctx.view.bridge_of_port.get(port.uuid)
-            if bridge is not None:
-                bridge.delvalue("ports", port)
-            port.delete()
-        iface.delete()
+            remove_port(ctx, port)  # its only interface is ``iface``
+        else:
+            iface.delete()
         return UPDATED
 
 
@@ -241,12 +238,6 @@ class DeletePorts:
         ports = ctx.view.conn.rows("Port")
         for uuid in self.port_uuids:
             port = ports.get(uuid)
-            if port is None:
-                continue
-            bridge = ctx.view.bridge_of_port.get(uuid)
-            if bridge is not None:
-                bridge.delvalue("ports", port)
-            for iface in port.interfaces:
-                iface.delete()
-            port.delete()
+            if port is not None:
+                remove_port(ctx, port)
         return UPDATED

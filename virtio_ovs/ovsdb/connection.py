@@ -203,12 +203,7 @@ class Connection:
             if deadline.expired():
                 raise OvsdbTimeout(f"timed out after {deadline.seconds:g} s "
                                    f"waiting for {what}")
-            poller = ovs.poller.Poller()
-            idl.wait(poller)
-            if extra_wait is not None:
-                extra_wait(poller)
-            poller.timer_wait(min(POLL_SLICE_MS, deadline.remaining_ms()))
-            poller.block()
+            self.block(min(POLL_SLICE_MS, deadline.remaining_ms()), extra_wait)
 
     def block(self, timeout_ms: int, extra_wait: Callable | None = None) -> None:
         """Sleep until the server sends something or ``timeout_ms`` passes."""

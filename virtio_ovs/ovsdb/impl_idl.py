@@ -5,7 +5,7 @@ import json
 from typing import Iterable
 
 from virtio_ovs.model import Vif
-from virtio_ovs.networks import Network, parse_networks
+from virtio_ovs.networks import Network
 from virtio_ovs.ovsdb import commands, net_commands
 from virtio_ovs.ovsdb.api import API, PlugResult, VifRecord
 from virtio_ovs.ovsdb.connection import Connection, Deadline
@@ -88,7 +88,7 @@ class OvsdbApi(API):
 
     def list_networks(self) -> list[Network]:
         self.conn.start()
-        nets = parse_networks(self.conn.the_open_vswitch().external_ids)
+        nets = DbView(self.conn).networks
         return [nets[name] for name in sorted(nets)]
 
     def bind_port(self, port_id, network, ips) -> bool:

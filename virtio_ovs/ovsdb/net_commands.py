@@ -5,17 +5,12 @@ from typing import Mapping
 
 from virtio_ovs import model
 from virtio_ovs.errors import UserError
-from virtio_ovs.networks import (Network, network_key, parse_networks,
-                                 validate_new_network)
+from virtio_ovs.networks import Network, network_key, validate_new_network
 from virtio_ovs.ovsdb.commands import ADDED, UNCHANGED, UPDATED, TxnContext
 from virtio_ovs.ovsdb.views import DbView, optional
 
 AGENT_KEY = "virtio-ovs:agent"
 NONEXISTENT_PEER = "nonexistent-peer"
-
-
-def the_row(view: DbView):
-    return view.conn.the_open_vswitch()
 
 
 def update_external_ids(row, wanted: Mapping[str, str | None]) -> bool:
@@ -46,10 +41,10 @@ class CreateNetwork:
         self.network: Network | None = None
 
     def run_idl(self, ctx: TxnContext) -> str:
-        row = the_row(ctx.view)
+        row = ctx.view.open_vswitch
         row.verify("external_ids")  # concurrent creates retry (TRY_AGAIN)
-        existing = parse_networks(row.external_ids)
-        self.network = validate_new_network(*self.args, existing, self.mappings)
+        self.network = validate_new_network(*self.args, ctx.view.networks,
+                                            self.mappings)
         row.setkey("external_ids", network_key(self.network.name),
                    self.network.to_json())
         return ADDED
@@ -60,8 +55,8 @@ class DeleteNetwork:
         self.name = name
 
     def run_idl(self, ctx: TxnContext) -> str:
-        row = the_row(ctx.view)
-        if self.name not in parse_networks(row.external_ids):
+        row = ctx.view.open_vswitch
+        if self.name not in ctx.view.networks:
             raise UserError("name", f"no network named {self.name!r}")
         ports = bound_ports(ctx.view, self.name)
         if ports:
@@ -89,8 +84,7 @@ class BindPort:
             raise UserError("port_id", f"no guest port with iface-id "
                             f"{self.port_id!r} (it needs iface-id and "
                             "attached-mac)")
-        if self.network is not None and \
-                self.network not in parse_networks(the_row(ctx.view).external_ids):
+        if self.network is not None and self.network not in ctx.view.networks:
             raise UserError("network", f"no network named {self.network!r}")
         wanted = {model.EXT_NETWORK: self.network}
         if self.ips is not None:
@@ -103,7 +97,8 @@ class WriteAgentStatus:
         self.status_json = status_json
 
     def run_idl(self, ctx: TxnContext) -> str:
-        the_row(ctx.view).setkey("external_ids", AGENT_KEY, self.status_json)
+        ctx.view.open_vswitch.setkey("external_ids", AGENT_KEY,
+                                     self.status_json)
         return UPDATED
 
 
@@ -131,7 +126,7 @@ class EnsureBridge:
             bridge.fail_mode = ["secure"]
             bridge.datapath_type = self.datapath_type
             bridge.protocols = sorted(self.protocols)
-            the_row(ctx.view).addvalue("bridges", bridge)
+            ctx.view.open_vswitch.addvalue("bridges", bridge)
             ctx.new_bridges[self.name] = bridge
             return ADDED
         changed = configure_bridge(bridge, self.datapath_type, self.protocols)
@@ -220,8 +215,7 @@ class SetPortTags:
             port = rows.get(uuid)
             if port is None:
                 continue
-            dead = tag == model.DEAD_VLAN
-            want = ([tag], ["trunk"] if dead else [], [tag] if dead else [])
+            want = model.vlan_columns(tag)
             if (list(port.tag), list(port.vlan_mode), list(port.trunks)) != want:
                 port.tag, port.vlan_mode, port.trunks = want
                 outcome = UPDATED

@@ -7,6 +7,7 @@ import os
 import ovs.db.data
 
 from virtio_ovs import model
+from virtio_ovs.networks import parse_networks
 from virtio_ovs.ovsdb.api import VifRecord
 from virtio_ovs.ovsdb.connection import Connection
 
@@ -41,6 +42,15 @@ class DbView:
 
     def __init__(self, conn: Connection):
         self.conn = conn
+
+    @functools.cached_property
+    def open_vswitch(self):
+        return self.conn.the_open_vswitch()
+
+    @functools.cached_property
+    def networks(self) -> dict:
+        """The networks stored in Open_vSwitch:external_ids."""
+        return parse_networks(self.open_vswitch.external_ids)
 
     @functools.cached_property
     def bridges_by_name(self) -> dict:
