@@ -22,7 +22,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from virtio_ovs.sandbox import OvsSandbox  # noqa: E402
+from virtio_ovs.testing.sandbox import OvsSandbox  # noqa: E402
 
 PY = sys.executable
 
@@ -99,8 +99,11 @@ def wait_flows(box: OvsSandbox, minimum: int, timeout: float = 120) -> None:
 
 
 def flows_per_port() -> int:
-    from virtio_ovs.flows import GuestPort, port_flows
-    return len(port_flows(GuestPort("x", 1, mac(1), (ip(1),), "blue")))
+    from virtio_ovs.core.port import GuestPort
+    from virtio_ovs.network.flows import port_flows
+    return len(port_flows(GuestPort(port_id="x", name="x", kind="tap",
+                                    mac=mac(1), ips=(ip(1),), ofport=1,
+                                    network="blue")))
 
 
 def cpu_seconds(pid: int) -> float:
@@ -142,17 +145,18 @@ class FlowWatch:
 def reaction_times(box: OvsSandbox, first: int, count: int) -> list[float]:
     watch = FlowWatch(box)
     time.sleep(0.5)
-    from virtio_ovs import model
-    from virtio_ovs.ovsdb.impl_idl import connect
-    api = connect(box.remote, 30)
-    api.conn.start()
+    from virtio_ovs.core import model
+    from virtio_ovs.ovsdb.host.api import PlugOutcome
+    from virtio_ovs.ovsdb.host.impl import connect
+    db = connect(box.remote, 30)
+    db.start()
     box.exec(["sh", "-c", " ; ".join(
         f"ip tuntap add dev t{i} mode tap" for i in range(first, first + count))])
     latencies = []
     for i in range(first, first + count):
         vif = model.make_vif(port_id=f"p{i}", mac=mac(i), tap=f"t{i}",
                              bridge="br-int", network="blue", ips=[ip(i)])
-        api.plug([vif], wait=False)
+        db.plug([vif], PlugOutcome(), wait=False)
         committed = time.monotonic()
         end = committed + 10
         while mac(i) not in watch.seen and time.monotonic() < end:

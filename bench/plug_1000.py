@@ -19,7 +19,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from virtio_ovs.sandbox import OvsSandbox  # noqa: E402
+from virtio_ovs.testing.sandbox import OvsSandbox  # noqa: E402
 
 
 def precreate_taps(box: OvsSandbox, names: list[str]) -> None:

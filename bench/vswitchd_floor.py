@@ -20,10 +20,11 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import agent_scale as scale  # noqa: E402
-from virtio_ovs import model  # noqa: E402
-from virtio_ovs.ovsdb.connection import Deadline  # noqa: E402
-from virtio_ovs.ovsdb.impl_idl import connect  # noqa: E402
-from virtio_ovs.sandbox import OvsSandbox  # noqa: E402
+import ovs.poller  # noqa: E402
+from virtio_ovs.core import model  # noqa: E402
+from virtio_ovs.ovsdb.host.api import PlugOutcome  # noqa: E402
+from virtio_ovs.ovsdb.host.impl import connect  # noqa: E402
+from virtio_ovs.testing.sandbox import OvsSandbox  # noqa: E402
 
 
 def one_flow_bundle(box: OvsSandbox, ofport: int, n: int) -> float:
@@ -33,6 +34,18 @@ def one_flow_bundle(box: OvsSandbox, ofport: int, n: int) -> float:
     box.exec(["sh", "-c", f"printf '{flow}' | ovs-ofctl -O OpenFlow14 "
               "--bundle add-flows br-int -"])
     return (time.monotonic() - start) * 1000
+
+
+def wait_for_ofport(db, name: str, deadline: float) -> None:
+    """Sleep on the IDL until ovs-vswitchd has numbered ``name``."""
+    while not db.ofports({name}):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"no ofport for {name}")
+        poller = ovs.poller.Poller()
+        db.wait(poller)
+        poller.timer_wait(10)
+        poller.block()
+        db.run()
 
 
 def main() -> None:
@@ -47,8 +60,8 @@ def main() -> None:
                   "protocols=OpenFlow10,OpenFlow13,OpenFlow14")
         scale.ctl(box, "net-create", "blue", "--type", "local")
         scale.plug_bound(box, 0, args.ports)
-        api = connect(box.remote, 30)
-        api.conn.start()
+        db = connect(box.remote, 30)
+        db.start()
         box.exec(["sh", "-c", " ; ".join(
             f"ip tuntap add dev t{i} mode tap"
             for i in range(first, first + args.new))])
@@ -57,12 +70,9 @@ def main() -> None:
             vif = model.make_vif(port_id=f"p{i}", mac=scale.mac(i), tap=f"t{i}",
                                  bridge="br-int", network="blue",
                                  ips=[scale.ip(i)])
-            api.plug([vif], wait=False)
+            db.plug([vif], PlugOutcome(), wait=False)
             start = time.monotonic()
-            rows = api.conn.rows("Interface")
-            api.conn.wait_for(lambda: any(r.name == f"t{i}" and r.ofport
-                                          for r in rows.values()),
-                              Deadline(10), f"the ofport of t{i}")
+            wait_for_ofport(db, f"t{i}", start + 10)
             numbered.append((time.monotonic() - start) * 1000)
             busy.append(one_flow_bundle(box, i + 1, i))
         time.sleep(2)

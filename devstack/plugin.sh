@@ -72,7 +72,6 @@ function configure_virtio_ovs {
     iniset "$VIRTIO_OVS_CONF" ovs integration_bridge "$VIRTIO_OVS_INTEGRATION_BRIDGE"
     iniset "$VIRTIO_OVS_CONF" ovs datapath_type "$VIRTIO_OVS_DATAPATH_TYPE"
     iniset "$VIRTIO_OVS_CONF" ovs bridge_mappings "$VIRTIO_OVS_BRIDGE_MAPPINGS"
-    iniset "$VIRTIO_OVS_CONF" ovs vhostuser_socket_dir "$VIRTIO_OVS_VHOSTUSER_SOCKET_DIR"
     iniset "$VIRTIO_OVS_CONF" agent report_interval "$VIRTIO_OVS_REPORT_INTERVAL"
     iniset "$VIRTIO_OVS_CONF" agent check_interval "$VIRTIO_OVS_CHECK_INTERVAL"
     create_virtio_ovs_bridges

@@ -28,8 +28,6 @@ OVS_OPTS = [
                 help="physnet:bridge pairs; each provider bridge must exist "
                      "and is joined to the integration bridge by a patch "
                      "pair int-<bridge>/phy-<bridge>."),
-    cfg.StrOpt("vhostuser_socket_dir", default="/var/run/openvswitch",
-               help="Directory of vhost-user sockets."),
     cfg.StrOpt("ssl_key_file", help="Private key for ssl: remotes."),
     cfg.StrOpt("ssl_cert_file", help="Certificate for ssl: remotes."),
     cfg.StrOpt("ssl_ca_cert_file", help="CA certificate for ssl: remotes."),

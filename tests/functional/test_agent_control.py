@@ -137,7 +137,9 @@ def test_status_goes_down_when_the_agent_stops_beating(box, topo):
     topo.stop_agent(signal.SIGKILL)
     topo.wait_until(lambda: status(topo)["state"] == "down", timeout=10,
                     what="status down")
-    assert "state" in topo.ctl_ok("status")
+    table = dict(line.split(None, 1) for line in
+                 topo.ctl_ok("status").splitlines() if line.strip())
+    assert table["state"] == "down" and table["pid"] == str(first["pid"])
 
 
 def test_status_without_agent(box, topo):
@@ -160,13 +162,18 @@ def test_sigterm_stops_cleanly_and_leaves_flows(box, topo):
 
 
 def test_new_port_gets_flows_within_the_agent_reaction_time(box, topo):
+    """From the plug's return (row committed, ofport numbered) to the port's
+    flows in the switch. The agent's own reaction is held to 100 ms by
+    tests/integration/test_agent_inprocess.py; here the userspace
+    datapath adds its ~130 ms floor (bench/vswitchd_floor.py)."""
     start_synced_agent(topo)
     topo.ctl_ok("net-create", "blue", "--type", "local")
-    start = time.monotonic()
     topo.ctl_ok("plug", "--port-id", "p1", "--mac", MAC, "--tap", "tapf1",
                 "--network", "blue", "--ip", "10.0.0.1/24")
+    start = time.monotonic()
     ofport = box.vsctl("get", "Interface", "tapf1", "ofport")
     topo.wait_until(lambda: f"in_port={ofport}" in topo.flows("br-int"),
                     timeout=5, what="the port's flows")
-    assert time.monotonic() - start < 5
+    took = time.monotonic() - start
+    assert took < 0.5, f"{took * 1000:.0f} ms from plug to flows"
     assert box.vsctl("get", "Port", "tapf1", "tag") == "1"

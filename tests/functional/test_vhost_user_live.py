@@ -13,7 +13,7 @@ import time
 import pytest
 
 from tests.functional.conftest import _MISSING
-from virtio_ovs.sandbox import Hugepages, OvsSandbox
+from virtio_ovs.testing.sandbox import Hugepages, OvsSandbox
 
 MAC = "52:54:00:00:03:01"
 

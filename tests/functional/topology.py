@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 
-from virtio_ovs.sandbox import OvsSandbox
+from virtio_ovs.testing.sandbox import OvsSandbox
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

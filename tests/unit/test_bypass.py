@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from virtio_ovs import bypass, procfs
+from virtio_ovs.check import procfs, verdicts as bypass
 
 FIXTURES = os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures")
 PID = 29306

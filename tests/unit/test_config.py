@@ -27,5 +27,5 @@ def test_generator_namespace_lists_every_group():
     assert set(groups) == {"DEFAULT", "ovs", "agent"}
     names = {o.name for o in groups["ovs"]}
     assert {"ovsdb_connection", "integration_bridge", "datapath_type",
-            "bridge_mappings", "vhostuser_socket_dir", "ovsdb_timeout"} <= names
+            "bridge_mappings", "ovsdb_timeout"} <= names
     assert {o.name for o in groups["agent"]} >= {"report_interval"}

@@ -1,9 +1,10 @@
 """Flow computation: a pure function of the host's state."""
 from __future__ import annotations
 
-from virtio_ovs import flows as fl
-from virtio_ovs.flows import Flow, GuestPort, HostState, PatchPorts
-from virtio_ovs.networks import Network
+from virtio_ovs.network import flows as fl
+from virtio_ovs.core.networks import Network
+from virtio_ovs.core.port import GuestPort
+from virtio_ovs.network.flows import Flow, HostState, PatchPorts
 
 BLUE = Network("blue", "local", None, None, 1)
 EXT = Network("ext", "vlan", "phys", 100, 2)
@@ -12,8 +13,9 @@ PATCH = PatchPorts("phys", "br-ex", int_ofport=50, phy_ofport=60)
 
 
 def port(name="p1", ofport=5, mac="52:54:00:12:34:56", ips=("10.0.0.5/24",),
-         network="blue") -> GuestPort:
-    return GuestPort(name, ofport, mac, ips, network)
+         network="blue", valid=True) -> GuestPort:
+    return GuestPort(port_id=name, name=name, kind="tap", mac=mac, ips=ips,
+                     ofport=ofport, network=network, valid=valid)
 
 
 def state(*ports, networks=(BLUE, EXT, FLAT), patches=(PATCH,)) -> HostState:
@@ -131,7 +133,17 @@ def test_port_tag_is_the_local_vlan_or_dead():
     assert fl.port_tag(port(network="gone"), nets) == 4095
 
 
-def test_flows_are_a_pure_function_of_state():
-    s = state(port(), port("p2", ofport=6, mac="52:54:00:00:00:02",
-                           network="ext"))
-    assert fl.compute_flows(s) == fl.compute_flows(s)
+def test_invalid_port_gets_no_flows_and_the_dead_vlan():
+    bad = port(valid=False)
+    assert fl.port_tag(bad, {"blue": BLUE}) == 4095
+    assert not any(f.match.startswith("in_port=5,") or f.match == "in_port=5"
+                   for f in fl.integration_flows(state(bad)))
+
+
+def test_flows_ignore_what_they_do_not_depend_on():
+    a = port()
+    b = GuestPort(**{**a.to_json(), "ips": a.ips, "verdict": "bypass",
+                     "status": "up"})
+    assert fl.compute_flows(state(a)) == fl.compute_flows(state(b))
+    c = GuestPort(**{**a.to_json(), "ips": ("10.0.0.6/24",)})
+    assert fl.compute_flows(state(a)) != fl.compute_flows(state(c))

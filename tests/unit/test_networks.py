@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from virtio_ovs import networks as nw
-from virtio_ovs.errors import UserError
+from virtio_ovs.core import networks as nw
+from virtio_ovs.core.errors import UserError
 
 MAPPINGS = {"phys": "br-ex"}
 

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from virtio_ovs import cli, paths
+from virtio_ovs import paths
+from virtio_ovs.cli import main as cli
 
 
 def test_default_db_follows_ovs_rundir(monkeypatch):

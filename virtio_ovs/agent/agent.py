@@ -8,7 +8,6 @@ flows and tags (a pure function), write what differs.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import secrets
@@ -20,19 +19,16 @@ import time
 import ovs.poller
 
 from virtio_ovs import conf as conf_mod
-from virtio_ovs.agent.state import (StateCache, int_patch_name, phy_patch_name,
-                                    read_host_state, tag_changes)
-from virtio_ovs.check import check_ports
-from virtio_ovs.errors import UserError, VirtioOvsError
-from virtio_ovs.flows import Flow, compute_flows, diff_flows, port_tag
-from virtio_ovs.networks import parse_bridge_mappings
-from virtio_ovs.openflow import PROTOCOLS, OpenFlowBridge, SwitchWatch
-from virtio_ovs.ovsdb import net_commands as nc
-from virtio_ovs.ovsdb.commands import UNCHANGED
-from virtio_ovs.ovsdb.connection import Connection, Deadline, set_ssl_files
-from virtio_ovs.ovsdb.impl_idl import OvsdbApi
-from virtio_ovs.ovsdb.transaction import raise_vswitchd_errors, run_commands
-from virtio_ovs.ovsdb.views import TABLES
+from virtio_ovs.agent.checker import DataPlaneChecker
+from virtio_ovs.core.errors import UserError, VirtioOvsError
+from virtio_ovs.core.networks import (int_patch_name, parse_bridge_mappings,
+                                      phy_patch_name)
+from virtio_ovs.network.flows import (Flow, HostState, PatchPorts,
+                                      compute_flows, diff_flows, port_tag)
+from virtio_ovs.network.openflow import PROTOCOLS, OpenFlowBridge, SwitchWatch
+from virtio_ovs.ovsdb.connection import set_ssl_files
+from virtio_ovs.ovsdb.host.api import BridgeSpec, HostDb
+from virtio_ovs.ovsdb.host.impl import connect
 
 LOG = logging.getLogger("virtio-ovs-agent")
 
@@ -49,9 +45,11 @@ class Agent:
         self.mappings = parse_bridge_mappings(conf.ovs.bridge_mappings)
         set_ssl_files(conf.ovs.ssl_key_file, conf.ovs.ssl_cert_file,
                       conf.ovs.ssl_ca_cert_file)
-        self.conn = Connection(conf_mod.ovsdb_remote(conf),
-                               conf.ovs.ovsdb_timeout, TABLES)
-        self.cache = StateCache(self.conn)
+        self.db: HostDb = connect(conf_mod.ovsdb_remote(conf),
+                                  conf.ovs.ovsdb_timeout)
+        self.bridges = BridgeSpec(self.integration_bridge,
+                                  conf.ovs.datapath_type, tuple(PROTOCOLS),
+                                  self.mappings)
         self.cookie = new_cookie()
         self.started_at = time.time()
         self.applied: dict[str, set[Flow]] = {}
@@ -63,25 +61,30 @@ class Agent:
         self.retry_at: float | None = None
         self.next_report = 0.0
         self.next_check = time.monotonic() + 1.0
-        self.verdicts: dict[str, str] = {}
+        self.checker = DataPlaneChecker(self.db)
         self.stopping = False
         self.reload_requested = False
         self.last_reconcile: float | None = None
         self.last_reconcile_ms: float | None = None
         self.counts = {"ports": 0, "bound_ports": 0, "networks": 0, "flows": 0}
         self._wake_r, self._wake_w = os.pipe()
+        for fd in (self._wake_r, self._wake_w):
+            os.set_blocking(fd, False)
 
     # ------------------------------------------------------------- control
     def install_signal_handlers(self) -> None:
-        for fd in (self._wake_r, self._wake_w):
-            os.set_blocking(fd, False)
         signal.set_wakeup_fd(self._wake_w)
         signal.signal(signal.SIGTERM, self._on_stop)
         signal.signal(signal.SIGINT, self._on_stop)
         signal.signal(signal.SIGHUP, self._on_hup)
 
-    def _on_stop(self, signum, frame) -> None:
+    def _on_stop(self, signum=None, frame=None) -> None:
         self.stopping = True
+
+    def stop(self) -> None:
+        """Ask the loop to end (from another thread or a signal handler)."""
+        self.stopping = True
+        os.write(self._wake_w, b"x")
 
     def _on_hup(self, signum, frame) -> None:
         self.reload_requested = True
@@ -98,15 +101,15 @@ class Agent:
     # ---------------------------------------------------------------- loop
     def run(self) -> int:
         LOG.info("starting: OVSDB %s, integration bridge %s, cookie %#x",
-                 self.conn.remote, self.integration_bridge, self.cookie)
+                 self.db.remote, self.integration_bridge, self.cookie)
         self._connect()
         while not self.stopping:
             if self.reload_requested:
                 self._reload()
-            self.conn.run()
-            # change_seqno, not run()'s result: updates that arrive while a
+            self.db.run()
+            # The seqno, not run()'s result: updates that arrive while a
             # transaction commits are processed inside the commit loop.
-            if self.conn.idl.change_seqno != self.reconciled_seqno:
+            if self.db.seqno != self.reconciled_seqno:
                 self.dirty = True
             self._check_watches()
             now = time.monotonic()
@@ -115,18 +118,19 @@ class Agent:
             if now >= self.next_report:
                 self._report()
             if self.conf.agent.check_interval and now >= self.next_check:
-                self._check_data_plane()
+                self.next_check = now + self.conf.agent.check_interval
+                self.checker.run(self.conf.agent.qmp_socket_template)
             if not self.dirty or self.retry_at is not None:
                 self._block()
         LOG.info("stopping (flows stay in place)")
         self._stop_watches()
-        self.conn.close()
+        self.db.close()
         return 0
 
     def _connect(self) -> None:
         while not self.stopping:
             try:
-                self.conn.start()
+                self.db.start()
                 return
             except VirtioOvsError as exc:
                 LOG.warning("OVSDB not available yet: %s", exc)
@@ -140,7 +144,7 @@ class Agent:
             wake.append(self.retry_at)
         timeout_ms = max(0, int((min(wake) - time.monotonic()) * 1000))
         poller = ovs.poller.Poller()
-        self.conn.idl.wait(poller)
+        self.db.wait(poller)
         poller.fd_wait(self._wake_r, select.POLLIN)
         for watch in self.watches.values():
             if watch.fileno() is not None:
@@ -173,7 +177,7 @@ class Agent:
     # ----------------------------------------------------------- reconcile
     def _reconcile(self) -> None:
         start = time.monotonic()
-        seqno = self.conn.idl.change_seqno
+        seqno = self.db.seqno
         try:
             self._reconcile_once()
         except UserError as exc:  # configuration that cannot work
@@ -184,27 +188,39 @@ class Agent:
             self.retry_at = time.monotonic() + self.conf.agent.retry_interval
             return
         self.reconciled_seqno = seqno
-        self.dirty = self.conn.idl.change_seqno != seqno
+        self.dirty = self.db.seqno != seqno
         self.retry_at = None
         self.last_reconcile = time.time()
         self.last_reconcile_ms = round((time.monotonic() - start) * 1000, 2)
         LOG.debug("reconciled in %.1f ms", self.last_reconcile_ms)
 
-    def _transact(self, commands: list, wait: bool = False):
-        result = run_commands(self.conn, commands,
-                              Deadline(self.conn.timeout), wait)
-        raise_vswitchd_errors(result.failed_interfaces)
-        return result
+    def _host_state(self) -> HostState:
+        """The state flows are computed from: this bridge's guest ports,
+        the networks and the provider patch ports."""
+        ports = tuple(p for p in self.db.list_ports()
+                      if p.bridge == self.integration_bridge)
+        names = {n for b in self.mappings.values()
+                 for n in (int_patch_name(b), phy_patch_name(b))}
+        ofports = self.db.ofports(names)
+        patches = {}
+        for physnet, bridge in self.mappings.items():
+            int_ofport = ofports.get(int_patch_name(bridge))
+            phy_ofport = ofports.get(phy_patch_name(bridge))
+            if int_ofport and phy_ofport:
+                patches[physnet] = PatchPorts(physnet, bridge, int_ofport,
+                                              phy_ofport)
+        return HostState(self.integration_bridge, ports, self.db.networks(),
+                         patches)
 
     def _reconcile_once(self) -> None:
         if self.need_setup:
-            self._setup_bridges(connect=False)
-        state, ports = read_host_state(self.cache, self.integration_bridge,
-                                       self.mappings)
-        tags = tag_changes(self.cache, ports,
-                           lambda port: port_tag(port, state.networks))
+            self.db.ensure_bridges(self.bridges, connect=False)
+        state = self._host_state()
+        wanted = {p.name: port_tag(p, state.networks) for p in state.ports}
+        tags = {p.name: wanted[p.name] for p in state.ports
+                if p.tag != wanted[p.name]}
         if tags:
-            self._transact([nc.SetPortTags(tags)])
+            self.db.set_port_tags(tags)
         desired = compute_flows(state)
         LOG.debug("state: %d ports, %d without ofport, %d tag changes",
                   len(state.ports), sum(1 for p in state.ports if not p.ofport),
@@ -220,18 +236,19 @@ class Agent:
             LOG.info("first full sync done: %d flows",
                      sum(map(len, desired.values())))
         if self.need_setup:
-            self._setup_bridges(connect=True)
+            if self.db.ensure_bridges(self.bridges, connect=True):
+                LOG.info("patch pairs joined to %s", self.integration_bridge)
             self._start_watches(desired)
             self.need_setup = False
         self.counts = {
             "ports": len(state.ports),
             "bound_ports": sum(1 for p in state.ports
-                               if p.network in state.networks),
+                               if p.bound_network in state.networks),
             "networks": len(state.networks),
             "flows": sum(map(len, desired.values()))}
 
     def _apply_flows(self, bridge: str, flows: set[Flow]) -> None:
-        ofb = OpenFlowBridge(bridge, self.conn.timeout)
+        ofb = OpenFlowBridge(bridge, self.db.timeout)
         diff = diff_flows(self.applied.get(bridge, set()), flows)
         if diff:
             ofb.apply(diff.add, diff.delete, self.cookie)
@@ -239,63 +256,11 @@ class Agent:
                       len(diff.delete))
         self.applied[bridge] = flows
 
-    def _setup_bridges(self, connect: bool) -> None:
-        """Bridges and patch pairs. With ``connect`` False new patch ports
-        get a peer that does not exist; flows go in before they are joined."""
-        datapath = self.conf.ovs.datapath_type
-        commands: list = [nc.EnsureBridge(self.integration_bridge, datapath,
-                                          PROTOCOLS)]
-        for physnet, bridge in sorted(self.mappings.items()):
-            commands += [
-                nc.CheckProviderBridge(physnet, bridge, datapath, PROTOCOLS),
-                nc.EnsurePatchPort(self.integration_bridge,
-                                   int_patch_name(bridge),
-                                   phy_patch_name(bridge), connect),
-                nc.EnsurePatchPort(bridge, phy_patch_name(bridge),
-                                   int_patch_name(bridge), connect)]
-        result = self._transact(commands, wait=True)
-        if connect and any(o != UNCHANGED for o in result.outcomes):
-            LOG.info("patch pairs joined to %s", self.integration_bridge)
-
     def _start_watches(self, desired: dict[str, set[Flow]]) -> None:
         for bridge in desired:
             watch = SwitchWatch(bridge)
             watch.start()
             self.watches[bridge] = watch
-
-    # --------------------------------------------------------------- check
-    def _check_data_plane(self) -> None:
-        """Bypass verdicts of every port into OVSDB; warn on regressions."""
-        self.next_check = time.monotonic() + self.conf.agent.check_interval
-        template = self.conf.agent.qmp_socket_template
-        try:
-            records = OvsdbApi(self.conn).list_vifs()
-            reports = []
-            for vm, group in _by_vm(records).items():
-                qmp = template.format(vm=vm) if template and vm else None
-                reports += check_ports(group, self.conn.remote,
-                                       self.conn.timeout, qmp=qmp)
-            verdicts = {}
-            for rep in reports:
-                label = rep.verdict + (",queues-mismatch"
-                                       if rep.queues_mismatch else "")
-                verdicts[rep.port_id] = (label, rep.queues_enabled)
-                self._log_verdict(rep, label)
-            self._transact([nc.RecordVerdicts(verdicts)])
-        except VirtioOvsError as exc:
-            LOG.warning("data-plane check failed: %s", exc)
-
-    def _log_verdict(self, report, label: str) -> None:
-        previous = self.verdicts.get(report.port_id)
-        self.verdicts[report.port_id] = label
-        if label == previous:
-            return
-        if report.verdict == "through-qemu" or report.queues_mismatch:
-            LOG.warning("port %s (%s): %s: %s; queues expected %s, enabled %s",
-                        report.port_id, report.name, label, report.reason,
-                        report.queues_expected, report.queues_enabled)
-        else:
-            LOG.info("port %s (%s): %s", report.port_id, report.name, label)
 
     # -------------------------------------------------------------- status
     def _report(self) -> None:
@@ -317,20 +282,11 @@ class Agent:
             "heartbeat": round(time.time(), 3), "report_interval": interval,
             "integration_bridge": self.integration_bridge,
             "datapath_type": self.conf.ovs.datapath_type,
-            "vhostuser_socket_dir": self.conf.ovs.vhostuser_socket_dir,
             "bridge_mappings": self.mappings, "cookie": f"{self.cookie:#x}",
             "synced": self.first_sync_done and not self.dirty,
             "last_reconcile": self.last_reconcile,
             "last_reconcile_ms": self.last_reconcile_ms, **self.counts}
         try:
-            self._transact([nc.WriteAgentStatus(json.dumps(status,
-                                                           sort_keys=True))])
+            self.db.write_agent_status(status)
         except VirtioOvsError as exc:
             LOG.warning("could not write the heartbeat: %s", exc)
-
-
-def _by_vm(records) -> dict:
-    groups: dict = {}
-    for record in records:
-        groups.setdefault(record.vm, []).append(record)
-    return groups

@@ -5,7 +5,7 @@ import logging
 import sys
 
 from virtio_ovs import conf as conf_mod
-from virtio_ovs.errors import UserError
+from virtio_ovs.core.errors import UserError
 
 
 def setup_logging(conf) -> None:

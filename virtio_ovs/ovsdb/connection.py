@@ -16,9 +16,8 @@ import ovs.jsonrpc
 import ovs.poller
 import ovs.stream
 
-from virtio_ovs.errors import EnvironmentFailure, OvsdbTimeout
+from virtio_ovs.core.errors import EnvironmentFailure, OvsdbTimeout
 
-DB_NAME = "Open_vSwitch"
 POLL_SLICE_MS = 200
 
 # table -> columns. Only what we use: the python-ovs JSON parser is pure
@@ -66,8 +65,8 @@ def split_remotes(remote: str) -> list[str]:
     return remotes
 
 
-def fetch_schema(remote: str, deadline: Deadline) -> dict:
-    """Ask the server for the Open_vSwitch schema (JSON-RPC get_schema).
+def fetch_schema(remote: str, db_name: str, deadline: Deadline) -> dict:
+    """Ask the server for the schema of ``db_name`` (JSON-RPC get_schema).
 
     Retries every remote in turn until the deadline, as ovs-vsctl does.
     """
@@ -76,7 +75,8 @@ def fetch_schema(remote: str, deadline: Deadline) -> dict:
     attempt = 0
     while not deadline.expired():
         try:
-            return _fetch_schema_once(remotes[attempt % len(remotes)], deadline)
+            return _fetch_schema_once(remotes[attempt % len(remotes)],
+                                     db_name, deadline)
         except ConnectionError as exc:
             last_error = str(exc)
         attempt += 1
@@ -92,7 +92,8 @@ def _sleep_ms(ms: int) -> None:
     poller.block()
 
 
-def _fetch_schema_once(remote: str, deadline: Deadline) -> dict:
+def _fetch_schema_once(remote: str, db_name: str, deadline: Deadline
+                       ) -> dict:
     error, stream = ovs.stream.Stream.open(remote)
     if error:
         raise ConnectionError(_stream_error_text(remote, error))
@@ -113,7 +114,7 @@ def _fetch_schema_once(remote: str, deadline: Deadline) -> dict:
         raise ConnectionError(_stream_error_text(remote, error))
     rpc = ovs.jsonrpc.Connection(stream)
     try:
-        request = ovs.jsonrpc.Message.create_request("get_schema", [DB_NAME])
+        request = ovs.jsonrpc.Message.create_request("get_schema", [db_name])
         rpc.send(request)
         while not deadline.expired():
             rpc.run()
@@ -123,7 +124,7 @@ def _fetch_schema_once(remote: str, deadline: Deadline) -> dict:
             if msg is not None and msg.id == request.id:
                 if msg.type != ovs.jsonrpc.Message.T_REPLY:
                     raise EnvironmentFailure(
-                        f"{remote} has no {DB_NAME} database: {msg.error}")
+                        f"{remote} has no {db_name} database: {msg.error}")
                 return msg.result
             poller = ovs.poller.Poller()
             rpc.wait(poller)
@@ -146,10 +147,13 @@ class _Idl(ovs.db.idl.Idl):
 
 
 class Connection:
-    """An IDL replica of the tables and columns in ``tables``."""
+    """An IDL replica of the tables and columns in ``tables`` of database
+    ``db_name``. Owned by one facade object; never shared process-wide."""
 
-    def __init__(self, remote: str, timeout: float, tables: Tables):
+    def __init__(self, remote: str, timeout: float, tables: Tables,
+                 db_name: str = "Open_vSwitch"):
         self.remote = remote
+        self.db_name = db_name
         self.timeout = timeout
         self._tables = tables
         self._idl: ovs.db.idl.Idl | None = None
@@ -172,7 +176,7 @@ class Connection:
             return
         deadline = deadline or Deadline(self.timeout)
         helper = ovs.db.idl.SchemaHelper(schema_json=fetch_schema(
-            self.remote, deadline))
+            self.remote, self.db_name, deadline))
         for table, columns in self._tables.items():
             helper.register_columns(table, list(columns))
         self._idl = _Idl(self.remote, helper)
@@ -216,10 +220,3 @@ class Connection:
 
     def rows(self, table: str) -> dict:
         return self.idl.tables[table].rows
-
-    def the_open_vswitch(self):
-        rows = list(self.rows("Open_vSwitch").values())
-        if not rows:
-            raise EnvironmentFailure(f"{self.remote}: the Open_vSwitch table "
-                                     "is empty (run 'ovs-vsctl init')")
-        return rows[0]

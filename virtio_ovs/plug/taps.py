@@ -1,4 +1,5 @@
-"""TAP devices: create, inspect and delete them (pyroute2 and sysfs).
+"""The kernel side of a plug: TAP devices (pyroute2 and sysfs) and the
+host paths a plug names.
 
 Everything here acts on the caller's network namespace.
 """
@@ -6,13 +7,13 @@ from __future__ import annotations
 
 import os
 
-from virtio_ovs.errors import EnvironmentFailure, UserError
+from virtio_ovs.core import model
+from virtio_ovs.core.errors import EnvironmentFailure, UserError
+from virtio_ovs.core.model import Vif
 
 # include/uapi/linux/if_tun.h
-IFF_TUN = 0x0001
 IFF_TAP = 0x0002
 IFF_MULTI_QUEUE = 0x0100
-IFF_PERSIST = 0x0800
 IFF_NO_PI = 0x1000
 IFF_VNET_HDR = 0x4000
 
@@ -28,6 +29,23 @@ def read_tun_flags(name: str) -> int | None:
             return int(f.read().strip(), 16)
     except (FileNotFoundError, ValueError):
         return None
+
+
+def is_tap(name: str) -> bool:
+    """Is ``name`` a TUN/TAP device here?"""
+    return read_tun_flags(name) is not None
+
+
+def check_host(vif: Vif) -> bool:
+    """Check what a VIF names on this host. For a TAP: True if it exists
+    and fits (see ``check_existing_tap``), False if it must be created.
+    For vhost-user: the socket's directory must exist (True)."""
+    if vif.kind == model.KIND_TAP:
+        return check_existing_tap(vif.name, vif.queues)
+    directory = os.path.dirname(vif.socket or "")
+    if not os.path.isdir(directory):
+        raise UserError("vhost_user", f"directory {directory} does not exist")
+    return True
 
 
 def check_existing_tap(name: str, queues: int) -> bool:
@@ -97,50 +115,3 @@ class TapManager:
         except Exception as exc:
             if link_exists(name):
                 raise EnvironmentFailure(f"cannot delete {name}: {exc}") from None
-
-
-class TapQueues:
-    """A TAP's queue state from netlink (IFLA_TUN_*), as ``ip -d link``
-    shows it: ``numqueues`` attached and enabled, ``numdisabled`` attached
-    but disabled (e.g. the guest set fewer combined channels)."""
-
-    def __init__(self, enabled: int | None, disabled: int | None,
-                 multi_queue: bool):
-        self.enabled = enabled
-        self.disabled = disabled
-        self.multi_queue = multi_queue
-
-
-def _tap_queues_of(msg) -> TapQueues | None:
-    info = msg.get_attr("IFLA_LINKINFO")
-    if info is None or info.get_attr("IFLA_INFO_KIND") != "tun":
-        return None
-    data = info.get_attr("IFLA_INFO_DATA")
-    # The kernel reports the queue counts of multiqueue TAPs only.
-    return TapQueues(enabled=data.get_attr("IFLA_TUN_NUM_QUEUES"),
-                     disabled=data.get_attr("IFLA_TUN_NUM_DISABLED_QUEUES"),
-                     multi_queue=bool(data.get_attr("IFLA_TUN_MULTI_QUEUE")))
-
-
-def all_tap_queues() -> dict[str, TapQueues]:
-    """Queue state of every TUN/TAP device here, from one netlink dump."""
-    from pyroute2 import IPRoute
-    result = {}
-    with IPRoute() as ipr:
-        for msg in ipr.get_links():
-            queues = _tap_queues_of(msg)
-            if queues is not None:
-                result[msg.get_attr("IFLA_IFNAME")] = queues
-    return result
-
-
-def link_counters(name: str) -> dict[str, int]:
-    """rx/tx packet counters from sysfs (0 when unreadable)."""
-    counters = {}
-    for key in ("rx_packets", "tx_packets"):
-        try:
-            with open(f"/sys/class/net/{name}/statistics/{key}") as f:
-                counters[key] = int(f.read())
-        except (OSError, ValueError):
-            counters[key] = 0
-    return counters

@@ -9,31 +9,24 @@ from __future__ import annotations
 
 import os
 
-from virtio_ovs import model, paths
-from virtio_ovs.errors import UserError
-from virtio_ovs.model import Vif
-from virtio_ovs.ovsdb.views import DbView, optional
+from virtio_ovs import paths
+from virtio_ovs.core import model
+from virtio_ovs.core.errors import UserError
+from virtio_ovs.core.model import Vif
+from virtio_ovs.ovsdb.host.views import DbView, optional
+from virtio_ovs.ovsdb.transaction import ADDED, UNCHANGED, UPDATED, TxnContext
 
 # Keys a re-plug may update; anything else on the Interface is left alone.
 _REPLUG_KEYS = (model.EXT_VM_ID, model.EXT_NETWORK, model.EXT_IPS,
                 model.EXT_QUEUES, model.EXT_IFACE_STATUS,
                 model.EXT_TAP_OWNER, model.EXT_TAP_GROUP)
 
-ADDED, UPDATED, UNCHANGED = "added", "updated", "unchanged"
-
-
-class TxnContext:
-    """The transaction being built and what it inserted."""
+class HostTxnContext(TxnContext):
+    """A transaction on the host database; bridges it inserted by name."""
 
     def __init__(self, txn, view: DbView):
-        self.txn = txn
-        self.view = view
-        self.new_interfaces: list = []
-        self.new_ports: list = []
+        super().__init__(txn, view)
         self.new_bridges: dict[str, object] = {}
-
-    def insert(self, table: str):
-        return self.txn.insert(self.view.conn.idl.tables[table])
 
     def add_port(self, bridge_name: str, port) -> None:
         """Attach ``port`` to a bridge, existing (a mutation, which does not
@@ -43,7 +36,6 @@ class TxnContext:
             new_bridge.ports = list(new_bridge.ports) + [port]
         else:
             self.view.bridges_by_name[bridge_name].addvalue("ports", port)
-        self.new_ports.append(port)
 
 
 def vhost_sock_dir(view: DbView) -> str:
@@ -52,7 +44,7 @@ def vhost_sock_dir(view: DbView) -> str:
     return os.path.normpath(os.path.join(paths.ovs_rundir(), configured))
 
 
-def remove_port(ctx: TxnContext, port) -> None:
+def remove_port(ctx: HostTxnContext, port) -> None:
     """Detach ``port`` from its bridge and delete it with its interfaces."""
     bridge = ctx.view.bridge_of_port.get(port.uuid)
     if bridge is not None:
@@ -127,12 +119,12 @@ class PlugVif:
             raise UserError("vhost_user", f"this OVS does not support "
                             f"interface type {self.vif.iface_type} (is it "
                             "OVS-DPDK with dpdk-init=true?)")
-        if self.vif.vhost_mode == "server":
+        if self.vif.iface_type == model.VHOST_IFACE_TYPES["client"]:
             directory = vhost_sock_dir(view)
             if os.path.dirname(self.vif.socket or "") != directory:
-                raise UserError("vhost_user", "in server mode OVS creates "
-                                f"the socket in its vhost-sock-dir; use "
-                                f"{directory}/{self.vif.name}")
+                raise UserError("vhost_user", "with QEMU as the client OVS "
+                                "serves the socket in its vhost-sock-dir; "
+                                f"use {directory}/{self.vif.name}")
 
     def _wanted_ids(self) -> dict[str, str]:
         ids = self.vif.external_ids()
@@ -154,7 +146,7 @@ class PlugVif:
             changes["pmd-rxq-affinity"] = self.vif.pmd_rxq_affinity
         return changes
 
-    def run_idl(self, ctx: TxnContext) -> str:
+    def run_idl(self, ctx: HostTxnContext) -> str:
         outcome = self.check(ctx.view)
         if outcome == ADDED:
             self._insert(ctx)
@@ -173,7 +165,7 @@ class PlugVif:
             else:
                 iface.setkey("external_ids", key, value)
 
-    def _insert(self, ctx: TxnContext) -> None:
+    def _insert(self, ctx: HostTxnContext) -> None:
         vif = self.vif
         iface = ctx.insert("Interface")
         iface.name = vif.name
@@ -196,7 +188,6 @@ class PlugVif:
         port.tag, port.vlan_mode, port.trunks = model.vlan_columns(
             model.DEAD_VLAN if vlan is None else vlan)
         ctx.add_port(vif.bridge, port)
-        ctx.new_interfaces.append(iface)
 
 
 class UnplugVif:
@@ -216,7 +207,7 @@ class UnplugVif:
                             "interfaces; remove it with ovs-vsctl")
         return iface
 
-    def run_idl(self, ctx: TxnContext) -> str:
+    def run_idl(self, ctx: HostTxnContext) -> str:
         iface = self.check(ctx.view)
         if iface is None:
             return UNCHANGED
@@ -229,15 +220,17 @@ class UnplugVif:
 
 
 class DeletePorts:
-    """Roll back: remove ports this process inserted (by row uuid)."""
+    """Roll back a plug: remove the ports it inserted (by Port uuid)."""
 
     def __init__(self, port_uuids: list):
         self.port_uuids = port_uuids
 
-    def run_idl(self, ctx: TxnContext) -> str:
+    def run_idl(self, ctx: HostTxnContext) -> str:
         ports = ctx.view.conn.rows("Port")
+        outcome = UNCHANGED
         for uuid in self.port_uuids:
             port = ports.get(uuid)
             if port is not None:
                 remove_port(ctx, port)
-        return UPDATED
+                outcome = UPDATED
+        return outcome

@@ -11,8 +11,8 @@ import subprocess
 from typing import Iterable
 
 from virtio_ovs import paths
-from virtio_ovs.errors import EnvironmentFailure
-from virtio_ovs.flows import T_CANARY, Flow
+from virtio_ovs.core.errors import EnvironmentFailure
+from virtio_ovs.network.flows import T_CANARY, Flow
 from virtio_ovs.process import terminate
 
 OFCTL = ("ovs-ofctl", "-O", "OpenFlow14")

@@ -20,7 +20,7 @@ import subprocess
 import time
 import zlib
 
-from virtio_ovs.errors import EnvironmentFailure
+from virtio_ovs.core.errors import EnvironmentFailure
 from virtio_ovs.process import terminate
 
 MODULES = ("virtio_ring", "virtio", "virtio_pci_modern_dev",

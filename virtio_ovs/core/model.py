@@ -1,4 +1,4 @@
-"""The VIF model and its validation. Pure: no I/O.
+"""The VIF model: one plug request, validated. Pure: no I/O.
 
 A VIF is one guest NIC as the host sees it: a TAP device served by
 vhost-net (``kind="tap"``) or a vhost-user socket served by OVS-DPDK's PMD
@@ -8,25 +8,25 @@ checked here before anything touches OVSDB or the kernel.
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import json
-import os
-import re
+import posixpath
 from typing import Any, Iterable, Iterator
 
-from virtio_ovs.errors import UserError
+from virtio_ovs.core.errors import UserError
+from virtio_ovs.core.validate import (
+    validate_bridge_name, validate_id_number, validate_ifname, validate_ips,
+    validate_mac, validate_mtu, validate_network, validate_pmd_rxq_affinity,
+    validate_port_id, validate_queues, validate_socket_path,
+    validate_vhost_mode, validate_vm)
 
 KIND_TAP = "tap"
 KIND_VHOST_USER = "vhost-user"
-VHOST_MODES = ("client", "server")
-# QEMU's role is the opposite of OVS's: with OVS as the client
-# (dpdkvhostuserclient) QEMU serves the socket and reconnects survive an
-# OVS restart, which is why "client" is the default.
-VHOST_IFACE_TYPES = {"client": "dpdkvhostuserclient", "server": "dpdkvhostuser"}
-
-MAX_QUEUES = 256  # MAX_TAP_QUEUES in drivers/net/tun.c
-MIN_MTU, MAX_MTU = 68, 65535
-IFNAMSIZ = 16  # including the terminating NUL: 15 usable bytes
+KIND_SYSTEM = "system"  # another kind of device (veth, physical NIC, ...)
+# The vhost-user mode names QEMU's role, as libvirt (<source mode=...>) and
+# os-vif (vif.mode) do. QEMU as the server (OVS type dpdkvhostuserclient)
+# is the default: QEMU keeps the socket, so OVS reconnects after a restart.
+VHOST_IFACE_TYPES = {"server": "dpdkvhostuserclient", "client": "dpdkvhostuser"}
+DEFAULT_VHOST_MODE = "server"
 
 DEAD_VLAN = 4095
 
@@ -38,6 +38,7 @@ def vlan_columns(tag: int) -> tuple[list, list, list]:
     if tag == DEAD_VLAN:
         return [tag], ["trunk"], [tag]
     return [tag], [], []
+
 
 # external_ids written on the Interface. The first four are the keys
 # libvirt, os-vif and neutron use; the rest are ours, namespaced.
@@ -55,10 +56,6 @@ EXT_TAP_GROUP = "virtio-ovs:tap-group"
 EXT_VERDICT = "virtio-ovs:verdict"  # written by the agent's periodic check
 EXT_QUEUES_ENABLED = "virtio-ovs:queues-enabled"
 
-_MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
-_NET_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-_BAD_CHARS = re.compile(r"[\s\x00-\x1f\x7f]")
-
 JSON_KEYS = ("port_id", "mac", "tap", "vhost_user", "vhost_mode", "bridge",
              "vm", "network", "ips", "queues", "mtu", "owner", "group",
              "pmd_rxq_affinity")
@@ -72,7 +69,7 @@ class Vif:
     name: str
     bridge: str
     socket: str | None = None
-    vhost_mode: str = "client"
+    vhost_mode: str = DEFAULT_VHOST_MODE
     vm: str | None = None
     network: str | None = None
     ips: tuple[str, ...] = ()
@@ -97,7 +94,7 @@ class Vif:
 
     @property
     def iface_options(self) -> dict[str, str]:
-        if self.kind == KIND_VHOST_USER and self.vhost_mode == "client":
+        if self.kind == KIND_VHOST_USER and self.vhost_mode == "server":
             return {"vhost-server-path": self.socket or ""}
         return {}
 
@@ -121,159 +118,6 @@ class Vif:
         return ids
 
 
-# ---------------------------------------------------------------- fields
-
-def validate_port_id(value: Any) -> str:
-    if not isinstance(value, str) or not value:
-        raise UserError("port_id", "must be a non-empty string")
-    if len(value) > 255 or _BAD_CHARS.search(value):
-        raise UserError("port_id", "must be at most 255 characters without "
-                        "whitespace or control characters")
-    return value
-
-
-def validate_mac(value: Any) -> str:
-    if not isinstance(value, str) or not _MAC_RE.match(value):
-        raise UserError("mac", f"{value!r} is not a MAC address "
-                        "(six hex octets separated by ':')")
-    mac = value.lower()
-    if int(mac[:2], 16) & 1:
-        raise UserError("mac", f"{mac} is a multicast address; a NIC needs "
-                        "a unicast MAC")
-    if mac == "00:00:00:00:00:00":
-        raise UserError("mac", "00:00:00:00:00:00 is not a usable address")
-    return mac
-
-
-def validate_ifname(value: Any, field: str = "tap") -> str:
-    """A Linux interface name, as dev_valid_name() in the kernel accepts."""
-    if not isinstance(value, str) or not value:
-        raise UserError(field, "must be a non-empty interface name")
-    if len(value.encode()) >= IFNAMSIZ:
-        raise UserError(field, f"{value!r} is longer than {IFNAMSIZ - 1} "
-                        "bytes (Linux IFNAMSIZ)")
-    if value in (".", "..") or "/" in value or ":" in value \
-            or _BAD_CHARS.search(value):
-        raise UserError(field, f"{value!r} may not contain '/', ':', "
-                        "whitespace or control characters")
-    return value
-
-
-def validate_bridge_name(value: Any) -> str:
-    return validate_ifname(value, "bridge")
-
-
-def _int_in_range(value: Any, field: str, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) \
-            or not low <= value <= high:
-        raise UserError(field, f"must be an integer in {low}..{high}, "
-                        f"got {value!r}")
-    return value
-
-
-def validate_queues(value: Any) -> int:
-    return _int_in_range(value, "queues", 1, MAX_QUEUES)
-
-
-def validate_mtu(value: Any) -> int | None:
-    return None if value is None else _int_in_range(value, "mtu", MIN_MTU,
-                                                    MAX_MTU)
-
-
-def validate_network(value: Any) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or not _NET_RE.match(value):
-        raise UserError("network", f"{value!r} must be 1-64 characters of "
-                        "letters, digits, '_', '.', '-'")
-    return value
-
-
-def validate_vm(value: Any) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value or len(value) > 255 \
-            or _BAD_CHARS.search(value):
-        raise UserError("vm", "must be 1-255 characters without whitespace "
-                        "or control characters")
-    return value
-
-
-def validate_ips(values: Any) -> tuple[str, ...]:
-    if values is None:
-        return ()
-    if isinstance(values, str) or not isinstance(values, (list, tuple)):
-        raise UserError("ips", "must be a list of addresses in CIDR form")
-    result = []
-    for value in values:
-        if not isinstance(value, str):
-            raise UserError("ips", f"{value!r} is not an address in CIDR form")
-        try:
-            iface = ipaddress.ip_interface(value)
-        except ValueError:
-            raise UserError("ips", f"{value!r} is not an address in CIDR "
-                            "form (e.g. 10.0.0.5/24 or fd00::5/64)") from None
-        if iface.ip.is_multicast or iface.ip.is_unspecified:
-            raise UserError("ips", f"{value!r} is not a unicast host address")
-        result.append(str(iface))
-    if len(set(result)) != len(result):
-        raise UserError("ips", "lists the same address twice")
-    return tuple(result)
-
-
-def validate_socket_path(value: Any) -> str:
-    if not isinstance(value, str) or not value:
-        raise UserError("vhost_user", "must be a socket path")
-    if not os.path.isabs(value):
-        raise UserError("vhost_user", f"{value!r} is not an absolute path")
-    if _BAD_CHARS.search(value) or value.endswith("/"):
-        raise UserError("vhost_user", f"{value!r} must not contain "
-                        "whitespace or control characters or end in '/'")
-    directory = os.path.dirname(value)
-    if not os.path.isdir(directory):
-        raise UserError("vhost_user", f"directory {directory} does not exist")
-    return value
-
-
-def validate_pmd_rxq_affinity(value: Any, queues: int) -> str | None:
-    """"0:3,1:7": rx queue 0 on the PMD of core 3, queue 1 on core 7."""
-    if value is None:
-        return None
-    rule = "must be queue:core pairs separated by ',' (e.g. 0:1,1:2)"
-    if not isinstance(value, str) or not value:
-        raise UserError("pmd_rxq_affinity", rule)
-    seen = set()
-    for pair in value.split(","):
-        queue, sep, core = pair.partition(":")
-        if not sep or not queue.isdigit() or not core.isdigit():
-            raise UserError("pmd_rxq_affinity", rule)
-        if int(queue) >= queues:
-            raise UserError("pmd_rxq_affinity", f"queue {queue} does not "
-                            f"exist with queues={queues}")
-        if queue in seen:
-            raise UserError("pmd_rxq_affinity", f"queue {queue} appears twice")
-        seen.add(queue)
-    return value
-
-
-def validate_vhost_mode(value: Any) -> str:
-    if value not in VHOST_MODES:
-        raise UserError("vhost_mode", f"must be one of {', '.join(VHOST_MODES)}"
-                        f", got {value!r}")
-    return value
-
-
-def validate_id_number(value: Any, field: str) -> int | None:
-    """Owner/group as a numeric id (names are resolved by the caller)."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) \
-            or not 0 <= value < 2**32 - 1:
-        raise UserError(field, f"must be a numeric id or an existing name, "
-                        f"got {value!r}")
-    return value
-
-
 # ------------------------------------------------------------------ VIFs
 
 def make_vif(*, port_id: Any, mac: Any, bridge: Any, tap: Any = None,
@@ -291,14 +135,15 @@ def make_vif(*, port_id: Any, mac: Any, bridge: Any, tap: Any = None,
             raise UserError("vhost_mode" if vhost_mode is not None
                             else "pmd_rxq_affinity",
                             "applies to vhost_user ports only")
-        kind, name, socket, mode = KIND_TAP, validate_ifname(tap), None, "client"
+        kind, name, socket = KIND_TAP, validate_ifname(tap), None
+        mode = DEFAULT_VHOST_MODE
     else:
         if owner is not None or group is not None:
             raise UserError("owner", "applies to TAP ports only")
         socket = validate_socket_path(vhost_user)
-        mode = validate_vhost_mode(vhost_mode or "client")
+        mode = validate_vhost_mode(vhost_mode or DEFAULT_VHOST_MODE)
         kind = KIND_VHOST_USER
-        name = validate_ifname(os.path.basename(socket), "vhost_user")
+        name = validate_ifname(posixpath.basename(socket), "vhost_user")
     queues = validate_queues(1 if queues is None else queues)
     return Vif(port_id=port_id, mac=mac, kind=kind, name=name,
                bridge=validate_bridge_name(bridge), socket=socket,

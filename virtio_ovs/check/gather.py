@@ -8,19 +8,18 @@ from __future__ import annotations
 
 import subprocess
 import time
+from typing import Callable
 
-from virtio_ovs import bypass, model, netlink, procfs
-from virtio_ovs.bypass import PortReport
-from virtio_ovs.errors import VirtioOvsError
-from virtio_ovs.ovsdb.api import VifRecord
-from virtio_ovs.ovsdb.connection import Connection
-from virtio_ovs.qmp import QmpClient, virtio_net_status
+from virtio_ovs.check import procfs, queues as kernel_queues
+from virtio_ovs.check import verdicts as bypass
+from virtio_ovs.check.qmp import QmpClient, virtio_net_status
+from virtio_ovs.check.verdicts import PortReport
+from virtio_ovs.core import model
+from virtio_ovs.core.errors import VirtioOvsError
+from virtio_ovs.core.port import GuestPort
+from virtio_ovs.ovsdb.host.api import HostDb
 
 STATS_INTERVAL = 5  # ovs-vswitchd's default stats-update-interval, seconds
-
-# Statistics are replicated only by this short-lived connection.
-CHECK_TABLES = {"Open_vSwitch": ("cur_cfg",),
-                "Interface": ("name", "type", "status", "statistics")}
 
 
 def pmd_rxq_show() -> dict[str, dict[int, dict]]:
@@ -36,7 +35,7 @@ def pmd_rxq_show() -> dict[str, dict[int, dict]]:
 class _TapProbe:
     """Evidence for one TAP port, with before/after traffic samples."""
 
-    def __init__(self, record: VifRecord, holders: dict[int, list[int]],
+    def __init__(self, record: GuestPort, holders: dict[int, list[int]],
                  proc: str):
         self.record = record
         self.holders = holders
@@ -48,7 +47,7 @@ class _TapProbe:
 
     def _sample(self):
         threads = procfs.thread_samples(self.pid, self.proc)
-        counters = netlink.link_counters(self.record.name)
+        counters = kernel_queues.link_counters(self.record.name)
         return time.monotonic(), threads, counters
 
     def traffic(self) -> bypass.TrafficDelta | None:
@@ -102,17 +101,6 @@ def _qmp_evidence(ev, path: str, mac: str) -> None:
     ev.qmp_status = status
 
 
-def _vhost_user_stats(remote: str, timeout: float) -> dict[str, tuple]:
-    conn = Connection(remote, timeout, CHECK_TABLES)
-    try:
-        conn.start()
-        return {i.name: (dict(i.status), dict(i.statistics))
-                for i in conn.rows("Interface").values()
-                if i.type in model.VHOST_IFACE_TYPES.values()}
-    finally:
-        conn.close()
-
-
 def _queue_counters(stats: dict[str, int]) -> dict[int, dict[str, int]]:
     queues: dict[int, dict[str, int]] = {}
     for key, value in stats.items():
@@ -130,25 +118,29 @@ def _delta(before: dict, after: dict) -> dict[int, dict[str, int]]:
                 for d in after[q]} for q in after}
 
 
-def check_ports(records: list[VifRecord], remote: str, timeout: float,
+def check_ports(records: list[GuestPort], db: HostDb,
                 traffic_seconds: float = 0.0, qmp: str | None = None,
-                proc: str = "/proc") -> list[PortReport]:
-    """One report per record; traffic mode samples counters around a wait."""
+                proc: str = "/proc",
+                rxq_show: Callable[[], dict] = pmd_rxq_show
+                ) -> list[PortReport]:
+    """One report per record; traffic mode samples counters around a wait.
+
+    ``proc`` and ``rxq_show`` are the /proc root and the source of
+    ``pmd-rxq-show``, so that recorded evidence replays a live host."""
     taps = [r for r in records if r.kind != model.KIND_VHOST_USER]
     vhost_users = [r for r in records if r.kind == model.KIND_VHOST_USER]
     index = procfs.scan_tap_holders(proc) if taps else {}
     probes = [_TapProbe(r, index.get(r.name, {}), proc) for r in taps]
-    stats0 = _vhost_user_stats(remote, timeout) if vhost_users else {}
+    stats0 = db.vhost_user_counters() if vhost_users else {}
     if traffic_seconds > 0:
         time.sleep(traffic_seconds)
-    tap_queues = netlink.all_tap_queues() if taps else {}
+    tap_queues = kernel_queues.all_tap_queues() if taps else {}
     reports = [bypass.decide_tap(p.evidence(traffic_seconds > 0, qmp,
                                             tap_queues)) for p in probes]
     stale_note = (traffic_seconds > 0 and traffic_seconds < STATS_INTERVAL)
     if vhost_users:
-        stats1 = _vhost_user_stats(remote, timeout) if traffic_seconds > 0 \
-            else stats0
-        rxqs = pmd_rxq_show()
+        stats1 = db.vhost_user_counters() if traffic_seconds > 0 else stats0
+        rxqs = rxq_show()
         for record in vhost_users:
             status, stats = stats1.get(record.name, ({}, {}))
             before = _queue_counters(stats0.get(record.name, ({}, {}))[1])

@@ -6,7 +6,7 @@ import json
 import socket
 from typing import Any
 
-from virtio_ovs.errors import EnvironmentFailure
+from virtio_ovs.core.errors import EnvironmentFailure
 
 
 class QmpError(EnvironmentFailure):

@@ -11,13 +11,13 @@ import json
 import re
 from typing import Iterable, Mapping
 
-from virtio_ovs.errors import UserError
-from virtio_ovs.model import validate_bridge_name, validate_network
+from virtio_ovs.core.errors import UserError
+from virtio_ovs.core.validate import validate_bridge_name, validate_network
 
 NET_KEY_PREFIX = "virtio-ovs:net:"
 TYPES = ("local", "flat", "vlan")
 MIN_VLAN, MAX_VLAN = 1, 4094
-_PHYSNET_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_PHYSNET_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,6 +35,20 @@ class Network:
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+# The peer of a patch port that must carry nothing yet.
+NONEXISTENT_PEER = "nonexistent-peer"
+
+
+def int_patch_name(bridge: str) -> str:
+    """The patch port on br-int towards provider bridge ``bridge``."""
+    return f"int-{bridge}"
+
+
+def phy_patch_name(bridge: str) -> str:
+    """The patch port on provider bridge ``bridge`` towards br-int."""
+    return f"phy-{bridge}"
 
 
 def network_key(name: str) -> str:
@@ -64,7 +78,7 @@ def parse_bridge_mappings(items: Iterable[str]) -> dict[str, str]:
     mappings: dict[str, str] = {}
     for item in items:
         physnet, sep, bridge = item.strip().partition(":")
-        if not sep or not _PHYSNET_RE.match(physnet):
+        if not sep or not _PHYSNET_RE.fullmatch(physnet):
             raise UserError("bridge_mappings", f"{item!r} is not "
                             "physnet:bridge")
         if physnet in mappings:

@@ -3,14 +3,16 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from virtio_ovs import model
-from virtio_ovs.errors import UserError
-from virtio_ovs.networks import Network, network_key, validate_new_network
-from virtio_ovs.ovsdb.commands import ADDED, UNCHANGED, UPDATED, TxnContext
-from virtio_ovs.ovsdb.views import DbView, optional
+from virtio_ovs.core import model
+from virtio_ovs.core.errors import UserError
+from virtio_ovs.core.networks import (NONEXISTENT_PEER, Network,
+                                      int_patch_name, network_key,
+                                      phy_patch_name, validate_new_network)
+from virtio_ovs.ovsdb.host.commands import HostTxnContext as TxnContext
+from virtio_ovs.ovsdb.host.views import DbView, optional
+from virtio_ovs.ovsdb.transaction import ADDED, UNCHANGED, UPDATED
 
 AGENT_KEY = "virtio-ovs:agent"
-NONEXISTENT_PEER = "nonexistent-peer"
 
 
 def update_external_ids(row, wanted: Mapping[str, str | None]) -> bool:
@@ -197,7 +199,6 @@ class EnsurePatchPort:
         port.name = self.name
         port.interfaces = [iface]
         ctx.add_port(self.bridge, port)
-        ctx.new_interfaces.append(iface)
         return ADDED
 
 
@@ -241,3 +242,13 @@ class RecordVerdicts:
             if update_external_ids(iface, wanted):
                 outcome = UPDATED
         return outcome
+
+
+def provider_commands(spec, physnet: str, bridge: str, connect: bool) -> list:
+    """Check a provider bridge and make its patch pair with br-int."""
+    protocols = list(spec.protocols)
+    return [CheckProviderBridge(physnet, bridge, spec.datapath_type, protocols),
+            EnsurePatchPort(spec.integration_bridge, int_patch_name(bridge),
+                            phy_patch_name(bridge), connect),
+            EnsurePatchPort(bridge, phy_patch_name(bridge),
+                            int_patch_name(bridge), connect)]

@@ -27,7 +27,9 @@ import functools
 import ipaddress
 from typing import Iterable, Mapping
 
-from virtio_ovs.networks import Network
+from virtio_ovs.core.model import DEAD_VLAN
+from virtio_ovs.core.networks import Network
+from virtio_ovs.core.port import GuestPort
 
 T_CLASSIFY, T_SPOOF, T_CANARY, T_SWITCH = 0, 10, 23, 60
 UNTAGGED = "vlan_tci=0x0000/0x1fff"
@@ -58,15 +60,6 @@ class Flow:
 
 
 @dataclasses.dataclass(frozen=True)
-class GuestPort:
-    name: str
-    ofport: int | None  # None until ovs-vswitchd numbers it
-    mac: str
-    ips: tuple[str, ...]
-    network: str | None
-
-
-@dataclasses.dataclass(frozen=True)
 class PatchPorts:
     physnet: str
     bridge: str
@@ -91,27 +84,35 @@ def link_local(mac: str) -> str:
     return str(ipaddress.IPv6Address("fe80::" + ":".join(words)))
 
 
-@functools.lru_cache(maxsize=65536)
 def port_flows(port: GuestPort) -> tuple[Flow, ...]:
     """Anti-spoofing for one bound port: untagged, from its MAC, from its IPs."""
-    base = f"in_port={port.ofport},{UNTAGGED},dl_src={port.mac}"
+    assert port.ofport is not None
+    return _port_flows(port.ofport, port.mac, port.ips)
+
+
+# Keyed on what the flows depend on only, so that a changed verdict or
+# status does not recompute them.
+@functools.lru_cache(maxsize=65536)
+def _port_flows(ofport: int, mac: str, ips: tuple[str, ...]
+                ) -> tuple[Flow, ...]:
+    base = f"in_port={ofport},{UNTAGGED},dl_src={mac}"
     allow = f"goto_table:{T_SWITCH}"
-    flows = [Flow(T_CLASSIFY, 100, f"in_port={port.ofport}",
+    flows = [Flow(T_CLASSIFY, 100, f"in_port={ofport}",
                   f"goto_table:{T_SPOOF}")]
-    addrs = [ipaddress.ip_interface(ip).ip for ip in port.ips]
+    addrs = [ipaddress.ip_interface(ip).ip for ip in ips]
     v4 = [str(a) for a in addrs if a.version == 4]
     v6 = [str(a) for a in addrs if a.version == 6]
     if not addrs:  # no allowed IPs recorded: any address from this MAC
-        for proto in ("arp,arp_sha=" + port.mac, "ip", "ipv6"):
+        for proto in ("arp,arp_sha=" + mac, "ip", "ipv6"):
             flows.append(Flow(T_SPOOF, 200, f"{base},{proto}", allow))
         return tuple(flows)
     for ip in v4:
-        flows.append(Flow(T_SPOOF, 200, f"{base},arp,arp_sha={port.mac},"
+        flows.append(Flow(T_SPOOF, 200, f"{base},arp,arp_sha={mac},"
                           f"arp_spa={ip}", allow))
         flows.append(Flow(T_SPOOF, 200, f"{base},ip,nw_src={ip}", allow))
     flows.append(Flow(T_SPOOF, 200, f"{base},udp,nw_src=0.0.0.0,"
                       "nw_dst=255.255.255.255,tp_src=68,tp_dst=67", allow))
-    for ip in v6 + [link_local(port.mac)]:
+    for ip in v6 + [link_local(mac)]:
         flows.append(Flow(T_SPOOF, 200, f"{base},ipv6,ipv6_src={ip}", allow))
         flows.append(Flow(T_SPOOF, 210, f"{base},icmp6,icmp_type=136,"
                           f"nd_target={ip}", allow))
@@ -128,7 +129,7 @@ def integration_flows(state: HostState) -> set[Flow]:
              Flow(T_CANARY, 0, "", "drop"), Flow(T_SWITCH, 0, "", "NORMAL")}
     flows |= {Flow(T_SPOOF, 300, match, "drop") for match in SERVER_ONLY}
     for port in state.ports:
-        if port.network in state.networks and port.ofport:
+        if port.bound_network in state.networks and port.ofport:
             flows.update(port_flows(port))
     for net in state.networks.values():
         patch = state.patches.get(net.physnet or "")
@@ -182,5 +183,5 @@ def diff_flows(current: Iterable[Flow], desired: Iterable[Flow]) -> FlowDiff:
 
 def port_tag(port: GuestPort, networks: Mapping[str, Network]) -> int:
     """Port.tag: the network's local VLAN, or the dead VLAN if unbound."""
-    net = networks.get(port.network or "")
-    return net.local_vlan if net is not None else 4095
+    net = networks.get(port.bound_network or "")
+    return net.local_vlan if net is not None else DEAD_VLAN

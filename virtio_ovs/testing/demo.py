@@ -19,9 +19,9 @@ import tempfile
 import threading
 import time
 
-from virtio_ovs.guest import QemuGuest, build_guest
+from virtio_ovs.testing.guest import QemuGuest, build_guest
 from virtio_ovs.process import terminate
-from virtio_ovs.sandbox import OvsSandbox
+from virtio_ovs.testing.sandbox import OvsSandbox
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VMS = [  # name, mac, ip, network, queues

@@ -1,0 +1,81 @@
+"""In-process stand-ins for the adapters, for tests of the layers above
+them (the plugger's rollback). Each records what it was asked to do and can
+be told to raise at a given step."""
+from __future__ import annotations
+
+from virtio_ovs.core.errors import VswitchdError
+from virtio_ovs.ovsdb.host.api import HostDb, PlugOutcome
+
+
+class Interrupt(BaseException):
+    """Stands for Ctrl-C (KeyboardInterrupt) or SIGTERM at a given step."""
+
+
+class Steps:
+    """Raises Interrupt when step ``fail_at`` is reached."""
+
+    def __init__(self, fail_at: str | None = None):
+        self.fail_at = fail_at
+        self.seen: list[str] = []
+
+    def __call__(self, step: str) -> None:
+        self.seen.append(step)
+        if step == self.fail_at:
+            raise Interrupt(step)
+
+
+class FakeTaps:
+    def __init__(self, steps: Steps):
+        self.steps = steps
+        self.links: set[str] = set()
+
+    def create(self, name, queues, owner=None, group=None) -> None:
+        self.steps(f"create {name}")
+        self.links.add(name)
+
+    def delete(self, name) -> None:
+        self.steps(f"delete {name}")
+        self.links.discard(name)
+
+
+class FakeHostDb(HostDb):
+    """Ports as a dict of port id -> device name; ``refuse`` names devices
+    ovs-vswitchd would refuse."""
+
+    remote, timeout = "fake:", 1.0
+
+    def __init__(self, steps: Steps, refuse: frozenset[str] = frozenset()):
+        self.steps = steps
+        self.refuse = refuse
+        self.rows: dict[str, str] = {}
+
+    def check_plug(self, vifs):
+        return [v.port_id for v in vifs if v.port_id not in self.rows]
+
+    def plug(self, vifs, outcome: PlugOutcome, wait=True,
+             created_taps=frozenset()):
+        self.steps("commit")
+        for vif in vifs:
+            self.rows[vif.port_id] = vif.name
+            outcome.plugged.append(vif.port_id)
+        outcome.committed = True
+        outcome.new_ports = [v.port_id for v in vifs]
+        self.steps("wait")
+        outcome.refused = {v.name: "refused" for v in vifs
+                           if v.name in self.refuse}
+        if outcome.refused:
+            raise VswitchdError("ovs-vswitchd refused")
+
+    def remove_ports(self, outcome):
+        self.steps("remove rows")
+        for port_id in outcome.new_ports:
+            self.rows.pop(port_id, None)
+
+    def _unused(self, *args, **kwargs):
+        raise NotImplementedError
+
+    unplug = list_ports = get_port = create_network = delete_network = \
+        list_networks = bind_port = agent_status = write_agent_status = \
+        ensure_bridges = set_port_tags = record_verdicts = networks = \
+        ofports = vhost_user_counters = start = run = wait = close = _unused
+    seqno = 0

@@ -1,0 +1,103 @@
+"""The agent's reconcile in-process, on a dummy-datapath OVS: its state
+cache follows OVSDB notifications, tags and flows follow the state, and a
+change is reacted to within the target time."""
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from virtio_ovs import conf as conf_mod
+from virtio_ovs.agent.agent import Agent
+from virtio_ovs.core import model
+from virtio_ovs.ovsdb.host.api import PlugOutcome
+
+MAC = "52:54:00:00:20:01"
+
+
+@pytest.fixture
+def agent(ovs, db, tmp_path):
+    """An agent running its real loop in a thread of this process."""
+    path = tmp_path / "agent.conf"
+    path.write_text(f"[ovs]\novsdb_connection = {ovs.remote}\n"
+                    "datapath_type = system\novsdb_timeout = 5\n"
+                    "[agent]\nreport_interval = 30\ncheck_interval = 0\n")
+    conf = conf_mod.load([str(path)], prog="virtio-ovs-agent")
+    running = Agent(conf)
+    thread = threading.Thread(target=running.run, daemon=True)
+    thread.start()
+    wait_until(lambda: running.first_sync_done, "the first sync")
+    yield running
+    running.stop()
+    thread.join(10)
+    assert not thread.is_alive()
+
+
+def wait_until(condition, what: str, timeout: float = 5.0) -> float:
+    """Seconds until ``condition()`` held (polled every millisecond)."""
+    start = time.monotonic()
+    while not condition():
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.001)
+    return time.monotonic() - start
+
+
+def plug(db, port_id: str, tap: str, mac: str, **kw) -> None:
+    db.plug([model.make_vif(port_id=port_id, mac=mac, tap=tap,
+                            bridge="br-int", **kw)], PlugOutcome())
+
+
+def port_flow_installed(agent, ofport: int) -> bool:
+    return any(f.match == f"in_port={ofport}"
+               for f in agent.applied.get("br-int", ()))
+
+
+def test_binding_sets_the_tag_and_installs_flows_within_100_ms(agent, db, ovs):
+    db.create_network("blue", "local", None, None, {})
+    plug(db, "p1", "tapa1", MAC)
+    ofport = db.get_port("p1").ofport
+    assert db.get_port("p1").tag == model.DEAD_VLAN
+    db.bind_port("p1", "blue", ("10.0.0.1/24",))
+    took = wait_until(lambda: port_flow_installed(agent, ofport),
+                      "the bound port's flows", timeout=2)
+    assert took < 0.1, f"{took * 1000:.0f} ms from bind to flows"
+    flows = ovs.ofctl("dump-flows", "br-int")
+    assert f"in_port={ofport},dl_src={MAC}" in flows.replace(
+        "vlan_tci=0x0000/0x1fff,", "")
+    assert f"cookie={agent.cookie:#x}" in flows
+    wait_until(lambda: db.get_port("p1").tag == 1, "the local VLAN")
+
+
+def test_unbinding_removes_flows_and_isolates(agent, db, ovs):
+    db.create_network("blue", "local", None, None, {})
+    plug(db, "p2", "tapa2", MAC, network="blue")
+    ofport = db.get_port("p2").ofport
+    wait_until(lambda: port_flow_installed(agent, ofport), "flows")
+    db.bind_port("p2", None, None)
+    wait_until(lambda: not port_flow_installed(agent, ofport), "flow removal")
+    wait_until(lambda: db.get_port("p2").tag == model.DEAD_VLAN,
+               "the dead VLAN")
+    assert f"in_port={ofport}," not in ovs.ofctl("dump-flows", "br-int")
+
+
+def test_foreign_vlan_columns_are_put_back(agent, db, ovs):
+    db.create_network("blue", "local", None, None, {})
+    plug(db, "p3", "tapa3", MAC, network="blue")
+    wait_until(lambda: db.get_port("p3").tag == 1, "the local VLAN")
+    ovs.vsctl("set", "Port", "tapa3", "trunks=7", "vlan_mode=trunk")
+    wait_until(lambda: db.get_port("p3").tag is None, "the foreign change")
+    wait_until(lambda: db.get_port("p3").tag == 1, "the agent's repair")
+    assert ovs.vsctl("get", "Port", "tapa3", "trunks") == "[]"
+
+
+def test_a_port_with_bad_ids_does_not_block_the_others(agent, db, ovs):
+    db.create_network("blue", "local", None, None, {})
+    ovs.vsctl("add-port", "br-int", "bad1", "--", "set", "Interface", "bad1",
+              "external_ids:iface-id=bad", 'external_ids:attached-mac="zz"',
+              "external_ids:virtio-ovs\\:network=blue")
+    plug(db, "p4", "tapa4", MAC, network="blue")
+    ofport = db.get_port("p4").ofport
+    wait_until(lambda: port_flow_installed(agent, ofport), "p4's flows")
+    assert "zz" not in ovs.ofctl("dump-flows", "br-int")

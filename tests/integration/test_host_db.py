@@ -1,0 +1,149 @@
+"""The host database facade, in-process, on a dummy-datapath OVS."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from virtio_ovs.core import model
+from virtio_ovs.core.errors import OvsdbTimeout, UserError
+from virtio_ovs.ovsdb.host.api import BridgeSpec, PlugOutcome
+from virtio_ovs.ovsdb.host.impl import IdlHostDb
+from tests.integration.conftest import TAPS
+
+MAC = "52:54:00:00:10:01"
+
+
+def eventually(read, timeout: float = 5.0):
+    """``read()`` once it returns something truthy (the replica follows
+    changes made by other clients a moment later)."""
+    deadline = time.monotonic() + timeout
+    while not (value := read()) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return value
+
+
+def vif(port_id="p1", tap="tapp1", **kw) -> model.Vif:
+    return model.make_vif(port_id=port_id, mac=kw.pop("mac", MAC), tap=tap,
+                          bridge="br-int", **kw)
+
+
+def test_plug_commits_once_and_reads_back_as_a_guest_port(db, ovs):
+    TAPS.add("tapp1")
+    outcome = PlugOutcome()
+    db.plug([vif(queues=2, vm="vm1", mtu=1400)], outcome,
+            created_taps=frozenset({"tapp1"}))
+    assert outcome.committed and outcome.plugged == ["p1"]
+    assert len(outcome.new_ports) == 1
+    port = db.get_port("p1")
+    assert (port.name, port.kind, port.mac, port.vm, port.queues, port.mtu,
+            port.bridge, port.tag, port.tap_created, port.plugged_by_us) == \
+        ("tapp1", "tap", MAC, "vm1", 2, 1400, "br-int", 4095, True, True)
+    assert port.ofport is not None and port.status in ("up", "down")
+    next_cfg = ovs.vsctl("get", "Open_vSwitch", ".", "next_cfg")
+    again = PlugOutcome()
+    db.plug([vif(queues=2, vm="vm1", mtu=1400)], again)
+    assert (again.committed, again.unchanged) == (False, ["p1"])
+    assert ovs.vsctl("get", "Open_vSwitch", ".", "next_cfg") == next_cfg
+
+
+def test_kind_comes_from_the_probe_not_from_the_name(db, ovs):
+    ovs.vsctl("add-port", "br-int", "vethx", "--", "set", "Interface",
+              "vethx", "external_ids:iface-id=lv", f"external_ids:attached-mac={MAC}")
+    port = eventually(lambda: db.get_port("lv"))
+    assert (port.kind, port.plugged_by_us) == ("system", False)
+    TAPS.add("vethx")  # the probe is asked once per changed row
+    ovs.vsctl("set", "Interface", "vethx", "external_ids:vm-id=vm9")
+    assert eventually(lambda: db.get_port("lv").vm == "vm9")
+    assert db.get_port("lv").kind == "tap"
+
+
+def test_remove_ports_undoes_exactly_the_plug(db, ovs):
+    outcome = PlugOutcome()
+    db.plug([vif(), vif("p2", "tapp2", mac="52:54:00:00:10:02")], outcome)
+    db.remove_ports(outcome)
+    assert db.list_ports() == []
+    db.remove_ports(outcome)  # already gone: nothing to do, no error
+
+
+def test_check_plug_refuses_conflicts_without_writing(db):
+    db.plug([vif()], PlugOutcome())
+    with pytest.raises(UserError, match="mac: port id 'p1' is plugged with"):
+        db.check_plug([vif(mac="52:54:00:00:10:09")])
+    with pytest.raises(UserError, match="tap: 'tapp1' is already in OVSDB"):
+        db.check_plug([vif("p9")])
+    with pytest.raises(UserError, match="network: no network named 'nope'"):
+        db.check_plug([vif("p8", "tapp8", network="nope")])
+    assert db.check_plug([vif("p7", "tapp7")]) == ["p7"]
+
+
+def test_networks_bind_tags_and_verdicts(db):
+    db.plug([vif()], PlugOutcome())
+    net = db.create_network("blue", "local", None, None, {})
+    assert db.list_networks() == [net] and net.local_vlan == 1
+    assert db.bind_port("p1", "blue", ("10.0.0.5/24",))
+    assert not db.bind_port("p1", "blue", ("10.0.0.5/24",))
+    with pytest.raises(UserError, match="has bound ports: p1"):
+        db.delete_network("blue")
+    db.set_port_tags({"tapp1": 1, "gone": 7})
+    db.record_verdicts({"p1": ("bypass", 2)})
+    port = db.get_port("p1")
+    assert (port.network, port.ips, port.tag, port.verdict,
+            port.queues_enabled) == ("blue", ("10.0.0.5/24",), 1, "bypass", 2)
+    db.bind_port("p1", None, None)
+    db.delete_network("blue")
+    assert db.networks() == {}
+
+
+def test_foreign_invalid_ids_are_listed_but_not_bound(db, ovs):
+    db.create_network("blue", "local", None, None, {})
+    ovs.vsctl("add-port", "br-int", "bad0", "--", "set", "Interface", "bad0",
+              "external_ids:iface-id=bad", 'external_ids:attached-mac="52:54:00:00:10:03\\n"',
+              "external_ids:virtio-ovs\\:network=blue")
+    port = eventually(lambda: db.get_port("bad"))
+    assert (port.valid, port.bound_network, port.network) == (False, None, None)
+
+
+def test_ensure_bridges_joins_patches_only_when_asked(db, ovs):
+    ovs.vsctl("add-br", "br-ex", "--", "set", "Bridge", "br-ex",
+              "datapath_type=netdev")
+    spec = BridgeSpec("br-int", "netdev", ("OpenFlow10", "OpenFlow14"),
+                      {"phys": "br-ex"})
+    assert db.ensure_bridges(spec, connect=False)
+    assert ovs.vsctl("get", "Interface", "int-br-ex", "options:peer") == \
+        "nonexistent-peer"
+    assert ovs.vsctl("get", "Bridge", "br-ex", "fail_mode") == "secure"
+    assert db.ensure_bridges(spec, connect=True)
+    assert ovs.vsctl("get", "Interface", "int-br-ex", "options:peer") == \
+        "phy-br-ex"
+    assert not db.ensure_bridges(spec, connect=False)  # never disconnects
+    assert set(db.ofports({"int-br-ex", "phy-br-ex"})) == \
+        {"int-br-ex", "phy-br-ex"}
+    with pytest.raises(UserError, match="bridge 'br-none' of physnet"):
+        db.ensure_bridges(BridgeSpec("br-int", "netdev", ("OpenFlow14",),
+                                     {"x": "br-none"}), connect=False)
+
+
+def test_agent_status_round_trip(db):
+    assert db.agent_status() is None
+    db.write_agent_status({"heartbeat": 1.5, "host": "h"})
+    assert db.agent_status() == {"heartbeat": 1.5, "host": "h"}
+
+
+def test_an_unreachable_database_is_a_timeout_not_a_hang(tmp_path):
+    db = IdlHostDb(f"unix:{tmp_path}/none.sock", 0.5, is_tap=lambda n: False)
+    start = time.monotonic()
+    with pytest.raises(OvsdbTimeout, match="unreachable within 0.5 s"):
+        db.list_ports()
+    assert time.monotonic() - start < 2
+
+
+def test_seqno_moves_on_a_foreign_change(db, ovs):
+    db.start()
+    before = db.seqno
+    ovs.vsctl("set", "Bridge", "br-int", "external_ids:x=y")
+    deadline = time.monotonic() + 5
+    while db.seqno == before and time.monotonic() < deadline:
+        db.run()
+        time.sleep(0.01)
+    assert db.seqno != before

@@ -1,0 +1,72 @@
+"""The plugger's one rollback routine, interrupted at every step: a TAP is
+never deleted while a committed row uses it, and a plug that did not
+commit leaves no TAP it created."""
+from __future__ import annotations
+
+import pytest
+
+from virtio_ovs.core import model
+from virtio_ovs.core.errors import VswitchdError
+from virtio_ovs.plug.plugger import Plugger
+from tests.fakes import FakeHostDb, FakeTaps, Interrupt, Steps
+
+VIFS = [model.make_vif(port_id=f"p{i}", mac=f"52:54:00:00:00:0{i}",
+                       tap=f"tap{i}", bridge="br-int") for i in (1, 2)]
+
+
+def plugger(fail_at=None, refuse=frozenset()):
+    steps = Steps(fail_at)
+    db, taps = FakeHostDb(steps, refuse), FakeTaps(steps)
+    return Plugger(db, taps, check_host=lambda vif: False), db, taps
+
+
+def rows_use_only_existing_taps(db, taps) -> bool:
+    return set(db.rows.values()) <= taps.links
+
+
+@pytest.mark.parametrize("step", ["create tap1", "create tap2", "commit"])
+def test_interrupted_before_commit_leaves_nothing(step):
+    plug, db, taps = plugger(step)
+    with pytest.raises(Interrupt):
+        plug.plug(list(VIFS))
+    assert db.rows == {} and taps.links == set()
+
+
+def test_interrupted_while_waiting_for_vswitchd_keeps_rows_and_taps():
+    plug, db, taps = plugger("wait")
+    with pytest.raises(Interrupt):
+        plug.plug(list(VIFS))
+    assert set(db.rows) == {"p1", "p2"} and taps.links == {"tap1", "tap2"}
+
+
+def test_refused_interface_rolls_back_rows_then_taps():
+    plug, db, taps = plugger(refuse=frozenset({"tap2"}))
+    with pytest.raises(VswitchdError):
+        plug.plug(list(VIFS))
+    assert db.rows == {} and taps.links == set()
+    assert db.steps.seen[-3:] == ["remove rows", "delete tap2", "delete tap1"]
+
+
+def test_interrupted_row_rollback_keeps_the_taps_the_rows_use():
+    plug, db, taps = plugger("remove rows", refuse=frozenset({"tap1"}))
+    with pytest.raises(Interrupt):
+        plug.plug(list(VIFS))
+    assert set(db.rows) == {"p1", "p2"}
+    assert rows_use_only_existing_taps(db, taps)
+
+
+def test_interrupted_tap_rollback_leaves_no_row_without_its_tap():
+    plug, db, taps = plugger("delete tap2", refuse=frozenset({"tap1"}))
+    with pytest.raises(Interrupt):
+        plug.plug(list(VIFS))
+    assert db.rows == {} and rows_use_only_existing_taps(db, taps)
+
+
+def test_existing_taps_are_never_deleted_by_a_rollback():
+    steps = Steps("commit")
+    db, taps = FakeHostDb(steps), FakeTaps(steps)
+    taps.links.add("tap1")  # QEMU's, or an earlier plug's
+    plug = Plugger(db, taps, check_host=lambda vif: vif.name in taps.links)
+    with pytest.raises(Interrupt):
+        plug.plug(list(VIFS))
+    assert taps.links == {"tap1"}

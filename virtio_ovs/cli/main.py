@@ -1,0 +1,26 @@
+"""virtio-ovs-ctl: the ovs-vsctl companion for guest NICs."""
+from __future__ import annotations
+
+import sys
+from typing import Sequence
+
+from virtio_ovs.cli.parser import build_parser
+from virtio_ovs.core.errors import VirtioOvsError
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        from virtio_ovs.cli.context import Context
+        from virtio_ovs.cli.verbs import VERBS
+        return VERBS[args.verb](Context(args), args)
+    except VirtioOvsError as exc:
+        print(f"virtio-ovs-ctl: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("virtio-ovs-ctl: interrupted", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

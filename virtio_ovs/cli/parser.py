@@ -1,0 +1,126 @@
+"""virtio-ovs-ctl's command line: verbs, options, help."""
+from __future__ import annotations
+
+import argparse
+
+from virtio_ovs.core import model
+from virtio_ovs.core.networks import TYPES
+from virtio_ovs.core.validate import VHOST_MODES
+
+EPILOG = """\
+exit codes:
+  0  success
+  1  user error (bad input, unknown bridge or port; nothing was written)
+  2  system error (OVSDB unreachable, timeout, ovs-vswitchd or kernel failure)
+
+The default --db is ovs-vsctl's: unix:$OVS_RUNDIR/db.sock, OVS_RUNDIR
+defaulting to /var/run/openvswitch; [ovs] ovsdb_connection in a config file
+overrides it, --db overrides both."""
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # user error: exit 1, one line
+        self.exit(1, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="virtio-ovs-ctl", epilog=EPILOG,
+                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                     description="Plug guest virtio NICs (vhost-net TAPs, "
+                     "vhost-user sockets) into Open vSwitch and inspect them.")
+    parser.add_argument("--db", metavar="REMOTE",
+                        help="OVSDB remote: unix:PATH, tcp:IP:PORT, ssl:IP:PORT")
+    parser.add_argument("--timeout", type=float, metavar="SECONDS",
+                        help="give up after SECONDS (default: [ovs] "
+                        "ovsdb_timeout, 10)")
+    parser.add_argument("--config-file", action="append", metavar="FILE",
+                        help="oslo.config file(s), as the agent reads")
+    parser.add_argument("--no-wait", action="store_true",
+                        help="do not wait for ovs-vswitchd to apply changes")
+    parser.add_argument("-p", "--private-key", metavar="FILE")
+    parser.add_argument("-c", "--certificate", metavar="FILE")
+    parser.add_argument("-C", "--ca-cert", metavar="FILE")
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True,
+                                  parser_class=_Parser)
+    _add_plug(verbs)
+    unplug = verbs.add_parser("unplug", help="remove a guest port")
+    unplug.add_argument("--port-id", required=True)
+    unplug.add_argument("--if-exists", action="store_true")
+    listing = verbs.add_parser("list", help="list guest ports")
+    _add_format(listing)
+    show = verbs.add_parser("show", help="show one guest port")
+    show.add_argument("port_id", metavar="PORT_ID")
+    _add_format(show)
+    _add_network_verbs(verbs)
+    return parser
+
+
+def _add_network_verbs(verbs) -> None:
+    create = verbs.add_parser("net-create", help="create a network")
+    create.add_argument("name", metavar="NAME")
+    create.add_argument("--type", required=True, choices=TYPES)
+    create.add_argument("--physnet", metavar="P")
+    create.add_argument("--segment", type=int, metavar="ID",
+                        help="provider VLAN ID (vlan networks)")
+    delete = verbs.add_parser("net-delete", help="delete a network without "
+                              "bound ports")
+    delete.add_argument("name", metavar="NAME")
+    _add_format(verbs.add_parser("net-list", help="list networks"))
+    bind = verbs.add_parser("bind", help="bind a guest port to a network")
+    bind.add_argument("--port-id", required=True)
+    bind.add_argument("--network", required=True, metavar="NET")
+    bind.add_argument("--ip", action="append", metavar="CIDR", dest="ips",
+                      help="allowed address (repeat); default: keep the "
+                      "recorded ones")
+    unbind = verbs.add_parser("unbind", help="isolate a guest port again")
+    unbind.add_argument("--port-id", required=True)
+    _add_format(verbs.add_parser("status", help="the agent's heartbeat"))
+    check = verbs.add_parser(
+        "check", help="prove each port's data plane bypasses QEMU",
+        description="Per port and per queue: bypass, through-qemu, "
+        "not-running or unknown, with the evidence. Exit 0 when every checked "
+        "port bypasses QEMU with its expected queues, 1 otherwise, 2 on error.")
+    check.add_argument("--port-id", action="append", dest="port_ids",
+                       metavar="ID")
+    check.add_argument("--vm", metavar="ID")
+    check.add_argument("--traffic", type=float, metavar="SECONDS", default=0.0,
+                       help="sample counters over SECONDS of live traffic")
+    check.add_argument("--qmp", metavar="SOCKET",
+                       help="the VM's QMP socket (x-query-virtio-status)")
+    _add_format(check)
+
+
+def _add_format(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--format", choices=("table", "json"), default="table")
+
+
+def _add_plug(verbs) -> None:
+    plug = verbs.add_parser(
+        "plug", help="plug a TAP or vhost-user port (or many, --from-file)",
+        description="Plug one VIF, or every VIF of a JSON Lines file in one "
+        "transaction. Keys: " + ", ".join(model.JSON_KEYS) + ".")
+    plug.add_argument("--from-file", metavar="FILE",
+                      help="JSON Lines, one VIF per line ('-' for stdin)")
+    plug.add_argument("--port-id")
+    plug.add_argument("--mac")
+    device = plug.add_mutually_exclusive_group()
+    device.add_argument("--tap", metavar="NAME")
+    device.add_argument("--vhost-user", metavar="SOCKET")
+    plug.add_argument("--vhost-mode", choices=VHOST_MODES,
+                      help="QEMU's role, as in libvirt and os-vif: server "
+                      "(default; QEMU serves SOCKET, OVS type "
+                      "dpdkvhostuserclient, survives an OVS restart) or "
+                      "client (OVS serves SOCKET in its vhost-sock-dir, "
+                      "type dpdkvhostuser)")
+    plug.add_argument("--bridge", help="default: [ovs] integration_bridge")
+    plug.add_argument("--vm", metavar="ID")
+    plug.add_argument("--network", metavar="NET")
+    plug.add_argument("--ip", action="append", metavar="CIDR", dest="ips")
+    plug.add_argument("--queues", type=int, metavar="N")
+    plug.add_argument("--mtu", type=int, metavar="N")
+    plug.add_argument("--owner", metavar="USER",
+                      help="TAP owner, so an unprivileged QEMU can open it")
+    plug.add_argument("--group", metavar="GROUP")
+    plug.add_argument("--pmd-rxq-affinity", metavar="Q:CORE,...",
+                      help="vhost-user: pin rx queues to PMD cores")
+
+

@@ -1,0 +1,202 @@
+"""The verbs of virtio-ovs-ctl: each takes the Context and the parsed
+arguments and returns the exit code."""
+from __future__ import annotations
+
+import grp
+import pwd
+import sys
+import time
+from typing import Any, Callable
+
+from virtio_ovs.cli.context import Context
+from virtio_ovs.cli.output import print_check, print_json, print_records
+from virtio_ovs.core import model
+from virtio_ovs.core.errors import UserError
+from virtio_ovs.core.networks import parse_bridge_mappings
+
+
+def resolve_ids(owner: Any, group: Any) -> tuple[Any, Any]:
+    return (_resolve(owner, "owner", lambda n: pwd.getpwnam(n).pw_uid),
+            _resolve(group, "group", lambda n: grp.getgrnam(n).gr_gid))
+
+
+def _resolve(value: Any, field: str, lookup: Callable[[str], int]) -> Any:
+    if not isinstance(value, str):
+        return value
+    if value.isdigit():
+        return int(value)
+    try:
+        return lookup(value)
+    except KeyError:
+        raise UserError(field, f"no such {'user' if field == 'owner' else field}"
+                        f" {value!r}") from None
+
+
+def _vifs_from_args(args, default_bridge: str) -> list[model.Vif]:
+    if args.from_file:
+        single = [o for o in ("port_id", "mac", "tap", "vhost_user", "vm",
+                              "network", "ips", "queues", "mtu", "owner",
+                              "group", "vhost_mode", "bridge",
+                              "pmd_rxq_affinity")
+                  if getattr(args, o) is not None]
+        if single:
+            raise UserError(single[0].replace("_", "-"),
+                            "cannot be combined with --from-file")
+        return _read_vif_file(args.from_file, default_bridge)
+    for required in ("port_id", "mac"):
+        if getattr(args, required) is None:
+            raise UserError(required.replace("_", "-"), "is required")
+    owner, group = resolve_ids(args.owner, args.group)
+    return [model.make_vif(
+        port_id=args.port_id, mac=args.mac, tap=args.tap,
+        vhost_user=args.vhost_user, vhost_mode=args.vhost_mode,
+        bridge=args.bridge or default_bridge, vm=args.vm,
+        network=args.network, ips=args.ips, queues=args.queues,
+        mtu=args.mtu, owner=owner, group=group,
+        pmd_rxq_affinity=args.pmd_rxq_affinity)]
+
+
+def _read_vif_file(path: str, default_bridge: str) -> list[model.Vif]:
+    try:
+        if path == "-":
+            return model.parse_vif_lines(sys.stdin, default_bridge, resolve_ids)
+        with open(path, encoding="utf-8") as f:
+            return model.parse_vif_lines(f, default_bridge, resolve_ids)
+    except UnicodeDecodeError:
+        raise UserError("from_file", f"{path} is not UTF-8 text") from None
+    except OSError as exc:
+        raise UserError("from_file", f"cannot read {path}: {exc.strerror}") \
+            from None
+
+
+def cmd_plug(ctx: Context, args) -> int:
+    vifs = _vifs_from_args(args, ctx.conf.ovs.integration_bridge)
+    result = ctx.plugger().plug(vifs, wait=ctx.wait)
+    print(f"plugged {len(result.plugged)}, updated {len(result.updated)}, "
+          f"unchanged {len(result.unchanged)}")
+    return 0
+
+
+def cmd_unplug(ctx: Context, args) -> int:
+    record = ctx.plugger().unplug(args.port_id, args.if_exists, wait=ctx.wait)
+    print(f"unplugged {record.port_id} ({record.name})" if record
+          else f"no port {args.port_id}")
+    return 0
+
+
+def cmd_list(ctx: Context, args) -> int:
+    print_records([r.to_json() for r in ctx.db.list_ports()], args.format)
+    return 0
+
+
+def cmd_show(ctx: Context, args) -> int:
+    record = ctx.db.get_port(args.port_id)
+    if record is None:
+        raise UserError("port_id", f"no port with iface-id {args.port_id!r}")
+    if args.format == "json":
+        print_json(record.to_json())
+    else:
+        for key, value in record.to_json().items():
+            print(f"{key:14} {'-' if value is None else value}")
+    return 0
+
+
+def _known_mappings(ctx: Context) -> dict[str, str]:
+    """bridge_mappings from the config file and from the running agent."""
+    status = ctx.db.agent_status() or {}
+    mappings = dict(status.get("bridge_mappings") or {})
+    mappings.update(parse_bridge_mappings(ctx.conf.ovs.bridge_mappings))
+    return mappings
+
+
+def cmd_net_create(ctx: Context, args) -> int:
+    net = ctx.db.create_network(args.name, args.type, args.physnet,
+                                 args.segment, _known_mappings(ctx))
+    print(f"created network {net.name} (local VLAN {net.local_vlan})")
+    return 0
+
+
+def cmd_net_delete(ctx: Context, args) -> int:
+    ctx.db.delete_network(args.name)
+    print(f"deleted network {args.name}")
+    return 0
+
+
+def cmd_net_list(ctx: Context, args) -> int:
+    print_records([n.as_dict() for n in ctx.db.list_networks()], args.format,
+                   ("name", "type", "physnet", "segment", "local_vlan"))
+    return 0
+
+
+def cmd_bind(ctx: Context, args) -> int:
+    network = model.validate_network(args.network)
+    ips = model.validate_ips(args.ips) if args.ips is not None else None
+    changed = ctx.db.bind_port(model.validate_port_id(args.port_id), network,
+                                ips)
+    print(f"{'bound' if changed else 'already bound:'} {args.port_id} to "
+          f"{network}")
+    return 0
+
+
+def cmd_unbind(ctx: Context, args) -> int:
+    ctx.db.bind_port(model.validate_port_id(args.port_id), None, None)
+    print(f"unbound {args.port_id}")
+    return 0
+
+
+def agent_state(status: dict | None, now: float) -> str:
+    if not status:
+        return "never-ran"
+    interval = float(status.get("report_interval") or 30)
+    return "down" if now - float(status.get("heartbeat", 0)) > 3 * interval \
+        else "up"
+
+
+def cmd_status(ctx: Context, args) -> int:
+    status = ctx.db.agent_status()
+    record = dict(status or {})
+    record["state"] = agent_state(status, time.time())
+    if record.get("heartbeat"):
+        record["heartbeat_age"] = round(time.time() - record["heartbeat"], 1)
+    if args.format == "json":
+        print_json(record)
+    else:
+        for key in sorted(record):
+            print(f"{key:18} {record[key]}")
+    return 0
+
+
+def _select_ports(ctx: Context, args) -> list:
+    records = ctx.db.list_ports()
+    if args.port_ids:
+        known = {r.port_id: r for r in records}
+        for port_id in args.port_ids:
+            if port_id not in known:
+                raise UserError("port_id", f"no port with iface-id {port_id!r}")
+        records = [known[p] for p in args.port_ids]
+    if args.vm:
+        records = [r for r in records if r.vm == args.vm]
+        if not records:
+            raise UserError("vm", f"no port of VM {args.vm!r}")
+    return records
+
+
+def cmd_check(ctx: Context, args) -> int:
+    if args.traffic < 0 or args.traffic > 3600:
+        raise UserError("traffic", "must be 0..3600 seconds")
+    from virtio_ovs.check.gather import check_ports
+    reports = check_ports(_select_ports(ctx, args), ctx.db, args.traffic,
+                          args.qmp)
+    if args.format == "json":
+        print_json([r.to_json() for r in reports])
+    else:
+        print_check(reports)
+    return 0 if all(r.ok for r in reports) else 1
+
+
+VERBS = {"check": cmd_check, "plug": cmd_plug, "unplug": cmd_unplug, "list": cmd_list,
+         "show": cmd_show, "net-create": cmd_net_create,
+         "net-delete": cmd_net_delete, "net-list": cmd_net_list,
+         "bind": cmd_bind, "unbind": cmd_unbind, "status": cmd_status}
+
+

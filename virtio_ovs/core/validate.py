@@ -1,0 +1,178 @@
+"""Validation of single fields. Pure: no I/O.
+
+Every validator returns the normalised value or raises UserError naming the
+field and the rule. Patterns are matched against the whole string
+(``fullmatch``): ``$`` would accept a trailing newline.
+"""
+from __future__ import annotations
+
+import ipaddress
+import posixpath
+import re
+from typing import Any
+
+from virtio_ovs.core.errors import UserError
+
+MAX_QUEUES = 256  # MAX_TAP_QUEUES in drivers/net/tun.c
+MIN_MTU, MAX_MTU = 68, 65535
+IFNAMSIZ = 16  # including the terminating NUL: 15 usable bytes
+VHOST_MODES = ("server", "client")
+
+_MAC_RE = re.compile(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}")
+_NET_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_BAD_CHARS = re.compile(r"[\s\x00-\x1f\x7f]")
+
+
+def validate_port_id(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise UserError("port_id", "must be a non-empty string")
+    if len(value) > 255 or _BAD_CHARS.search(value):
+        raise UserError("port_id", "must be at most 255 characters without "
+                        "whitespace or control characters")
+    return value
+
+
+def validate_mac(value: Any) -> str:
+    if not isinstance(value, str) or not _MAC_RE.fullmatch(value):
+        raise UserError("mac", f"{value!r} is not a MAC address "
+                        "(six hex octets separated by ':')")
+    mac = value.lower()
+    if int(mac[:2], 16) & 1:
+        raise UserError("mac", f"{mac} is a multicast address; a NIC needs "
+                        "a unicast MAC")
+    if mac == "00:00:00:00:00:00":
+        raise UserError("mac", "00:00:00:00:00:00 is not a usable address")
+    return mac
+
+
+def validate_ifname(value: Any, field: str = "tap") -> str:
+    """A Linux interface name, as dev_valid_name() in the kernel accepts."""
+    if not isinstance(value, str) or not value:
+        raise UserError(field, "must be a non-empty interface name")
+    if len(value.encode()) >= IFNAMSIZ:
+        raise UserError(field, f"{value!r} is longer than {IFNAMSIZ - 1} "
+                        "bytes (Linux IFNAMSIZ)")
+    if value in (".", "..") or "/" in value or ":" in value \
+            or _BAD_CHARS.search(value):
+        raise UserError(field, f"{value!r} may not contain '/', ':', "
+                        "whitespace or control characters")
+    return value
+
+
+def validate_bridge_name(value: Any) -> str:
+    return validate_ifname(value, "bridge")
+
+
+def _int_in_range(value: Any, field: str, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) \
+            or not low <= value <= high:
+        raise UserError(field, f"must be an integer in {low}..{high}, "
+                        f"got {value!r}")
+    return value
+
+
+def validate_queues(value: Any) -> int:
+    return _int_in_range(value, "queues", 1, MAX_QUEUES)
+
+
+def validate_mtu(value: Any) -> int | None:
+    return None if value is None else _int_in_range(value, "mtu", MIN_MTU,
+                                                    MAX_MTU)
+
+
+def validate_network(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _NET_RE.fullmatch(value):
+        raise UserError("network", f"{value!r} must be 1-64 characters of "
+                        "letters, digits, '_', '.', '-'")
+    return value
+
+
+def validate_vm(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value or len(value) > 255 \
+            or _BAD_CHARS.search(value):
+        raise UserError("vm", "must be 1-255 characters without whitespace "
+                        "or control characters")
+    return value
+
+
+def validate_ips(values: Any) -> tuple[str, ...]:
+    if values is None:
+        return ()
+    if isinstance(values, str) or not isinstance(values, (list, tuple)):
+        raise UserError("ips", "must be a list of addresses in CIDR form")
+    result = []
+    for value in values:
+        if not isinstance(value, str):
+            raise UserError("ips", f"{value!r} is not an address in CIDR form")
+        try:
+            iface = ipaddress.ip_interface(value)
+        except ValueError:
+            raise UserError("ips", f"{value!r} is not an address in CIDR "
+                            "form (e.g. 10.0.0.5/24 or fd00::5/64)") from None
+        if iface.ip.is_multicast or iface.ip.is_unspecified:
+            raise UserError("ips", f"{value!r} is not a unicast host address")
+        result.append(str(iface))
+    if len(set(result)) != len(result):
+        raise UserError("ips", "lists the same address twice")
+    return tuple(result)
+
+
+def validate_socket_path(value: Any) -> str:
+    """An absolute, normalised socket path (whether its directory exists
+    is the plug adapter's business)."""
+    if not isinstance(value, str) or not value:
+        raise UserError("vhost_user", "must be a socket path")
+    if not posixpath.isabs(value):
+        raise UserError("vhost_user", f"{value!r} is not an absolute path")
+    if _BAD_CHARS.search(value) or value.endswith("/"):
+        raise UserError("vhost_user", f"{value!r} must not contain "
+                        "whitespace or control characters or end in '/'")
+    if posixpath.normpath(value) != value:
+        raise UserError("vhost_user", f"{value!r} is not a normalised path "
+                        f"(use {posixpath.normpath(value)})")
+    return value
+
+
+def validate_pmd_rxq_affinity(value: Any, queues: int) -> str | None:
+    """"0:3,1:7": rx queue 0 on the PMD of core 3, queue 1 on core 7."""
+    if value is None:
+        return None
+    rule = "must be queue:core pairs separated by ',' (e.g. 0:1,1:2)"
+    if not isinstance(value, str) or not value:
+        raise UserError("pmd_rxq_affinity", rule)
+    seen = set()
+    for pair in value.split(","):
+        queue, sep, core = pair.partition(":")
+        if not sep or not queue.isdigit() or not core.isdigit():
+            raise UserError("pmd_rxq_affinity", rule)
+        if int(queue) >= queues:
+            raise UserError("pmd_rxq_affinity", f"queue {queue} does not "
+                            f"exist with queues={queues}")
+        if queue in seen:
+            raise UserError("pmd_rxq_affinity", f"queue {queue} appears twice")
+        seen.add(queue)
+    return value
+
+
+def validate_vhost_mode(value: Any) -> str:
+    if value not in VHOST_MODES:
+        raise UserError("vhost_mode", f"must be one of {', '.join(VHOST_MODES)}"
+                        f", got {value!r}")
+    return value
+
+
+def validate_id_number(value: Any, field: str) -> int | None:
+    """Owner/group as a numeric id (names are resolved by the caller)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) \
+            or not 0 <= value < 2**32 - 1:
+        raise UserError(field, f"must be a numeric id or an existing name, "
+                        f"got {value!r}")
+    return value
+
+

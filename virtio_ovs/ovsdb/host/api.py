@@ -1,0 +1,209 @@
+"""The host database (Open_vSwitch): everything virtio-ovs asks of it.
+
+``HostDb`` is the only way into that database. The docstrings here define
+the behaviour; ``impl.IdlHostDb`` implements it on the python-ovs IDL. One
+object owns one connection; the agent, the plugger, the check and the CLI
+depend on this API alone, and tests can fake it in-process.
+
+Every method either completes or raises; a method that raises before its
+commit has written nothing. UserError means the request is wrong (exit 1);
+EnvironmentFailure means OVSDB or ovs-vswitchd failed (exit 2).
+"""
+from __future__ import annotations
+
+import abc
+import dataclasses
+from typing import Iterable, Mapping
+
+from virtio_ovs.core.model import Vif
+from virtio_ovs.core.networks import Network
+from virtio_ovs.core.port import GuestPort
+
+
+@dataclasses.dataclass
+class PlugOutcome:
+    """What a plug did, filled in as it goes.
+
+    ``committed`` is set the moment the server has applied the transaction,
+    before any wait for ovs-vswitchd: if the wait is interrupted or times
+    out, the caller still knows that the rows (and so their TAPs) are in use.
+    """
+
+    plugged: list[str] = dataclasses.field(default_factory=list)
+    updated: list[str] = dataclasses.field(default_factory=list)
+    unchanged: list[str] = dataclasses.field(default_factory=list)
+    committed: bool = False
+    new_ports: list = dataclasses.field(default_factory=list)  # opaque ids
+    refused: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class BridgeSpec:
+    """The bridges the standalone agent owns: the integration bridge and,
+    per physnet, a provider bridge joined to it by a patch pair."""
+
+    integration_bridge: str
+    datapath_type: str
+    protocols: tuple[str, ...]
+    mappings: Mapping[str, str]  # physnet -> provider bridge
+
+
+class HostDb(abc.ABC):
+    """The Open_vSwitch database of one host."""
+
+    remote: str
+    timeout: float
+
+    # ------------------------------------------------------------ ports
+    @abc.abstractmethod
+    def check_plug(self, vifs: Iterable[Vif]) -> list[str]:
+        """Check ``vifs`` against the database without writing.
+
+        UserError when a bridge is unknown, a vhost-user port asks for a
+        bridge whose datapath is not ``netdev`` or an interface type this
+        OVS lacks, a port id is already plugged with another MAC or device,
+        a device name belongs to another port, or a network is unknown.
+        Returns the port ids that are not plugged yet.
+        """
+
+    @abc.abstractmethod
+    def plug(self, vifs: Iterable[Vif], outcome: PlugOutcome,
+             wait: bool = True,
+             created_taps: frozenset[str] = frozenset()) -> None:
+        """Plug all ``vifs`` in one transaction (all or nothing), filling
+        ``outcome`` as it goes.
+
+        A new port gets its Port, Interface and external_ids, its MTU
+        request, and either its network's local VLAN (on a
+        ``fail_mode=secure`` bridge) or the dead VLAN (tag 4095, trunk
+        4095). A VIF already plugged the same way changes nothing (no write
+        at all); one whose ids or MTU differ is updated in place and keeps
+        its VLAN. Devices in ``created_taps`` are marked
+        ``virtio-ovs:tap-created`` (unplug deletes them).
+
+        With ``wait``, returns once ovs-vswitchd has applied the change and
+        every new Interface has an ofport. Interfaces that get an ``error``
+        instead are listed in ``outcome.refused`` and VswitchdError is
+        raised; the rows stay (see ``remove_ports``).
+        """
+
+    @abc.abstractmethod
+    def remove_ports(self, outcome: PlugOutcome) -> None:
+        """Roll back a committed plug: delete the Ports (and Interfaces) it
+        inserted, ``outcome.new_ports``. Ports already gone are skipped."""
+
+    @abc.abstractmethod
+    def unplug(self, port_id: str, if_exists: bool = False,
+               wait: bool = True) -> GuestPort | None:
+        """Remove the port carrying ``iface-id=port_id``.
+
+        Returns what was removed, or None when there was no such port and
+        ``if_exists`` is set; without ``if_exists`` a missing port raises
+        UserError.
+        """
+
+    @abc.abstractmethod
+    def list_ports(self) -> list[GuestPort]:
+        """Every guest port (an Interface with ``iface-id`` and
+        ``attached-mac``, whoever plugged it), sorted by port id."""
+
+    @abc.abstractmethod
+    def get_port(self, port_id: str) -> GuestPort | None:
+        """The guest port with ``iface-id=port_id``, or None."""
+
+    # --------------------------------------------------------- networks
+    @abc.abstractmethod
+    def create_network(self, name: str, net_type: str, physnet: str | None,
+                       segment: int | None,
+                       mappings: Mapping[str, str]) -> Network:
+        """Store a new network with the lowest free local VLAN.
+
+        UserError when the name exists, a vlan network lacks a physnet from
+        ``mappings`` or a segment in 1..4094, a flat network lacks a
+        physnet, a local network has either, or (physnet, segment) is
+        taken. Concurrent creates cannot get the same local VLAN.
+        """
+
+    @abc.abstractmethod
+    def delete_network(self, name: str) -> None:
+        """Remove a network; UserError while any port is bound to it."""
+
+    @abc.abstractmethod
+    def list_networks(self) -> list[Network]:
+        """All networks, sorted by name."""
+
+    @abc.abstractmethod
+    def bind_port(self, port_id: str, network: str | None,
+                  ips: tuple[str, ...] | None) -> bool:
+        """Bind a guest port (whoever plugged it) to ``network`` (None
+        unbinds) and set its allowed IPs (None keeps them). True if
+        something changed."""
+
+    # ------------------------------------------------------------ agent
+    @abc.abstractmethod
+    def agent_status(self) -> dict | None:
+        """The agent's last heartbeat record, or None if it never ran."""
+
+    @abc.abstractmethod
+    def write_agent_status(self, status: dict) -> None:
+        """Store the agent's heartbeat record."""
+
+    @abc.abstractmethod
+    def ensure_bridges(self, spec: BridgeSpec, connect: bool) -> bool:
+        """Make the integration bridge (created if missing) and check the
+        provider bridges (UserError if one is missing or has another
+        datapath type); all get ``fail_mode=secure`` and ``protocols``.
+        Creates the patch pairs; with ``connect`` False a new patch port's
+        peer does not exist, so it carries nothing until the agent's flows
+        are in; with ``connect`` True the peers are joined. Waits for
+        ovs-vswitchd. True if anything changed."""
+
+    @abc.abstractmethod
+    def set_port_tags(self, tags: Mapping[str, int]) -> None:
+        """Port name -> local VLAN (an access port) or the dead VLAN 4095
+        (a trunk of 4095 only). Ports that are gone are skipped."""
+
+    @abc.abstractmethod
+    def record_verdicts(self, verdicts: Mapping[str, tuple[str, int | None]]
+                        ) -> None:
+        """Port id -> (verdict, enabled queues), as the agent's periodic
+        check found them, into each Interface's external_ids."""
+
+    @abc.abstractmethod
+    def networks(self) -> dict[str, Network]:
+        """The networks, by name, from the replica (no round trip)."""
+
+    @abc.abstractmethod
+    def ofports(self, names: set[str]) -> dict[str, int]:
+        """Interface name -> valid ofport, for those of ``names`` that have
+        one, from the replica."""
+
+    # --------------------------------------------------------- evidence
+    @abc.abstractmethod
+    def vhost_user_counters(self) -> dict[str, tuple[dict, dict]]:
+        """Interface name -> (status, statistics) of every vhost-user
+        Interface. Statistics are read through a short-lived connection:
+        they are never replicated by the long-lived one."""
+
+    # ------------------------------------------------------- event loop
+    @abc.abstractmethod
+    def start(self) -> None:
+        """Connect and wait for the first full replica (bounded by
+        ``timeout``; OvsdbTimeout after it)."""
+
+    @abc.abstractmethod
+    def run(self) -> None:
+        """Process what the server sent."""
+
+    @property
+    @abc.abstractmethod
+    def seqno(self) -> int:
+        """Changes whenever the replica changes."""
+
+    @abc.abstractmethod
+    def wait(self, poller) -> None:
+        """Register the connection with an ``ovs.poller.Poller``."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Drop the connection."""

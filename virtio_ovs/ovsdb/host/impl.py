@@ -1,0 +1,194 @@
+"""HostDb on the python-ovs IDL: thin glue over the commands and the cache."""
+from __future__ import annotations
+
+import json
+from typing import Callable, Iterable, Mapping
+
+from virtio_ovs.core.model import Vif
+from virtio_ovs.core.networks import Network, parse_networks
+from virtio_ovs.core.port import GuestPort
+from virtio_ovs.ovsdb.connection import Connection, Deadline
+from virtio_ovs.ovsdb.host import commands, net_commands as nc
+from virtio_ovs.ovsdb.host.api import BridgeSpec, HostDb, PlugOutcome
+from virtio_ovs.ovsdb.host.cache import StateCache
+from virtio_ovs.ovsdb.host.views import TABLES, DbView, the_open_vswitch
+from virtio_ovs.ovsdb.host.vswitchd import (increment_next_cfg, raise_refused,
+                                            wait_applied)
+from virtio_ovs.ovsdb.transaction import ADDED, UNCHANGED, UPDATED, Commit, transact
+
+# Statistics are replicated only by a short-lived connection.
+COUNTER_TABLES = {"Interface": ("name", "type", "status", "statistics")}
+
+
+class IdlHostDb(HostDb):
+    """``is_tap(name)``: does the kernel know ``name`` as a TUN/TAP (the
+    plug adapter's probe; the read model needs it for ``kind``)."""
+
+    def __init__(self, remote: str, timeout: float,
+                 is_tap: Callable[[str], bool]):
+        self.remote = remote
+        self.timeout = timeout
+        self.conn = Connection(remote, timeout, TABLES)
+        self.cache = StateCache(self.conn, is_tap)
+
+    # ------------------------------------------------------------ helpers
+    def _deadline(self) -> Deadline:
+        return Deadline(self.timeout)
+
+    def _transact(self, cmds: list, deadline: Deadline | None = None,
+                  wait: bool = False) -> Commit:
+        deadline = deadline or self._deadline()
+        self.conn.start(deadline)
+        commit = transact(self.conn, cmds, deadline, self._context,
+                          increment_next_cfg if wait else None)
+        if wait and commit.committed:
+            raise_refused(wait_applied(self.conn, commit, deadline))
+        return commit
+
+    def _context(self, txn) -> commands.HostTxnContext:
+        return commands.HostTxnContext(txn, DbView(self.conn))
+
+    def _guest_ports(self) -> list[tuple[object, GuestPort]]:
+        self.conn.start()
+        self.conn.run()  # what the server sent so far; no round trip
+        self.cache.refresh()
+        return self.cache.guest_ports()
+
+    # -------------------------------------------------------------- ports
+    def check_plug(self, vifs: Iterable[Vif]) -> list[str]:
+        self.conn.start()
+        view = DbView(self.conn)
+        return [vif.port_id for vif in vifs
+                if commands.PlugVif(vif).check(view) == ADDED]
+
+    def plug(self, vifs: Iterable[Vif], outcome: PlugOutcome,
+             wait: bool = True,
+             created_taps: frozenset[str] = frozenset()) -> None:
+        deadline = self._deadline()
+        self.conn.start(deadline)
+        vifs = list(vifs)
+        cmds = [commands.PlugVif(vif, vif.name in created_taps) for vif in vifs]
+        commit = transact(self.conn, cmds, deadline, self._context,
+                          increment_next_cfg if wait else None)
+        outcome.committed = commit.committed
+        outcome.new_ports = commit.inserted_uuids("Port")
+        for vif, result in zip(vifs, commit.outcomes):
+            {ADDED: outcome.plugged, UPDATED: outcome.updated,
+             UNCHANGED: outcome.unchanged}[result].append(vif.port_id)
+        if wait and commit.committed:
+            outcome.refused = wait_applied(self.conn, commit, deadline)
+            raise_refused(outcome.refused)
+
+    def remove_ports(self, outcome: PlugOutcome) -> None:
+        self._transact([commands.DeletePorts(outcome.new_ports)])
+
+    def unplug(self, port_id: str, if_exists: bool = False,
+               wait: bool = True) -> GuestPort | None:
+        deadline = self._deadline()
+        port = self.get_port(port_id)
+        self._transact([commands.UnplugVif(port_id, if_exists)], deadline,
+                       wait)
+        return port
+
+    def list_ports(self) -> list[GuestPort]:
+        return [port for _, port in self._guest_ports()]
+
+    def get_port(self, port_id: str) -> GuestPort | None:
+        return next((p for p in self.list_ports() if p.port_id == port_id),
+                    None)
+
+    # ----------------------------------------------------------- networks
+    def create_network(self, name, net_type, physnet, segment, mappings):
+        command = nc.CreateNetwork(name, net_type, physnet, segment, mappings)
+        self._transact([command])
+        assert command.network is not None
+        return command.network
+
+    def delete_network(self, name: str) -> None:
+        self._transact([nc.DeleteNetwork(name)])
+
+    def list_networks(self) -> list[Network]:
+        nets = self.networks()
+        return [nets[name] for name in sorted(nets)]
+
+    def bind_port(self, port_id, network, ips) -> bool:
+        commit = self._transact([nc.BindPort(port_id, network, ips)])
+        return commit.outcomes[0] != UNCHANGED
+
+    # -------------------------------------------------------------- agent
+    def agent_status(self) -> dict | None:
+        self.conn.start()
+        text = the_open_vswitch(self.conn).external_ids.get(nc.AGENT_KEY)
+        try:
+            return json.loads(text) if text else None
+        except ValueError:
+            return None
+
+    def write_agent_status(self, status: dict) -> None:
+        self._transact([nc.WriteAgentStatus(json.dumps(status,
+                                                       sort_keys=True))])
+
+    def ensure_bridges(self, spec: BridgeSpec, connect: bool) -> bool:
+        protocols = list(spec.protocols)
+        cmds: list = [nc.EnsureBridge(spec.integration_bridge,
+                                      spec.datapath_type, protocols)]
+        for physnet, bridge in sorted(spec.mappings.items()):
+            cmds += nc.provider_commands(spec, physnet, bridge, connect)
+        commit = self._transact(cmds, wait=True)
+        return any(o != UNCHANGED for o in commit.outcomes)
+
+    def set_port_tags(self, tags: Mapping[str, int]) -> None:
+        self.conn.start()
+        self.cache.refresh()
+        uuids = self.cache.port_uuids(set(tags))
+        self._transact([nc.SetPortTags({uuids[name]: tag for name, tag
+                                        in tags.items() if name in uuids})])
+
+    def record_verdicts(self, verdicts) -> None:
+        self._transact([nc.RecordVerdicts(verdicts)])
+
+    def networks(self) -> dict[str, Network]:
+        self.conn.start()
+        return parse_networks(the_open_vswitch(self.conn).external_ids)
+
+    def ofports(self, names: set[str]) -> dict[str, int]:
+        self.conn.start()
+        self.cache.refresh()
+        return self.cache.ofports(names)
+
+    # ----------------------------------------------------------- evidence
+    def vhost_user_counters(self) -> dict[str, tuple[dict, dict]]:
+        conn = Connection(self.remote, self.timeout, COUNTER_TABLES)
+        try:
+            conn.start()
+            return {i.name: (dict(i.status), dict(i.statistics))
+                    for i in conn.rows("Interface").values()
+                    if i.type.startswith("dpdkvhostuser")}
+        finally:
+            conn.close()
+
+    # --------------------------------------------------------- event loop
+    def start(self) -> None:
+        self.conn.start()
+
+    def run(self) -> None:
+        self.conn.run()
+
+    @property
+    def seqno(self) -> int:
+        return self.conn.idl.change_seqno
+
+    def wait(self, poller) -> None:
+        self.conn.idl.wait(poller)
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def connect(remote: str, timeout: float,
+            is_tap: Callable[[str], bool] | None = None) -> IdlHostDb:
+    """A HostDb for ``remote``; ``is_tap`` defaults to the kernel probe."""
+    if is_tap is None:
+        from virtio_ovs.plug.taps import is_tap as kernel_is_tap
+        is_tap = kernel_is_tap
+    return IdlHostDb(remote, timeout, is_tap)
