@@ -4,7 +4,7 @@
 # everything is already there.
 DEBS=(openvswitch-switch openvswitch-common openvswitch-switch-dpdk dpdk-dev
       iproute2 ethtool iputils-ping python3-venv procps qemu-system-x86
-      busybox-static shellcheck)
+      busybox-static shellcheck ovn-central ovn-host)
 VENV=${VENV:-$PWD/.venv}
 
 missing=()
@@ -15,8 +15,17 @@ done
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "installing Debian packages: ${missing[*]}" >&2
     export DEBIAN_FRONTEND=noninteractive
+    # Keep the packages' maintainer scripts from starting OVS/OVN daemons
+    # in the root namespace: every test starts its own, privately.
+    blocker=""
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        blocker=/usr/sbin/policy-rc.d
+        printf '#!/bin/sh\nexit 101\n' > "$blocker"
+        chmod +x "$blocker"
+    fi
     apt-get update -q >&2
     apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
+    [ -z "$blocker" ] || rm -f "$blocker"
 fi
 
 if [ ! -x "$VENV/bin/python" ]; then
