@@ -49,11 +49,11 @@ class FakeHostDb(HostDb):
         self.refuse = refuse
         self.rows: dict[str, str] = {}
 
-    def check_plug(self, vifs):
+    def check_plug(self, vifs, local_vlans=True):
         return [v.port_id for v in vifs if v.port_id not in self.rows]
 
     def plug(self, vifs, outcome: PlugOutcome, wait=True,
-             created_taps=frozenset()):
+             created_taps=frozenset(), local_vlans=True):
         self.steps("commit")
         for vif in vifs:
             self.rows[vif.port_id] = vif.name
@@ -77,5 +77,6 @@ class FakeHostDb(HostDb):
     unplug = list_ports = get_port = create_network = delete_network = \
         list_networks = bind_port = agent_status = write_agent_status = \
         ensure_bridges = set_port_tags = record_verdicts = networks = \
-        ofports = vhost_user_counters = start = run = wait = close = _unused
+        ofports = vhost_user_counters = start = run = wait = close = \
+        wait_ovn_installed = controller_of = _unused
     seqno = 0

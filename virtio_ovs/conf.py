@@ -34,7 +34,26 @@ OVS_OPTS = [
 ]
 
 
+OVN_OPTS = [
+    cfg.StrOpt("ovn_nb_connection",
+               sample_default="unix:$OVN_RUNDIR/ovnnb_db.sock",
+               help="The OVN northbound database (unix:, tcp: or ssl: "
+                    "remote), as neutron's option of the same name. "
+                    "Default: ovn-nbctl's, unix:$OVN_RUNDIR/ovnnb_db.sock "
+                    "with OVN_RUNDIR defaulting to /var/run/ovn."),
+    cfg.StrOpt("ovn_nb_private_key", help="Private key for an ssl: NB."),
+    cfg.StrOpt("ovn_nb_certificate", help="Certificate for an ssl: NB."),
+    cfg.StrOpt("ovn_nb_ca_cert", help="CA certificate for an ssl: NB."),
+]
+
 AGENT_OPTS = [
+    cfg.StrOpt("backend", default="standalone", choices=["standalone", "ovn"],
+               help="standalone: networks in this host's OVSDB and the "
+                    "agent's own OpenFlow flows (one host, or VLANs through "
+                    "provider bridges). ovn: networks are OVN logical "
+                    "switches in the northbound database, shared by every "
+                    "host; ovn-controller owns br-int and the agent "
+                    "programs no flows."),
     cfg.FloatOpt("report_interval", default=30.0, min=1.0, mutable=True,
                  help="Seconds between heartbeats written to OVSDB; "
                       "'virtio-ovs-ctl status' says down after 3 missed."),
@@ -61,7 +80,7 @@ DEFAULT_OPTS = [
 def list_opts():
     """Entry point for oslo-config-generator (namespace virtio_ovs)."""
     return [("DEFAULT", DEFAULT_OPTS), ("ovs", OVS_OPTS),
-            ("agent", AGENT_OPTS)]
+            ("ovn", OVN_OPTS), ("agent", AGENT_OPTS)]
 
 
 def make_conf() -> cfg.ConfigOpts:
@@ -86,3 +105,7 @@ def load(config_files: list[str] | None, prog: str = "virtio-ovs-ctl"
 
 def ovsdb_remote(conf: cfg.ConfigOpts) -> str:
     return conf.ovs.ovsdb_connection or paths.default_db_remote()
+
+
+def ovn_nb_remote(conf: cfg.ConfigOpts) -> str:
+    return conf.ovn.ovn_nb_connection or paths.default_nb_remote()

@@ -7,6 +7,7 @@ Debian and Red Hat) and in ``$OVS_DBDIR``.
 import os
 
 DISTRO_RUNDIR = "/var/run/openvswitch"
+DISTRO_OVN_RUNDIR = "/var/run/ovn"
 DISTRO_DBDIR = "/etc/openvswitch"
 
 
@@ -25,6 +26,12 @@ def ovs_dbdir() -> str:
 def default_db_remote() -> str:
     """ovs-vsctl's default ``--db``."""
     return f"unix:{ovs_rundir()}/db.sock"
+
+
+def default_nb_remote() -> str:
+    """ovn-nbctl's default ``--db``: unix:$OVN_RUNDIR/ovnnb_db.sock."""
+    rundir = os.environ.get("OVN_RUNDIR") or DISTRO_OVN_RUNDIR
+    return f"unix:{rundir}/ovnnb_db.sock"
 
 
 def vswitchd_mgmt_socket(bridge: str) -> str:

@@ -42,6 +42,8 @@ class Agent:
     def __init__(self, conf):
         self.conf = conf
         self.integration_bridge = conf.ovs.integration_bridge
+        # With OVN, ovn-controller owns br-int: no bridges, tags or flows.
+        self.owns_flows = conf.agent.backend == "standalone"
         self.mappings = parse_bridge_mappings(conf.ovs.bridge_mappings)
         set_ssl_files(conf.ovs.ssl_key_file, conf.ovs.ssl_cert_file,
                       conf.ovs.ssl_ca_cert_file)
@@ -213,7 +215,14 @@ class Agent:
                          patches)
 
     def _reconcile_once(self) -> None:
+        if not self.owns_flows:
+            ports = self.db.list_ports()
+            self.counts = {"ports": len(ports), "bound_ports": sum(
+                1 for p in ports if p.ovn_installed)}
+            self.first_sync_done = True
+            return
         if self.need_setup:
+            self._refuse_foreign_bridge()
             self.db.ensure_bridges(self.bridges, connect=False)
         state = self._host_state()
         wanted = {p.name: port_tag(p, state.networks) for p in state.ports}
@@ -247,6 +256,14 @@ class Agent:
             "networks": len(state.networks),
             "flows": sum(map(len, desired.values()))}
 
+    def _refuse_foreign_bridge(self) -> None:
+        owner = self.db.controller_of(self.integration_bridge)
+        if owner is not None:
+            raise UserError("integration_bridge", f"{self.integration_bridge}"
+                            f" is programmed by {owner}; the standalone "
+                            "backend would replace its flows (set [agent] "
+                            "backend = ovn to run beside OVN)")
+
     def _apply_flows(self, bridge: str, flows: set[Flow]) -> None:
         ofb = OpenFlowBridge(bridge, self.db.timeout)
         diff = diff_flows(self.applied.get(bridge, set()), flows)
@@ -266,7 +283,7 @@ class Agent:
     def _report(self) -> None:
         interval = self.conf.agent.report_interval
         self.next_report = time.monotonic() + interval
-        if self.watches and self.first_sync_done:
+        if self.owns_flows and self.watches and self.first_sync_done:
             try:
                 if not OpenFlowBridge(self.integration_bridge).has_canary(
                         self.cookie):
@@ -281,6 +298,7 @@ class Agent:
             "started_at": round(self.started_at, 3),
             "heartbeat": round(time.time(), 3), "report_interval": interval,
             "integration_bridge": self.integration_bridge,
+            "backend": self.conf.agent.backend,
             "datapath_type": self.conf.ovs.datapath_type,
             "bridge_mappings": self.mappings, "cookie": f"{self.cookie:#x}",
             "synced": self.first_sync_done and not self.dirty,

@@ -1,4 +1,4 @@
-"""What every verb needs: the config, the host database, the plugger."""
+"""What every verb needs: the config, the host database, the backend."""
 from __future__ import annotations
 
 import os
@@ -7,7 +7,7 @@ from virtio_ovs.core.errors import UserError
 
 
 class Context:
-    """What every verb needs: config, the OVSDB API, the plugger."""
+    """What every verb needs: config, the host database, the backend."""
 
     def __init__(self, args):
         from virtio_ovs import conf as conf_mod
@@ -29,6 +29,9 @@ class Context:
                                     "ssl_ca_cert_file)")
                 if not os.path.isfile(path):
                     raise UserError(field, f"{path} is not a readable file")
+        self.nb_remote = conf_mod.ovn_nb_remote(self.conf)
+        if self.conf.agent.backend == "ovn" and "ssl:" in self.nb_remote:
+            ssl_files = self._nb_ssl_files(ssl_files)
         set_ssl_files(*ssl_files.values())
         self.timeout = args.timeout if args.timeout is not None \
             else self.conf.ovs.ovsdb_timeout
@@ -36,6 +39,25 @@ class Context:
             raise UserError("timeout", "must be a positive number of seconds")
         self.wait = not args.no_wait
         self._db = None
+
+    def _nb_ssl_files(self, ovs_files: dict) -> dict:
+        """python-ovs has one set of SSL files per process: an ssl: NB
+        needs its own files, and the same ones as an ssl: OVSDB."""
+        ovn = self.conf.ovn
+        nb_files = {"private-key": ovn.ovn_nb_private_key,
+                    "certificate": ovn.ovn_nb_certificate,
+                    "ca-cert": ovn.ovn_nb_ca_cert}
+        for field, path in nb_files.items():
+            if not path or not os.path.isfile(path):
+                raise UserError("ovn_nb_connection", "an ssl: NB needs "
+                                "[ovn] ovn_nb_private_key, ovn_nb_certificate "
+                                "and ovn_nb_ca_cert (readable files)")
+            if "ssl:" in self.remote and ovs_files[field] != path:
+                raise UserError("ovn_nb_connection", "with ssl: remotes for "
+                                "both OVSDB and the NB, their key, "
+                                "certificate and CA must be the same files "
+                                "(python-ovs keeps one set per process)")
+        return nb_files
 
     @property
     def db(self):
@@ -49,3 +71,18 @@ class Context:
         from virtio_ovs.plug.plugger import Plugger
         from virtio_ovs.plug.taps import TapManager
         return Plugger(self.db, TapManager())
+
+    @property
+    def backend(self):
+        """The network backend that [agent] backend selects."""
+        from virtio_ovs.core.networks import parse_bridge_mappings
+        from virtio_ovs.network.backends import OvnBackend, StandaloneBackend
+        if self.conf.agent.backend == "ovn":
+            from virtio_ovs.ovsdb.nb.impl import IdlNorthboundDb
+            return OvnBackend(self.db, IdlNorthboundDb(self.nb_remote,
+                                                       self.timeout),
+                              self.plugger())
+        mappings = dict((self.db.agent_status() or {}).get(
+            "bridge_mappings") or {})
+        mappings.update(parse_bridge_mappings(self.conf.ovs.bridge_mappings))
+        return StandaloneBackend(self.db, self.plugger(), mappings)

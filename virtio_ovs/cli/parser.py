@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from virtio_ovs.core import model
-from virtio_ovs.core.networks import TYPES
+from virtio_ovs.core.networks import OVN_TYPES, TYPES
 from virtio_ovs.core.validate import VHOST_MODES
 
 EPILOG = """\
@@ -57,7 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_network_verbs(verbs) -> None:
     create = verbs.add_parser("net-create", help="create a network")
     create.add_argument("name", metavar="NAME")
-    create.add_argument("--type", required=True, choices=TYPES)
+    create.add_argument("--type", required=True,
+                        choices=sorted(set(TYPES) | set(OVN_TYPES)),
+                        help="standalone backend: local, flat or vlan; OVN "
+                        "backend: geneve, flat or vlan")
     create.add_argument("--physnet", metavar="P")
     create.add_argument("--segment", type=int, metavar="ID",
                         help="provider VLAN ID (vlan networks)")

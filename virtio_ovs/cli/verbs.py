@@ -9,10 +9,10 @@ import time
 from typing import Any, Callable
 
 from virtio_ovs.cli.context import Context
-from virtio_ovs.cli.output import print_check, print_json, print_records
+from virtio_ovs.cli.output import (LIST_COLUMNS, print_check, print_json,
+                                   print_records)
 from virtio_ovs.core import model
 from virtio_ovs.core.errors import UserError
-from virtio_ovs.core.networks import parse_bridge_mappings
 
 
 def resolve_ids(owner: Any, group: Any) -> tuple[Any, Any]:
@@ -71,75 +71,73 @@ def _read_vif_file(path: str, default_bridge: str) -> list[model.Vif]:
 
 def cmd_plug(ctx: Context, args) -> int:
     vifs = _vifs_from_args(args, ctx.conf.ovs.integration_bridge)
-    result = ctx.plugger().plug(vifs, wait=ctx.wait)
+    result = ctx.backend.plug(vifs, wait=ctx.wait)
     print(f"plugged {len(result.plugged)}, updated {len(result.updated)}, "
           f"unchanged {len(result.unchanged)}")
     return 0
 
 
 def cmd_unplug(ctx: Context, args) -> int:
-    record = ctx.plugger().unplug(args.port_id, args.if_exists, wait=ctx.wait)
+    record = ctx.backend.unplug(args.port_id, args.if_exists, wait=ctx.wait)
     print(f"unplugged {record.port_id} ({record.name})" if record
           else f"no port {args.port_id}")
     return 0
 
 
 def cmd_list(ctx: Context, args) -> int:
-    print_records([r.to_json() for r in ctx.db.list_ports()], args.format)
+    columns = LIST_COLUMNS + (("ovn_switch", "ovn_up", "ovn_installed")
+                              if ctx.conf.agent.backend == "ovn" else ())
+    print_records(ctx.backend.port_records(), args.format, columns)
     return 0
 
 
 def cmd_show(ctx: Context, args) -> int:
-    record = ctx.db.get_port(args.port_id)
+    record = next((r for r in ctx.backend.port_records()
+                   if r["port_id"] == args.port_id), None)
     if record is None:
         raise UserError("port_id", f"no port with iface-id {args.port_id!r}")
     if args.format == "json":
-        print_json(record.to_json())
+        print_json(record)
     else:
-        for key, value in record.to_json().items():
+        for key, value in record.items():
             print(f"{key:14} {'-' if value is None else value}")
     return 0
 
 
-def _known_mappings(ctx: Context) -> dict[str, str]:
-    """bridge_mappings from the config file and from the running agent."""
-    status = ctx.db.agent_status() or {}
-    mappings = dict(status.get("bridge_mappings") or {})
-    mappings.update(parse_bridge_mappings(ctx.conf.ovs.bridge_mappings))
-    return mappings
-
-
 def cmd_net_create(ctx: Context, args) -> int:
-    net = ctx.db.create_network(args.name, args.type, args.physnet,
-                                 args.segment, _known_mappings(ctx))
-    print(f"created network {net.name} (local VLAN {net.local_vlan})")
+    net = ctx.backend.create_network(args.name, args.type, args.physnet,
+                                     args.segment)
+    where = (f"local VLAN {net.local_vlan}" if net.local_vlan is not None
+             else "OVN logical switch")
+    print(f"created network {net.name} ({where})")
     return 0
 
 
 def cmd_net_delete(ctx: Context, args) -> int:
-    ctx.db.delete_network(args.name)
+    ctx.backend.delete_network(args.name)
     print(f"deleted network {args.name}")
     return 0
 
 
 def cmd_net_list(ctx: Context, args) -> int:
-    print_records([n.as_dict() for n in ctx.db.list_networks()], args.format,
-                   ("name", "type", "physnet", "segment", "local_vlan"))
+    print_records([n.as_dict() for n in ctx.backend.list_networks()],
+                  args.format, ("name", "type", "physnet", "segment",
+                                "local_vlan"))
     return 0
 
 
 def cmd_bind(ctx: Context, args) -> int:
     network = model.validate_network(args.network)
     ips = model.validate_ips(args.ips) if args.ips is not None else None
-    changed = ctx.db.bind_port(model.validate_port_id(args.port_id), network,
-                                ips)
+    changed = ctx.backend.bind(model.validate_port_id(args.port_id), network,
+                               ips, ctx.wait)
     print(f"{'bound' if changed else 'already bound:'} {args.port_id} to "
           f"{network}")
     return 0
 
 
 def cmd_unbind(ctx: Context, args) -> int:
-    ctx.db.bind_port(model.validate_port_id(args.port_id), None, None)
+    ctx.backend.unbind(model.validate_port_id(args.port_id))
     print(f"unbound {args.port_id}")
     return 0
 

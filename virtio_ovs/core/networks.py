@@ -15,7 +15,8 @@ from virtio_ovs.core.errors import UserError
 from virtio_ovs.core.validate import validate_bridge_name, validate_network
 
 NET_KEY_PREFIX = "virtio-ovs:net:"
-TYPES = ("local", "flat", "vlan")
+TYPES = ("local", "flat", "vlan")  # the standalone backend's
+OVN_TYPES = ("geneve", "flat", "vlan")  # the OVN backend's
 MIN_VLAN, MAX_VLAN = 1, 4094
 _PHYSNET_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
@@ -26,7 +27,7 @@ class Network:
     type: str
     physnet: str | None
     segment: int | None
-    local_vlan: int
+    local_vlan: int | None  # standalone only: the host-local VLAN
 
     def to_json(self) -> str:
         return json.dumps({"type": self.type, "physnet": self.physnet,
@@ -142,3 +143,50 @@ def allocate_local_vlan(networks: Iterable[Network]) -> int:
         if vlan not in used:
             return vlan
     raise UserError("name", f"all {MAX_VLAN} local VLANs are in use")
+
+
+def _check_provider_fields(net_type: str, physnet: str | None,
+                           segment: int | None) -> None:
+    """flat: a physnet and no segment; vlan: a physnet and a segment in
+    1..4094."""
+    if physnet is None:
+        raise UserError("physnet", f"a {net_type} network needs --physnet")
+    if not _PHYSNET_RE.fullmatch(physnet):
+        raise UserError("physnet", f"{physnet!r} must be 1-64 characters of "
+                        "letters, digits, '_', '.', '-'")
+    if net_type == "flat" and segment is not None:
+        raise UserError("segment", "a flat network takes no segment")
+    if net_type == "vlan" and (isinstance(segment, bool) or
+                               not isinstance(segment, int) or
+                               not MIN_VLAN <= segment <= MAX_VLAN):
+        raise UserError("segment", f"a vlan network needs a segment in "
+                        f"{MIN_VLAN}..{MAX_VLAN}")
+
+
+def validate_ovn_network(name: str, net_type: str, physnet: str | None,
+                         segment: int | None,
+                         existing: Mapping[str, Network]) -> Network:
+    """Check a net-create request for the OVN backend. A geneve network is
+    an overlay and takes neither physnet nor segment; flat and vlan
+    networks reach a physnet through a localnet port, which each host maps
+    to a bridge (its ovn-bridge-mappings)."""
+    validate_network(name)
+    if name in existing:
+        raise UserError("name", f"network {name!r} exists")
+    if net_type not in OVN_TYPES:
+        raise UserError("type", f"with the OVN backend, must be one of "
+                        f"{', '.join(OVN_TYPES)}")
+    if net_type == "geneve":
+        if physnet is not None or segment is not None:
+            raise UserError("physnet" if physnet is not None else "segment",
+                            "a geneve network takes no physnet or segment")
+    else:
+        _check_provider_fields(net_type, physnet, segment)
+        for other in existing.values():
+            if (other.type, other.physnet, other.segment) == \
+                    (net_type, physnet, segment):
+                what = f"segment {segment}" if segment is not None else "flat"
+                raise UserError("segment" if segment is not None else
+                                "physnet", f"{physnet} {what} is already "
+                                f"network {other.name!r}")
+    return Network(name, net_type, physnet, segment, None)

@@ -60,6 +60,7 @@ class GuestPort:
     tap_created: bool = False
     verdict: str | None = None  # the agent's last bypass check
     queues_enabled: int | None = None
+    ovn_installed: bool = False  # ovn-controller has installed the port
     # False when external_ids written by someone else do not validate: such
     # a port is listed but gets no network, hence no flows.
     valid: bool = True
@@ -149,7 +150,7 @@ def guest_port(iface: IfaceValues, is_tap: bool, bridge: str | None = None,
         tap_created=ids.get(model.EXT_TAP_CREATED) == "true",
         verdict=ids.get(model.EXT_VERDICT),
         queues_enabled=_int_or_none(ids.get(model.EXT_QUEUES_ENABLED)),
-        valid=valid)
+        ovn_installed=ids.get("ovn-installed") == "true", valid=valid)
 
 
 def canonical_tag(tag: list, vlan_mode: list, trunks: list) -> int | None:

@@ -30,22 +30,31 @@ class Plugger:
         self.taps = taps
         self.check_host = check_host
 
-    def plug(self, vifs: list[Vif], wait: bool = True) -> PlugOutcome:
-        """Plug ``vifs`` all or nothing; see ``HostDb.plug``."""
-        model.check_unique(vifs)
+    def plug(self, vifs: list[Vif], wait: bool = True,
+             local_vlans: bool = True,
+             outcome: PlugOutcome | None = None) -> PlugOutcome:
+        """Plug ``vifs`` all or nothing; see ``HostDb.plug``. ``outcome``
+        is filled as the plug goes, also when it raises."""
+        outcome = PlugOutcome() if outcome is None else outcome
+        self.check(vifs, local_vlans)
         missing = [vif for vif in vifs if not self.check_host(vif)]
-        self.db.check_plug(vifs)
-        outcome = PlugOutcome()
         created: list[str] = []
         try:
             for vif in missing:
                 self.taps.create(vif.name, vif.queues, vif.owner, vif.group)
                 created.append(vif.name)
-            self.db.plug(vifs, outcome, wait, frozenset(created))
+            self.db.plug(vifs, outcome, wait, frozenset(created), local_vlans)
         except BaseException:
             self._rollback(outcome, created)
             raise
         return outcome
+
+    def check(self, vifs: list[Vif], local_vlans: bool = True) -> None:
+        """Everything a plug checks before it writes (model, host, OVSDB)."""
+        model.check_unique(vifs)
+        for vif in vifs:
+            self.check_host(vif)
+        self.db.check_plug(vifs, local_vlans)
 
     def _rollback(self, outcome: PlugOutcome, created: list[str]) -> None:
         """Undo a failed plug.

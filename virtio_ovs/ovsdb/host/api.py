@@ -56,27 +56,30 @@ class HostDb(abc.ABC):
 
     # ------------------------------------------------------------ ports
     @abc.abstractmethod
-    def check_plug(self, vifs: Iterable[Vif]) -> list[str]:
+    def check_plug(self, vifs: Iterable[Vif], local_vlans: bool = True
+                   ) -> list[str]:
         """Check ``vifs`` against the database without writing.
 
         UserError when a bridge is unknown, a vhost-user port asks for a
         bridge whose datapath is not ``netdev`` or an interface type this
         OVS lacks, a port id is already plugged with another MAC or device,
-        a device name belongs to another port, or a network is unknown.
-        Returns the port ids that are not plugged yet.
+        a device name belongs to another port, or (with ``local_vlans``)
+        a network is unknown. Returns the port ids that are not plugged yet.
         """
 
     @abc.abstractmethod
     def plug(self, vifs: Iterable[Vif], outcome: PlugOutcome,
-             wait: bool = True,
-             created_taps: frozenset[str] = frozenset()) -> None:
+             wait: bool = True, created_taps: frozenset[str] = frozenset(),
+             local_vlans: bool = True) -> None:
         """Plug all ``vifs`` in one transaction (all or nothing), filling
         ``outcome`` as it goes.
 
         A new port gets its Port, Interface and external_ids, its MTU
         request, and either its network's local VLAN (on a
         ``fail_mode=secure`` bridge) or the dead VLAN (tag 4095, trunk
-        4095). A VIF already plugged the same way changes nothing (no write
+        4095). With ``local_vlans`` False (the OVN backend: the network is
+        in the NB and ovn-controller owns br-int) it gets no VLAN columns
+        and ``vif.network`` is not looked up here. A VIF already plugged the same way changes nothing (no write
         at all); one whose ids or MTU differ is updated in place and keeps
         its VLAN. Devices in ``created_taps`` are marked
         ``virtio-ovs:tap-created`` (unplug deletes them).
@@ -86,6 +89,19 @@ class HostDb(abc.ABC):
         instead are listed in ``outcome.refused`` and VswitchdError is
         raised; the rows stay (see ``remove_ports``).
         """
+
+    @abc.abstractmethod
+    def wait_ovn_installed(self, port_ids: Iterable[str]) -> None:
+        """Return once ovn-controller has installed each port (it writes
+        ``external_ids:ovn-installed=true`` on the Interface, OVN >= 20.09).
+        OvsdbTimeout after ``timeout``, naming the ports still missing."""
+
+    @abc.abstractmethod
+    def controller_of(self, bridge: str) -> str | None:
+        """Who else programs ``bridge``, or None: ovn-controller when
+        ``Open_vSwitch external_ids:ovn-bridge`` names it (or names nothing
+        and ``ovn-remote`` is set, for ``br-int``), or the bridge's
+        ``controller`` targets."""
 
     @abc.abstractmethod
     def remove_ports(self, outcome: PlugOutcome) -> None:
@@ -134,10 +150,12 @@ class HostDb(abc.ABC):
 
     @abc.abstractmethod
     def bind_port(self, port_id: str, network: str | None,
-                  ips: tuple[str, ...] | None) -> bool:
+                  ips: tuple[str, ...] | None, local_vlans: bool = True
+                  ) -> bool:
         """Bind a guest port (whoever plugged it) to ``network`` (None
         unbinds) and set its allowed IPs (None keeps them). True if
-        something changed."""
+        something changed. UserError when the port is not a guest port, or
+        (with ``local_vlans``) the network is not in this database."""
 
     # ------------------------------------------------------------ agent
     @abc.abstractmethod

@@ -55,9 +55,13 @@ def remove_port(ctx: HostTxnContext, port) -> None:
 
 
 class PlugVif:
-    def __init__(self, vif: Vif, tap_created: bool = False):
+    def __init__(self, vif: Vif, tap_created: bool = False,
+                 local_vlans: bool = True):
+        """``local_vlans`` False: the network lives elsewhere (OVN's NB) and
+        the port gets no VLAN columns (ovn-controller owns br-int)."""
         self.vif = vif
         self.tap_created = tap_created
+        self.local_vlans = local_vlans
 
     def _device_field(self) -> str:
         return "tap" if self.vif.kind == model.KIND_TAP else "vhost_user"
@@ -85,6 +89,8 @@ class PlugVif:
         return ADDED
 
     def _check_network(self, view: DbView) -> None:
+        if not self.local_vlans:
+            return
         if self.vif.network is not None and self._local_vlan(view) is None:
             raise UserError("network", f"no network named {self.vif.network!r}"
                             " (create it with net-create)")
@@ -184,9 +190,10 @@ class PlugVif:
         # (it saves ovs-vswitchd a reconfiguration when the agent binds it;
         # no frame passes before the agent's flows do). Otherwise the dead
         # VLAN until an agent binds the port (neutron's isolation).
-        vlan = self._local_vlan(ctx.view) if secure else None
-        port.tag, port.vlan_mode, port.trunks = model.vlan_columns(
-            model.DEAD_VLAN if vlan is None else vlan)
+        if self.local_vlans:
+            vlan = self._local_vlan(ctx.view) if secure else None
+            port.tag, port.vlan_mode, port.trunks = model.vlan_columns(
+                model.DEAD_VLAN if vlan is None else vlan)
         ctx.add_port(vif.bridge, port)
 
 

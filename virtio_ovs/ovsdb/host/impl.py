@@ -5,6 +5,7 @@ import json
 from typing import Callable, Iterable, Mapping
 
 from virtio_ovs.core.model import Vif
+from virtio_ovs.core.errors import OvsdbTimeout
 from virtio_ovs.core.networks import Network, parse_networks
 from virtio_ovs.core.port import GuestPort
 from virtio_ovs.ovsdb.connection import Connection, Deadline
@@ -16,6 +17,7 @@ from virtio_ovs.ovsdb.host.vswitchd import (increment_next_cfg, raise_refused,
                                             wait_applied)
 from virtio_ovs.ovsdb.transaction import ADDED, UNCHANGED, UPDATED, Commit, transact
 
+OVN_INSTALLED = "ovn-installed"
 # Statistics are replicated only by a short-lived connection.
 COUNTER_TABLES = {"Interface": ("name", "type", "status", "statistics")}
 
@@ -55,19 +57,21 @@ class IdlHostDb(HostDb):
         return self.cache.guest_ports()
 
     # -------------------------------------------------------------- ports
-    def check_plug(self, vifs: Iterable[Vif]) -> list[str]:
+    def check_plug(self, vifs: Iterable[Vif], local_vlans: bool = True
+                   ) -> list[str]:
         self.conn.start()
         view = DbView(self.conn)
-        return [vif.port_id for vif in vifs
-                if commands.PlugVif(vif).check(view) == ADDED]
+        return [vif.port_id for vif in vifs if commands.PlugVif(
+            vif, local_vlans=local_vlans).check(view) == ADDED]
 
     def plug(self, vifs: Iterable[Vif], outcome: PlugOutcome,
-             wait: bool = True,
-             created_taps: frozenset[str] = frozenset()) -> None:
+             wait: bool = True, created_taps: frozenset[str] = frozenset(),
+             local_vlans: bool = True) -> None:
         deadline = self._deadline()
         self.conn.start(deadline)
         vifs = list(vifs)
-        cmds = [commands.PlugVif(vif, vif.name in created_taps) for vif in vifs]
+        cmds = [commands.PlugVif(vif, vif.name in created_taps, local_vlans)
+                for vif in vifs]
         commit = transact(self.conn, cmds, deadline, self._context,
                           increment_next_cfg if wait else None)
         outcome.committed = commit.committed
@@ -78,6 +82,44 @@ class IdlHostDb(HostDb):
         if wait and commit.committed:
             outcome.refused = wait_applied(self.conn, commit, deadline)
             raise_refused(outcome.refused)
+
+    def wait_ovn_installed(self, port_ids: Iterable[str]) -> None:
+        deadline = self._deadline()
+        self.conn.start(deadline)
+        wanted = set(port_ids)
+        missing = sorted(wanted)
+
+        def installed() -> bool:
+            view = DbView(self.conn)
+            missing[:] = sorted(
+                p for p in wanted if (i := view.ifaces_by_id.get(p)) is None
+                or i.external_ids.get(OVN_INSTALLED) != "true")
+            return not missing
+
+        try:
+            self.conn.wait_for(installed, deadline, "ovn-controller")
+        except OvsdbTimeout:
+            raise OvsdbTimeout(
+                f"timed out after {deadline.seconds:g} s waiting for "
+                f"ovn-controller to install {', '.join(missing[:5])}"
+                f"{' ...' if len(missing) > 5 else ''} (is ovn-controller "
+                "running, and is the port's logical switch port in the "
+                "northbound database?)") from None
+
+    def controller_of(self, bridge: str) -> str | None:
+        self.conn.start()
+        view = DbView(self.conn)
+        ids = view.open_vswitch.external_ids
+        ovn_bridge = ids.get("ovn-bridge") or (
+            "br-int" if "ovn-remote" in ids else None)
+        if ovn_bridge == bridge:
+            return (f"ovn-controller (Open_vSwitch external_ids:ovn-bridge="
+                    f"{bridge}, ovn-remote={ids.get('ovn-remote', '-')})")
+        row = view.bridges_by_name.get(bridge)
+        if row is not None and row.controller:
+            targets = ", ".join(sorted(c.target for c in row.controller))
+            return f"an OpenFlow controller ({targets})"
+        return None
 
     def remove_ports(self, outcome: PlugOutcome) -> None:
         self._transact([commands.DeletePorts(outcome.new_ports)])
@@ -111,8 +153,9 @@ class IdlHostDb(HostDb):
         nets = self.networks()
         return [nets[name] for name in sorted(nets)]
 
-    def bind_port(self, port_id, network, ips) -> bool:
-        commit = self._transact([nc.BindPort(port_id, network, ips)])
+    def bind_port(self, port_id, network, ips, local_vlans=True) -> bool:
+        commit = self._transact([nc.BindPort(port_id, network, ips,
+                                             local_vlans)])
         return commit.outcomes[0] != UNCHANGED
 
     # -------------------------------------------------------------- agent

@@ -75,10 +75,11 @@ class BindPort:
     ``ips`` None keeps the recorded IPs."""
 
     def __init__(self, port_id: str, network: str | None,
-                 ips: tuple[str, ...] | None):
+                 ips: tuple[str, ...] | None, local_vlans: bool = True):
         self.port_id = port_id
         self.network = network
         self.ips = ips
+        self.local_vlans = local_vlans
 
     def run_idl(self, ctx: TxnContext) -> str:
         iface = ctx.view.ifaces_by_id.get(self.port_id)
@@ -86,7 +87,8 @@ class BindPort:
             raise UserError("port_id", f"no guest port with iface-id "
                             f"{self.port_id!r} (it needs iface-id and "
                             "attached-mac)")
-        if self.network is not None and self.network not in ctx.view.networks:
+        if self.local_vlans and self.network is not None \
+                and self.network not in ctx.view.networks:
             raise UserError("network", f"no network named {self.network!r}")
         wanted = {model.EXT_NETWORK: self.network}
         if self.ips is not None:

@@ -19,8 +19,10 @@ from virtio_ovs.ovsdb.connection import Connection
 TABLES = {
     "Open_vSwitch": ("bridges", "next_cfg", "cur_cfg", "external_ids",
                      "other_config", "iface_types"),
-    "Bridge": ("name", "ports", "datapath_type", "fail_mode", "protocols"),
+    "Bridge": ("name", "ports", "datapath_type", "fail_mode", "protocols",
+               "controller"),
     "Port": ("name", "interfaces", "tag", "vlan_mode", "trunks"),
+    "Controller": ("target",),
     # ofport, error and link_state are written by ovs-vswitchd.
     "Interface": ("name", "type", "options", "external_ids", "mtu_request",
                   "other_config", "ofport", "error", "link_state"),

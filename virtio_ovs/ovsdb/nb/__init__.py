@@ -1,0 +1,1 @@
+"""The OVN northbound database facade."""

@@ -1,0 +1,90 @@
+"""The OVN northbound database: everything virtio-ovs asks of it.
+
+``NorthboundDb`` is the only way into the NB, a second facade of the same
+kind as ``ovsdb.host.api.HostDb``: one object owns one connection, each
+method is one transaction (or none), and the docstrings here are the
+contract. virtio-ovs's networks are Logical_Switches, and its ports
+Logical_Switch_Ports, marked in external_ids so that it never touches
+what others (neutron, an operator) created.
+"""
+from __future__ import annotations
+
+import abc
+import dataclasses
+from typing import Iterable
+
+from virtio_ovs.core.networks import Network
+
+MARK = "virtio-ovs:network"  # on a Logical_Switch: the network's name
+LSP_MARK = "virtio-ovs:managed"  # on a Logical_Switch_Port: "true"
+
+
+@dataclasses.dataclass(frozen=True)
+class LspSpec:
+    """A guest port as a Logical_Switch_Port (name = the port id)."""
+
+    port_id: str
+    network: str
+    mac: str
+    ips: tuple[str, ...]  # CIDRs; the LSP gets the addresses alone
+    vm: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class LspState:
+    port_id: str
+    network: str
+    up: bool
+
+
+class NorthboundDb(abc.ABC):
+    remote: str
+    timeout: float
+
+    @abc.abstractmethod
+    def create_network(self, name: str, net_type: str, physnet: str | None,
+                       segment: int | None) -> Network:
+        """Create a Logical_Switch for network ``name`` (geneve, or flat/vlan
+        with a localnet port ``ln-<name>`` for ``physnet``, tagged with
+        ``segment`` for vlan). UserError as ``validate_ovn_network`` says,
+        or when a switch of that name exists (ours or not)."""
+
+    @abc.abstractmethod
+    def delete_network(self, name: str) -> None:
+        """Delete network ``name``'s switch and its localnet port.
+        UserError when it does not exist or guest ports are on it."""
+
+    @abc.abstractmethod
+    def list_networks(self) -> list[Network]:
+        """virtio-ovs's networks (switches marked ours), by name."""
+
+    @abc.abstractmethod
+    def check_ports(self, specs: Iterable[LspSpec]) -> None:
+        """UserError when a network does not exist, or a port name belongs
+        to a Logical_Switch_Port that virtio-ovs did not create."""
+
+    @abc.abstractmethod
+    def ensure_ports(self, specs: Iterable[LspSpec]) -> list[str]:
+        """Create or update the ports, all in one transaction: addresses
+        and port_security = the MAC and the addresses of its CIDRs (the MAC
+        alone when there are none). A port on another network of ours is
+        moved. Returns the port ids that did not exist before (the ones a
+        rollback deletes)."""
+
+    @abc.abstractmethod
+    def delete_ports(self, port_ids: Iterable[str]) -> list[str]:
+        """Delete those of the ports that exist and are ours, in one
+        transaction; returns the deleted ids."""
+
+    @abc.abstractmethod
+    def port_states(self) -> dict[str, LspState]:
+        """Port id -> network and ``up`` (ovn-northd sets it once a chassis
+        has claimed the port), for every port on our networks."""
+
+    @abc.abstractmethod
+    def start(self) -> None:
+        """Connect; OvsdbTimeout after ``timeout``."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Drop the connection."""

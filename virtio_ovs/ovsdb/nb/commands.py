@@ -1,0 +1,186 @@
+"""Northbound commands as small objects (see ovsdb/transaction.py)."""
+from __future__ import annotations
+
+import functools
+import ipaddress
+
+from virtio_ovs.core.errors import UserError
+from virtio_ovs.core.networks import Network, validate_ovn_network
+from virtio_ovs.ovsdb.connection import Connection
+from virtio_ovs.ovsdb.nb.api import LSP_MARK, MARK, LspSpec
+from virtio_ovs.ovsdb.transaction import ADDED, UNCHANGED, UPDATED, TxnContext
+
+# The columns virtio-ovs reads or writes.
+NB_TABLES = {
+    "Logical_Switch": ("name", "ports", "external_ids"),
+    "Logical_Switch_Port": ("name", "type", "addresses", "port_security",
+                            "options", "tag_request", "up", "external_ids"),
+}
+K_TYPE, K_PHYSNET, K_SEGMENT = ("virtio-ovs:type", "virtio-ovs:physnet",
+                                "virtio-ovs:segment")
+
+
+def localnet_name(network: str) -> str:
+    return f"ln-{network}"
+
+
+class NbView:
+    """Indexes over the NB replica, each built on first use."""
+
+    def __init__(self, conn: Connection):
+        self.conn = conn
+
+    @functools.cached_property
+    def switches(self) -> dict:
+        """Every Logical_Switch by name (first one wins)."""
+        result: dict = {}
+        for ls in self.conn.rows("Logical_Switch").values():
+            result.setdefault(ls.name, ls)
+        return result
+
+    @functools.cached_property
+    def networks(self) -> dict[str, Network]:
+        return {name: network_of(ls) for name, ls in self.switches.items()
+                if ls.external_ids.get(MARK) == name}
+
+    @functools.cached_property
+    def lsps(self) -> dict:
+        return {lsp.name: lsp for lsp in
+                self.conn.rows("Logical_Switch_Port").values()}
+
+    @functools.cached_property
+    def switch_of_lsp(self) -> dict:
+        return {lsp.uuid: ls for ls in self.conn.rows("Logical_Switch")
+                .values() for lsp in ls.ports}
+
+
+def network_of(ls) -> Network:
+    ids = ls.external_ids
+    segment = ids.get(K_SEGMENT)
+    return Network(ls.name, ids.get(K_TYPE, "geneve"), ids.get(K_PHYSNET),
+                   int(segment) if segment and segment.isdigit() else None,
+                   None)
+
+
+class CreateNetwork:
+    def __init__(self, name: str, net_type: str, physnet: str | None,
+                 segment: int | None):
+        self.args = (name, net_type, physnet, segment)
+        self.network: Network | None = None
+
+    def run_idl(self, ctx: TxnContext) -> str:
+        view: NbView = ctx.view
+        net = validate_ovn_network(*self.args, view.networks)
+        if net.name in view.switches:
+            raise UserError("name", f"a logical switch named {net.name!r} "
+                            "exists (not created by virtio-ovs)")
+        ls = ctx.insert("Logical_Switch")
+        ls.name = net.name
+        ids = {MARK: net.name, K_TYPE: net.type}
+        if net.physnet:
+            ids[K_PHYSNET] = net.physnet
+            ls.ports = [self._localnet(ctx, net)]
+        if net.segment is not None:
+            ids[K_SEGMENT] = str(net.segment)
+        ls.external_ids = ids
+        self.network = net
+        return ADDED
+
+    @staticmethod
+    def _localnet(ctx: TxnContext, net: Network):
+        lsp = ctx.insert("Logical_Switch_Port")
+        lsp.name = localnet_name(net.name)
+        lsp.type = "localnet"
+        lsp.addresses = ["unknown"]
+        lsp.options = {"network_name": net.physnet}
+        lsp.external_ids = {LSP_MARK: "true"}
+        if net.segment is not None:
+            lsp.tag_request = [net.segment]
+        return lsp
+
+
+class DeleteNetwork:
+    def __init__(self, name: str):
+        self.name = name
+
+    def run_idl(self, ctx: TxnContext) -> str:
+        view: NbView = ctx.view
+        if self.name not in view.networks:
+            raise UserError("name", f"no network named {self.name!r}")
+        ls = view.switches[self.name]
+        guests = sorted(p.name for p in ls.ports if p.type != "localnet")
+        if guests:
+            raise UserError("name", f"network {self.name!r} has bound ports: "
+                            f"{', '.join(guests[:5])}"
+                            f"{' ...' if len(guests) > 5 else ''}")
+        for lsp in ls.ports:
+            lsp.delete()
+        ls.delete()
+        return UPDATED
+
+
+def lsp_addresses(spec: LspSpec) -> list[str]:
+    """"MAC IP IP...": OVN's addresses and port_security entry."""
+    ips = [str(ipaddress.ip_interface(ip).ip) for ip in spec.ips]
+    return [" ".join([spec.mac, *ips])]
+
+
+def check_port(view: NbView, spec: LspSpec):
+    """The port's existing LSP (ours) or None; UserError if the network is
+    unknown or the name is someone else's."""
+    if spec.network not in view.networks:
+        raise UserError("network", f"no network named {spec.network!r} in "
+                        "the OVN northbound database (net-create it)")
+    lsp = view.lsps.get(spec.port_id)
+    if lsp is not None and lsp.external_ids.get(LSP_MARK) != "true":
+        raise UserError("port_id", f"logical switch port {spec.port_id!r} "
+                        "exists and was not created by virtio-ovs")
+    return lsp
+
+
+class EnsurePort:
+    def __init__(self, spec: LspSpec):
+        self.spec = spec
+
+    def run_idl(self, ctx: TxnContext) -> str:
+        view: NbView = ctx.view
+        lsp = check_port(view, self.spec)
+        switch = view.switches[self.spec.network]
+        addresses = lsp_addresses(self.spec)
+        ids = {LSP_MARK: "true"}
+        if self.spec.vm:
+            ids["virtio-ovs:vm"] = self.spec.vm
+        if lsp is not None and view.switch_of_lsp.get(lsp.uuid) is switch:
+            if (list(lsp.addresses), list(lsp.port_security),
+                    dict(lsp.external_ids)) == (addresses, addresses, ids):
+                return UNCHANGED
+            lsp.addresses = lsp.port_security = addresses
+            lsp.external_ids = ids
+            return UPDATED
+        outcome = ADDED
+        if lsp is not None:  # on another of our networks: move it
+            view.switch_of_lsp[lsp.uuid].delvalue("ports", lsp)
+            lsp.delete()
+            outcome = UPDATED
+        new = ctx.insert("Logical_Switch_Port")
+        new.name = self.spec.port_id
+        new.addresses = new.port_security = addresses
+        new.external_ids = ids
+        switch.addvalue("ports", new)
+        return outcome
+
+
+class DeletePort:
+    def __init__(self, port_id: str):
+        self.port_id = port_id
+
+    def run_idl(self, ctx: TxnContext) -> str:
+        view: NbView = ctx.view
+        lsp = view.lsps.get(self.port_id)
+        if lsp is None or lsp.external_ids.get(LSP_MARK) != "true":
+            return UNCHANGED
+        switch = view.switch_of_lsp.get(lsp.uuid)
+        if switch is not None:
+            switch.delvalue("ports", lsp)
+        lsp.delete()
+        return UPDATED

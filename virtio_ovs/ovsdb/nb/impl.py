@@ -1,0 +1,75 @@
+"""NorthboundDb on the python-ovs IDL: thin glue over the commands."""
+from __future__ import annotations
+
+from typing import Iterable
+
+from virtio_ovs.core.networks import Network
+from virtio_ovs.ovsdb.connection import Connection, Deadline
+from virtio_ovs.ovsdb.nb import commands as nbc
+from virtio_ovs.ovsdb.nb.api import LspSpec, LspState, NorthboundDb
+from virtio_ovs.ovsdb.transaction import ADDED, UNCHANGED, TxnContext, transact
+
+DB_NAME = "OVN_Northbound"
+
+
+class IdlNorthboundDb(NorthboundDb):
+    def __init__(self, remote: str, timeout: float):
+        self.remote = remote
+        self.timeout = timeout
+        self.conn = Connection(remote, timeout, nbc.NB_TABLES, DB_NAME)
+
+    def _view(self) -> nbc.NbView:
+        self.conn.start()
+        self.conn.run()
+        return nbc.NbView(self.conn)
+
+    def _transact(self, cmds: list) -> list[str]:
+        deadline = Deadline(self.timeout)
+        self.conn.start(deadline)
+        return transact(self.conn, cmds, deadline,
+                        lambda txn: TxnContext(txn, nbc.NbView(self.conn))
+                        ).outcomes
+
+    def create_network(self, name, net_type, physnet, segment) -> Network:
+        command = nbc.CreateNetwork(name, net_type, physnet, segment)
+        self._transact([command])
+        assert command.network is not None
+        return command.network
+
+    def delete_network(self, name: str) -> None:
+        self._transact([nbc.DeleteNetwork(name)])
+
+    def list_networks(self) -> list[Network]:
+        nets = self._view().networks
+        return [nets[name] for name in sorted(nets)]
+
+    def check_ports(self, specs: Iterable[LspSpec]) -> None:
+        view = self._view()
+        for spec in specs:
+            nbc.check_port(view, spec)
+
+    def ensure_ports(self, specs: Iterable[LspSpec]) -> list[str]:
+        specs = list(specs)
+        outcomes = self._transact([nbc.EnsurePort(s) for s in specs])
+        return [s.port_id for s, o in zip(specs, outcomes) if o == ADDED]
+
+    def delete_ports(self, port_ids: Iterable[str]) -> list[str]:
+        port_ids = list(port_ids)
+        outcomes = self._transact([nbc.DeletePort(p) for p in port_ids])
+        return [p for p, o in zip(port_ids, outcomes) if o != UNCHANGED]
+
+    def port_states(self) -> dict[str, LspState]:
+        view = self._view()
+        states = {}
+        for name in view.networks:
+            for lsp in view.switches[name].ports:
+                if lsp.type != "localnet":
+                    states[lsp.name] = LspState(lsp.name, name,
+                                                lsp.up == [True])
+        return states
+
+    def start(self) -> None:
+        self.conn.start()
+
+    def close(self) -> None:
+        self.conn.close()
