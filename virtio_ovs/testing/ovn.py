@@ -45,16 +45,18 @@ def netns_add(name: str) -> None:
 
 
 class Central:
-    """NB + SB ovsdb-servers and ovn-northd in one namespace."""
+    """NB + SB ovsdb-servers and ovn-northd, in one namespace (or, with
+    ``netns`` None, wherever the caller is: they need no root)."""
 
-    def __init__(self, netns: str, directory: str):
+    def __init__(self, netns: str | None, directory: str):
         self.netns = netns
         self.dir = directory
         self.nb_remote = f"unix:{directory}/nb.sock"
         self.sb_remote = f"unix:{directory}/sb.sock"
 
     def _daemon(self, name: str, *cmd: str) -> None:
-        _run(["ip", "netns", "exec", self.netns, *cmd,
+        prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
+        _run([*prefix, *cmd,
               f"--pidfile={self.dir}/{name}.pid",
               f"--unixctl={self.dir}/{name}.ctl", "-vconsole:off",
               f"--log-file={self.dir}/{name}.log", "--detach", "--no-chdir"])
