@@ -74,6 +74,8 @@ function configure_virtio_ovs {
     iniset "$VIRTIO_OVS_CONF" ovs bridge_mappings "$VIRTIO_OVS_BRIDGE_MAPPINGS"
     iniset "$VIRTIO_OVS_CONF" agent report_interval "$VIRTIO_OVS_REPORT_INTERVAL"
     iniset "$VIRTIO_OVS_CONF" agent check_interval "$VIRTIO_OVS_CHECK_INTERVAL"
+    iniset "$VIRTIO_OVS_CONF" agent backend "$VIRTIO_OVS_BACKEND"
+    iniset "$VIRTIO_OVS_CONF" ovn ovn_nb_connection "$VIRTIO_OVS_OVN_NB_CONNECTION"
     create_virtio_ovs_bridges
     create_virtio_ovs_networks
 }
@@ -90,7 +92,10 @@ function _virtio_ovs_add_bridge {
 
 function create_virtio_ovs_bridges {
     local mapping
-    _virtio_ovs_add_bridge "$VIRTIO_OVS_INTEGRATION_BRIDGE"
+    # With OVN, ovn-controller makes and owns br-int.
+    if [[ "$VIRTIO_OVS_BACKEND" != "ovn" ]]; then
+        _virtio_ovs_add_bridge "$VIRTIO_OVS_INTEGRATION_BRIDGE"
+    fi
     for mapping in ${VIRTIO_OVS_BRIDGE_MAPPINGS//,/ }; do
         _virtio_ovs_add_bridge "${mapping#*:}"
     done
