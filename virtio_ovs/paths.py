@@ -2,25 +2,16 @@
 
 ovs-vsctl, ovs-ofctl and ovs-appctl look in ``$OVS_RUNDIR`` (default: the
 run directory the distribution built OVS with, /var/run/openvswitch on
-Debian and Red Hat) and in ``$OVS_DBDIR``.
+Debian and Red Hat); ovn-nbctl in ``$OVN_RUNDIR`` (/var/run/ovn).
 """
 import os
 
 DISTRO_RUNDIR = "/var/run/openvswitch"
 DISTRO_OVN_RUNDIR = "/var/run/ovn"
-DISTRO_DBDIR = "/etc/openvswitch"
 
 
 def ovs_rundir() -> str:
     return os.environ.get("OVS_RUNDIR") or DISTRO_RUNDIR
-
-
-def ovs_dbdir() -> str:
-    dbdir = os.environ.get("OVS_DBDIR")
-    if dbdir:
-        return dbdir
-    sysconfdir = os.environ.get("OVS_SYSCONFDIR")
-    return f"{sysconfdir}/openvswitch" if sysconfdir else DISTRO_DBDIR
 
 
 def default_db_remote() -> str:

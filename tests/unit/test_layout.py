@@ -39,14 +39,18 @@ def test_runtime_code_does_not_import_the_test_harness():
                        imports(path)), path.relative_to(PKG)
 
 
-def test_one_way_into_the_host_database():
-    """Only the facade's own package touches the IDL rows."""
+def test_one_way_into_each_database():
+    """Outside ovsdb/, code reaches the host database and the OVN NB only
+    through their facades (HostDb, NorthboundDb); only the facades' own
+    packages touch IDL rows."""
     for path in PKG.rglob("*.py"):
         if {"ovsdb", "testing"} & set(path.parts):
             continue
         for name in imports(path):
             assert name in ("virtio_ovs.ovsdb.host.api",
                             "virtio_ovs.ovsdb.host.impl",
+                            "virtio_ovs.ovsdb.nb.api",
+                            "virtio_ovs.ovsdb.nb.impl",
                             "virtio_ovs.ovsdb.connection") \
                 or not name.startswith(("virtio_ovs.ovsdb", "ovs.db")), \
                 f"{path.relative_to(PKG)} imports {name}"

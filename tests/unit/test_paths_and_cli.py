@@ -15,14 +15,11 @@ def test_default_db_follows_ovs_rundir(monkeypatch):
     assert paths.vswitchd_mgmt_socket("br0") == "unix:/tmp/sandbox/run/br0.mgmt"
 
 
-def test_dbdir_follows_ovs_dbdir_then_sysconfdir(monkeypatch):
-    monkeypatch.delenv("OVS_DBDIR", raising=False)
-    monkeypatch.delenv("OVS_SYSCONFDIR", raising=False)
-    assert paths.ovs_dbdir() == "/etc/openvswitch"
-    monkeypatch.setenv("OVS_SYSCONFDIR", "/opt/etc")
-    assert paths.ovs_dbdir() == "/opt/etc/openvswitch"
-    monkeypatch.setenv("OVS_DBDIR", "/x/db")
-    assert paths.ovs_dbdir() == "/x/db"
+def test_default_nb_follows_ovn_rundir(monkeypatch):
+    monkeypatch.delenv("OVN_RUNDIR", raising=False)
+    assert paths.default_nb_remote() == "unix:/var/run/ovn/ovnnb_db.sock"
+    monkeypatch.setenv("OVN_RUNDIR", "/tmp/c")
+    assert paths.default_nb_remote() == "unix:/tmp/c/ovnnb_db.sock"
 
 
 def test_help_documents_exit_codes(capsys):
