@@ -78,5 +78,7 @@ class FakeHostDb(HostDb):
         list_networks = bind_port = agent_status = write_agent_status = \
         ensure_bridges = set_port_tags = record_verdicts = networks = \
         ofports = vhost_user_counters = start = run = wait = close = \
-        wait_ovn_installed = controller_of = _unused
+        wait_ovn_installed = controller_of = create_group = delete_group = \
+        list_groups = add_rule = delete_rule = set_port_groups = groups = \
+        _unused
     seqno = 0

@@ -212,7 +212,7 @@ class Agent:
                 patches[physnet] = PatchPorts(physnet, bridge, int_ofport,
                                               phy_ofport)
         return HostState(self.integration_bridge, ports, self.db.networks(),
-                         patches)
+                         patches, self.db.groups())
 
     def _reconcile_once(self) -> None:
         if not self.owns_flows:

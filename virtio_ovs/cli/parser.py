@@ -74,9 +74,13 @@ def _add_network_verbs(verbs) -> None:
     bind.add_argument("--ip", action="append", metavar="CIDR", dest="ips",
                       help="allowed address (repeat); default: keep the "
                       "recorded ones")
+    bind.add_argument("--security-group", action="append", metavar="SG",
+                      dest="security_groups",
+                      help="set the port's groups (repeat); default: keep")
     unbind = verbs.add_parser("unbind", help="isolate a guest port again")
     unbind.add_argument("--port-id", required=True)
     _add_format(verbs.add_parser("status", help="the agent's heartbeat"))
+    _add_sg_verbs(verbs)
     check = verbs.add_parser(
         "check", help="prove each port's data plane bypasses QEMU",
         description="Per port and per queue: bypass, through-qemu, "
@@ -123,7 +127,47 @@ def _add_plug(verbs) -> None:
     plug.add_argument("--owner", metavar="USER",
                       help="TAP owner, so an unprivileged QEMU can open it")
     plug.add_argument("--group", metavar="GROUP")
+    plug.add_argument("--security-group", action="append", metavar="SG",
+                      dest="security_groups",
+                      help="filter the port with this group (repeat)")
     plug.add_argument("--pmd-rxq-affinity", metavar="Q:CORE,...",
                       help="vhost-user: pin rx queues to PMD cores")
 
 
+
+
+def _add_sg_verbs(verbs) -> None:
+    create = verbs.add_parser("sg-create", help="create a security group "
+                              "(all egress; ingress from its own members)")
+    create.add_argument("name", metavar="NAME")
+    _add_format(create)
+    delete = verbs.add_parser("sg-delete", help="delete a security group "
+                              "no port uses")
+    delete.add_argument("name", metavar="NAME")
+    _add_format(verbs.add_parser("sg-list", help="list security groups "
+                                 "and their rules"))
+    add = verbs.add_parser("sg-rule-add", help="add an allow rule")
+    add.add_argument("group", metavar="SG")
+    add.add_argument("--direction", required=True,
+                     choices=("ingress", "egress"))
+    add.add_argument("--ethertype", default="IPv4", choices=("IPv4", "IPv6"))
+    add.add_argument("--protocol", metavar="tcp|udp|icmp|icmpv6|NUMBER")
+    add.add_argument("--port-min", type=int, metavar="N")
+    add.add_argument("--port-max", type=int, metavar="N")
+    add.add_argument("--icmp-type", type=int, metavar="T")
+    add.add_argument("--icmp-code", type=int, metavar="C")
+    remote = add.add_mutually_exclusive_group()
+    remote.add_argument("--remote-ip", metavar="CIDR")
+    remote.add_argument("--remote-group", metavar="SG")
+    _add_format(add)
+    rdel = verbs.add_parser("sg-rule-delete", help="delete a rule by its id")
+    rdel.add_argument("group", metavar="SG")
+    rdel.add_argument("rule_id", metavar="RULE_ID")
+    update = verbs.add_parser("port-update", help="change a port's "
+                              "security groups")
+    update.add_argument("--port-id", required=True)
+    which = update.add_mutually_exclusive_group(required=True)
+    which.add_argument("--security-group", action="append", metavar="SG",
+                       dest="security_groups")
+    which.add_argument("--no-security-group", action="store_true",
+                       help="no group: the port is unfiltered")

@@ -9,6 +9,7 @@ import time
 from typing import Any, Callable
 
 from virtio_ovs.cli.context import Context
+from virtio_ovs.cli.sg_verbs import SG_VERBS
 from virtio_ovs.cli.output import (LIST_COLUMNS, print_check, print_json,
                                    print_records)
 from virtio_ovs.core import model
@@ -37,7 +38,7 @@ def _vifs_from_args(args, default_bridge: str) -> list[model.Vif]:
         single = [o for o in ("port_id", "mac", "tap", "vhost_user", "vm",
                               "network", "ips", "queues", "mtu", "owner",
                               "group", "vhost_mode", "bridge",
-                              "pmd_rxq_affinity")
+                              "pmd_rxq_affinity", "security_groups")
                   if getattr(args, o) is not None]
         if single:
             raise UserError(single[0].replace("_", "-"),
@@ -53,7 +54,8 @@ def _vifs_from_args(args, default_bridge: str) -> list[model.Vif]:
         bridge=args.bridge or default_bridge, vm=args.vm,
         network=args.network, ips=args.ips, queues=args.queues,
         mtu=args.mtu, owner=owner, group=group,
-        pmd_rxq_affinity=args.pmd_rxq_affinity)]
+        pmd_rxq_affinity=args.pmd_rxq_affinity,
+        security_groups=args.security_groups)]
 
 
 def _read_vif_file(path: str, default_bridge: str) -> list[model.Vif]:
@@ -129,8 +131,10 @@ def cmd_net_list(ctx: Context, args) -> int:
 def cmd_bind(ctx: Context, args) -> int:
     network = model.validate_network(args.network)
     ips = model.validate_ips(args.ips) if args.ips is not None else None
+    groups = (model.validate_group_names(args.security_groups)
+              if args.security_groups is not None else None)
     changed = ctx.backend.bind(model.validate_port_id(args.port_id), network,
-                               ips, ctx.wait)
+                               ips, ctx.wait, groups)
     print(f"{'bound' if changed else 'already bound:'} {args.port_id} to "
           f"{network}")
     return 0
@@ -192,7 +196,7 @@ def cmd_check(ctx: Context, args) -> int:
     return 0 if all(r.ok for r in reports) else 1
 
 
-VERBS = {"check": cmd_check, "plug": cmd_plug, "unplug": cmd_unplug, "list": cmd_list,
+VERBS = {**SG_VERBS, "check": cmd_check, "plug": cmd_plug, "unplug": cmd_unplug, "list": cmd_list,
          "show": cmd_show, "net-create": cmd_net_create,
          "net-delete": cmd_net_delete, "net-list": cmd_net_list,
          "bind": cmd_bind, "unbind": cmd_unbind, "status": cmd_status}

@@ -13,6 +13,7 @@ import posixpath
 from typing import Any, Iterable, Iterator
 
 from virtio_ovs.core.errors import UserError
+from virtio_ovs.core.secgroups import EXT_SECURITY_GROUPS, validate_sg_name
 from virtio_ovs.core.validate import (
     validate_bridge_name, validate_id_number, validate_ifname, validate_ips,
     validate_mac, validate_mtu, validate_network, validate_pmd_rxq_affinity,
@@ -58,7 +59,7 @@ EXT_QUEUES_ENABLED = "virtio-ovs:queues-enabled"
 
 JSON_KEYS = ("port_id", "mac", "tap", "vhost_user", "vhost_mode", "bridge",
              "vm", "network", "ips", "queues", "mtu", "owner", "group",
-             "pmd_rxq_affinity")
+             "pmd_rxq_affinity", "security_groups")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,6 +79,7 @@ class Vif:
     owner: int | None = None
     group: int | None = None
     pmd_rxq_affinity: str | None = None  # "queue:core,..." (vhost-user)
+    security_groups: tuple[str, ...] = ()
 
     @property
     def iface_other_config(self) -> dict[str, str]:
@@ -115,6 +117,8 @@ class Vif:
             ids[EXT_TAP_OWNER] = str(self.owner)
         if self.group is not None:
             ids[EXT_TAP_GROUP] = str(self.group)
+        if self.security_groups:
+            ids[EXT_SECURITY_GROUPS] = ",".join(self.security_groups)
         return ids
 
 
@@ -124,7 +128,8 @@ def make_vif(*, port_id: Any, mac: Any, bridge: Any, tap: Any = None,
              vhost_user: Any = None, vhost_mode: Any = None, vm: Any = None,
              network: Any = None, ips: Any = None, queues: Any = None,
              mtu: Any = None, owner: Any = None, group: Any = None,
-             pmd_rxq_affinity: Any = None) -> Vif:
+             pmd_rxq_affinity: Any = None,
+             security_groups: Any = None) -> Vif:
     """Validate every field and build a Vif. Raises UserError."""
     port_id = validate_port_id(port_id)
     mac = validate_mac(mac)
@@ -153,7 +158,18 @@ def make_vif(*, port_id: Any, mac: Any, bridge: Any, tap: Any = None,
                owner=validate_id_number(owner, "owner"),
                group=validate_id_number(group, "group"),
                pmd_rxq_affinity=validate_pmd_rxq_affinity(pmd_rxq_affinity,
-                                                          queues))
+                                                          queues),
+               security_groups=validate_group_names(security_groups))
+
+
+def validate_group_names(values: Any) -> tuple[str, ...]:
+    """Security group names of a port (sorted, each once)."""
+    if values is None:
+        return ()
+    if isinstance(values, str) or not isinstance(values, (list, tuple)):
+        raise UserError("security_groups", "must be a list of group names")
+    return tuple(sorted({validate_sg_name(v, "security_groups")
+                         for v in values}))
 
 
 def check_unique(vifs: list[Vif], linenos: list[int] | None = None) -> None:

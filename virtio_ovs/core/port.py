@@ -12,6 +12,7 @@ from typing import Mapping
 
 from virtio_ovs.core import model
 from virtio_ovs.core.errors import UserError
+from virtio_ovs.core.secgroups import EXT_SECURITY_GROUPS, parse_port_groups
 from virtio_ovs.core.validate import validate_ips, validate_mac, validate_network
 
 OFPP_LOCAL = 0xfffe  # the bridge's own port, as OVSDB numbers it
@@ -61,6 +62,7 @@ class GuestPort:
     verdict: str | None = None  # the agent's last bypass check
     queues_enabled: int | None = None
     ovn_installed: bool = False  # ovn-controller has installed the port
+    security_groups: tuple[str, ...] = ()  # none: the port is unfiltered
     # False when external_ids written by someone else do not validate: such
     # a port is listed but gets no network, hence no flows.
     valid: bool = True
@@ -72,6 +74,7 @@ class GuestPort:
     def to_json(self) -> dict:
         data = dataclasses.asdict(self)
         data["ips"] = list(self.ips)
+        data["security_groups"] = list(self.security_groups)
         return data
 
 
@@ -150,7 +153,9 @@ def guest_port(iface: IfaceValues, is_tap: bool, bridge: str | None = None,
         tap_created=ids.get(model.EXT_TAP_CREATED) == "true",
         verdict=ids.get(model.EXT_VERDICT),
         queues_enabled=_int_or_none(ids.get(model.EXT_QUEUES_ENABLED)),
-        ovn_installed=ids.get("ovn-installed") == "true", valid=valid)
+        ovn_installed=ids.get("ovn-installed") == "true",
+        security_groups=parse_port_groups(ids.get(EXT_SECURITY_GROUPS)),
+        valid=valid)
 
 
 def canonical_tag(tag: list, vlan_mode: list, trunks: list) -> int | None:

@@ -20,6 +20,7 @@ from virtio_ovs.core.errors import UserError
 from virtio_ovs.core.model import Vif
 from virtio_ovs.core.networks import Network
 from virtio_ovs.core.port import GuestPort
+from virtio_ovs.core.secgroups import Rule, SecurityGroup
 from virtio_ovs.ovsdb.host.api import HostDb, PlugOutcome
 from virtio_ovs.ovsdb.nb.api import LspSpec, NorthboundDb
 from virtio_ovs.plug.plugger import Plugger
@@ -51,14 +52,37 @@ class StandaloneBackend:
                ) -> GuestPort | None:
         return self.plugger.unplug(port_id, if_exists, wait)
 
-    def bind(self, port_id: str, network: str, ips, wait: bool) -> bool:
-        return self.db.bind_port(port_id, network, ips)
+    def bind(self, port_id: str, network: str, ips, wait: bool,
+             groups: tuple[str, ...] | None = None) -> bool:
+        """Groups first: the port is filtered from the moment it is bound."""
+        changed = False
+        if groups is not None:
+            changed = self.db.set_port_groups(port_id, groups)
+        return self.db.bind_port(port_id, network, ips) or changed
 
     def unbind(self, port_id: str) -> None:
         self.db.bind_port(port_id, None, None)
 
     def port_records(self) -> list[dict]:
         return [port.to_json() for port in self.db.list_ports()]
+
+    def create_group(self, name: str) -> SecurityGroup:
+        return self.db.create_group(name)
+
+    def delete_group(self, name: str) -> None:
+        self.db.delete_group(name)
+
+    def list_groups(self) -> list[SecurityGroup]:
+        return self.db.list_groups()
+
+    def add_rule(self, group: str, rule: Rule) -> bool:
+        return self.db.add_rule(group, rule)
+
+    def delete_rule(self, group: str, rule_id: str) -> None:
+        self.db.delete_rule(group, rule_id)
+
+    def set_port_groups(self, port_id: str, names: tuple[str, ...]) -> bool:
+        return self.db.set_port_groups(port_id, names)
 
 
 class OvnBackend:

@@ -30,33 +30,15 @@ from typing import Iterable, Mapping
 from virtio_ovs.core.model import DEAD_VLAN
 from virtio_ovs.core.networks import Network
 from virtio_ovs.core.port import GuestPort
-
-T_CLASSIFY, T_SPOOF, T_CANARY, T_SWITCH = 0, 10, 23, 60
-UNTAGGED = "vlan_tci=0x0000/0x1fff"
+from virtio_ovs.core.secgroups import SecurityGroup
+from virtio_ovs.network.sg_flows import security_group_flows
+from virtio_ovs.network.tables import (  # noqa: F401 (Flow: the API's type)
+    REG_NET_FIELD, T_CANARY, T_CLASSIFY, T_EGRESS, T_SPOOF, T_SWITCH, UNTAGGED,
+    Flow)
 
 # Guest-originated traffic that only servers and routers may send.
 SERVER_ONLY = ("udp,tp_src=67", "udp6,tp_src=547", "icmp6,icmp_type=134",
                "icmp6,icmp_type=137")
-
-
-@dataclasses.dataclass(frozen=True, order=True)
-class Flow:
-    table: int
-    priority: int
-    match: str
-    actions: str
-
-    @property
-    def key(self) -> tuple[int, int, str]:
-        """What identifies a flow in the switch (strict match)."""
-        return (self.table, self.priority, self.match)
-
-    def match_text(self) -> str:
-        match = f",{self.match}" if self.match else ""
-        return f"table={self.table},priority={self.priority}{match}"
-
-    def text(self, cookie: int) -> str:
-        return f"{self.match_text()},cookie={cookie:#x},actions={self.actions}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,6 +55,8 @@ class HostState:
     ports: tuple[GuestPort, ...]
     networks: Mapping[str, Network]
     patches: Mapping[str, PatchPorts]  # by physnet
+    groups: Mapping[str, SecurityGroup] = dataclasses.field(
+        default_factory=dict)
 
 
 def link_local(mac: str) -> str:
@@ -84,21 +68,25 @@ def link_local(mac: str) -> str:
     return str(ipaddress.IPv6Address("fe80::" + ":".join(words)))
 
 
-def port_flows(port: GuestPort) -> tuple[Flow, ...]:
-    """Anti-spoofing for one bound port: untagged, from its MAC, from its IPs."""
+def port_flows(port: GuestPort, local_vlan: int = 0,
+               filtered: bool = False) -> tuple[Flow, ...]:
+    """Anti-spoofing for one bound port: untagged, from its MAC, from its
+    IPs. Its frames carry ``local_vlan`` in REG6 (the network, and the
+    conntrack zone); a ``filtered`` port's allowed frames go on to its
+    security groups' egress stage instead of straight to the switch."""
     assert port.ofport is not None
-    return _port_flows(port.ofport, port.mac, port.ips)
+    return _port_flows(port.ofport, port.mac, port.ips, local_vlan, filtered)
 
 
 # Keyed on what the flows depend on only, so that a changed verdict or
 # status does not recompute them.
 @functools.lru_cache(maxsize=65536)
-def _port_flows(ofport: int, mac: str, ips: tuple[str, ...]
-                ) -> tuple[Flow, ...]:
+def _port_flows(ofport: int, mac: str, ips: tuple[str, ...], local_vlan: int,
+                filtered: bool) -> tuple[Flow, ...]:
     base = f"in_port={ofport},{UNTAGGED},dl_src={mac}"
-    allow = f"goto_table:{T_SWITCH}"
+    allow = f"goto_table:{T_EGRESS if filtered else T_SWITCH}"
     flows = [Flow(T_CLASSIFY, 100, f"in_port={ofport}",
-                  f"goto_table:{T_SPOOF}")]
+                  f"load:{local_vlan}->{REG_NET_FIELD}[],goto_table:{T_SPOOF}")]
     addrs = [ipaddress.ip_interface(ip).ip for ip in ips]
     v4 = [str(a) for a in addrs if a.version == 4]
     v6 = [str(a) for a in addrs if a.version == 6]
@@ -128,17 +116,26 @@ def integration_flows(state: HostState) -> set[Flow]:
     flows = {Flow(T_CLASSIFY, 0, "", "drop"), Flow(T_SPOOF, 0, "", "drop"),
              Flow(T_CANARY, 0, "", "drop"), Flow(T_SWITCH, 0, "", "NORMAL")}
     flows |= {Flow(T_SPOOF, 300, match, "drop") for match in SERVER_ONLY}
-    for port in state.ports:
-        if port.bound_network in state.networks and port.ofport:
-            flows.update(port_flows(port))
+    for port in bound_ports(state):
+        net = state.networks[port.bound_network]
+        flows.update(port_flows(port, net.local_vlan,
+                                bool(port.security_groups)))
     for net in state.networks.values():
         patch = state.patches.get(net.physnet or "")
         if patch is None:
             continue
         vlan = (f"dl_vlan={net.segment}" if net.type == "vlan" else UNTAGGED)
         flows.add(Flow(T_CLASSIFY, 300, f"in_port={patch.int_ofport},{vlan}",
-                       f"mod_vlan_vid:{net.local_vlan},goto_table:{T_SWITCH}"))
+                       f"mod_vlan_vid:{net.local_vlan},load:{net.local_vlan}"
+                       f"->{REG_NET_FIELD}[],goto_table:{T_SWITCH}"))
+    flows |= security_group_flows(state, bound_ports(state))
     return flows
+
+
+def bound_ports(state: HostState) -> list[GuestPort]:
+    """Ports bound to a known network and numbered by ovs-vswitchd."""
+    return [p for p in state.ports
+            if p.bound_network in state.networks and p.ofport]
 
 
 def provider_flows(state: HostState, patch: PatchPorts) -> set[Flow]:

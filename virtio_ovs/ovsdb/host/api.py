@@ -18,6 +18,7 @@ from typing import Iterable, Mapping
 from virtio_ovs.core.model import Vif
 from virtio_ovs.core.networks import Network
 from virtio_ovs.core.port import GuestPort
+from virtio_ovs.core.secgroups import Rule, SecurityGroup
 
 
 @dataclasses.dataclass
@@ -156,6 +157,40 @@ class HostDb(abc.ABC):
         unbinds) and set its allowed IPs (None keeps them). True if
         something changed. UserError when the port is not a guest port, or
         (with ``local_vlans``) the network is not in this database."""
+
+    # -------------------------------------------------- security groups
+    @abc.abstractmethod
+    def create_group(self, name: str) -> SecurityGroup:
+        """A new group with the default rules (all egress; ingress from
+        the group's own members). UserError if it exists."""
+
+    @abc.abstractmethod
+    def delete_group(self, name: str) -> None:
+        """UserError while a port uses it or another group's rule names it
+        as its remote group."""
+
+    @abc.abstractmethod
+    def list_groups(self) -> list[SecurityGroup]:
+        """Every group, by name."""
+
+    @abc.abstractmethod
+    def add_rule(self, group: str, rule: Rule) -> bool:
+        """Add ``rule`` (False if the group has it already). UserError for
+        an unknown group or remote group."""
+
+    @abc.abstractmethod
+    def delete_rule(self, group: str, rule_id: str) -> None:
+        """UserError for an unknown group or rule id."""
+
+    @abc.abstractmethod
+    def set_port_groups(self, port_id: str, names: tuple[str, ...],
+                        check: bool = True) -> bool:
+        """A guest port's groups (empty: unfiltered); True if changed.
+        ``check`` False: the groups live elsewhere (OVN's NB)."""
+
+    @abc.abstractmethod
+    def groups(self) -> dict[str, SecurityGroup]:
+        """The groups, by name, from the replica (no round trip)."""
 
     # ------------------------------------------------------------ agent
     @abc.abstractmethod

@@ -13,13 +13,15 @@ from virtio_ovs import paths
 from virtio_ovs.core import model
 from virtio_ovs.core.errors import UserError
 from virtio_ovs.core.model import Vif
+from virtio_ovs.core.secgroups import EXT_SECURITY_GROUPS
 from virtio_ovs.ovsdb.host.views import DbView, optional
 from virtio_ovs.ovsdb.transaction import ADDED, UNCHANGED, UPDATED, TxnContext
 
 # Keys a re-plug may update; anything else on the Interface is left alone.
 _REPLUG_KEYS = (model.EXT_VM_ID, model.EXT_NETWORK, model.EXT_IPS,
                 model.EXT_QUEUES, model.EXT_IFACE_STATUS,
-                model.EXT_TAP_OWNER, model.EXT_TAP_GROUP)
+                model.EXT_TAP_OWNER, model.EXT_TAP_GROUP,
+                EXT_SECURITY_GROUPS)
 
 class HostTxnContext(TxnContext):
     """A transaction on the host database; bridges it inserted by name."""
@@ -42,6 +44,13 @@ def vhost_sock_dir(view: DbView) -> str:
     """OVS's vhost-sock-dir (other_config), relative to its run dir."""
     configured = view.open_vswitch.other_config.get("vhost-sock-dir", "")
     return os.path.normpath(os.path.join(paths.ovs_rundir(), configured))
+
+
+def check_groups_exist(view: DbView, names) -> None:
+    for name in names:
+        if name not in view.groups:
+            raise UserError("security_groups", f"no security group named "
+                            f"{name!r} (create it with sg-create)")
 
 
 def remove_port(ctx: HostTxnContext, port) -> None:
@@ -91,6 +100,7 @@ class PlugVif:
     def _check_network(self, view: DbView) -> None:
         if not self.local_vlans:
             return
+        check_groups_exist(view, self.vif.security_groups)
         if self.vif.network is not None and self._local_vlan(view) is None:
             raise UserError("network", f"no network named {self.vif.network!r}"
                             " (create it with net-create)")

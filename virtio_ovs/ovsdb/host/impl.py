@@ -8,8 +8,10 @@ from virtio_ovs.core.model import Vif
 from virtio_ovs.core.errors import OvsdbTimeout
 from virtio_ovs.core.networks import Network, parse_networks
 from virtio_ovs.core.port import GuestPort
+from virtio_ovs.core.secgroups import Rule, SecurityGroup, parse_groups
 from virtio_ovs.ovsdb.connection import Connection, Deadline
 from virtio_ovs.ovsdb.host import commands, net_commands as nc
+from virtio_ovs.ovsdb.host import sg_commands as sg
 from virtio_ovs.ovsdb.host.api import BridgeSpec, HostDb, PlugOutcome
 from virtio_ovs.ovsdb.host.cache import StateCache
 from virtio_ovs.ovsdb.host.views import TABLES, DbView, the_open_vswitch
@@ -157,6 +159,35 @@ class IdlHostDb(HostDb):
         commit = self._transact([nc.BindPort(port_id, network, ips,
                                              local_vlans)])
         return commit.outcomes[0] != UNCHANGED
+
+    # ---------------------------------------------------- security groups
+    def create_group(self, name: str) -> SecurityGroup:
+        command = sg.CreateGroup(name)
+        self._transact([command])
+        assert command.group is not None
+        return command.group
+
+    def delete_group(self, name: str) -> None:
+        self._transact([sg.DeleteGroup(name)])
+
+    def list_groups(self) -> list[SecurityGroup]:
+        groups = self.groups()
+        return [groups[name] for name in sorted(groups)]
+
+    def add_rule(self, group: str, rule: Rule) -> bool:
+        return self._transact([sg.AddRule(group, rule)]).outcomes[0] != \
+            UNCHANGED
+
+    def delete_rule(self, group: str, rule_id: str) -> None:
+        self._transact([sg.DeleteRule(group, rule_id)])
+
+    def set_port_groups(self, port_id, names, check=True) -> bool:
+        commit = self._transact([sg.SetPortGroups(port_id, names, check)])
+        return commit.outcomes[0] != UNCHANGED
+
+    def groups(self) -> dict[str, SecurityGroup]:
+        self.conn.start()
+        return parse_groups(the_open_vswitch(self.conn).external_ids)
 
     # -------------------------------------------------------------- agent
     def agent_status(self) -> dict | None:

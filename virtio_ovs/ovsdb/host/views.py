@@ -12,6 +12,7 @@ from virtio_ovs.core import model
 from virtio_ovs.core.errors import EnvironmentFailure
 from virtio_ovs.core.networks import parse_networks
 from virtio_ovs.core.port import is_guest
+from virtio_ovs.core.secgroups import parse_groups
 from virtio_ovs.ovsdb.connection import Connection
 
 # The columns virtio-ovs reads or writes; nothing else is replicated (the
@@ -63,6 +64,11 @@ class DbView:
     def networks(self) -> dict:
         """The networks stored in Open_vSwitch:external_ids."""
         return parse_networks(self.open_vswitch.external_ids)
+
+    @functools.cached_property
+    def groups(self) -> dict:
+        """The security groups stored in Open_vSwitch:external_ids."""
+        return parse_groups(self.open_vswitch.external_ids)
 
     @functools.cached_property
     def bridges_by_name(self) -> dict:

@@ -1,0 +1,81 @@
+"""The security group verbs of virtio-ovs-ctl."""
+from __future__ import annotations
+
+from virtio_ovs.cli.context import Context
+from virtio_ovs.cli.output import print_json, print_table
+from virtio_ovs.core import model
+from virtio_ovs.core.secgroups import SecurityGroup, make_rule, validate_sg_name
+
+RULE_COLUMNS = ("group", "id", "direction", "ethertype", "protocol",
+                "port_min", "port_max", "icmp_type", "icmp_code",
+                "remote_ip", "remote_group")
+
+
+def _print_groups(groups: list[SecurityGroup], fmt: str) -> None:
+    if fmt == "json":
+        print_json([g.as_dict() for g in groups])
+        return
+    rows = [{"group": g.name, **r.to_dict()} for g in groups
+            for r in g.rules]
+    rows += [{"group": g.name, "id": "(no rules)"} for g in groups
+             if not g.rules]
+    print_table(rows, RULE_COLUMNS)
+
+
+def cmd_sg_create(ctx: Context, args) -> int:
+    group = ctx.backend.create_group(validate_sg_name(args.name))
+    if args.format == "json":
+        print_json(group.as_dict())
+    else:
+        print(f"created security group {group.name}")
+    return 0
+
+
+def cmd_sg_delete(ctx: Context, args) -> int:
+    ctx.backend.delete_group(validate_sg_name(args.name))
+    print(f"deleted security group {args.name}")
+    return 0
+
+
+def cmd_sg_list(ctx: Context, args) -> int:
+    _print_groups(ctx.backend.list_groups(), args.format)
+    return 0
+
+
+def cmd_sg_rule_add(ctx: Context, args) -> int:
+    group = validate_sg_name(args.group, "security_group")
+    rule = make_rule(direction=args.direction, ethertype=args.ethertype,
+                     protocol=args.protocol, port_min=args.port_min,
+                     port_max=args.port_max, icmp_type=args.icmp_type,
+                     icmp_code=args.icmp_code, remote_ip=args.remote_ip,
+                     remote_group=args.remote_group, known=None)
+    added = ctx.backend.add_rule(group, rule)
+    if args.format == "json":
+        print_json({"group": group, "added": added, **rule.to_dict()})
+    else:
+        print(f"{'added' if added else 'already there:'} rule {rule.id} "
+              f"to {group}")
+    return 0
+
+
+def cmd_sg_rule_delete(ctx: Context, args) -> int:
+    ctx.backend.delete_rule(validate_sg_name(args.group, "security_group"),
+                            args.rule_id)
+    print(f"deleted rule {args.rule_id} from {args.group}")
+    return 0
+
+
+def cmd_port_update(ctx: Context, args) -> int:
+    names = () if args.no_security_group else \
+        model.validate_group_names(args.security_groups)
+    port_id = model.validate_port_id(args.port_id)
+    changed = ctx.backend.set_port_groups(port_id, names)
+    print(f"{'updated' if changed else 'unchanged:'} {port_id} security "
+          f"groups {','.join(names) or '(none)'}")
+    return 0
+
+
+SG_VERBS = {"sg-create": cmd_sg_create, "sg-delete": cmd_sg_delete,
+            "sg-list": cmd_sg_list, "sg-rule-add": cmd_sg_rule_add,
+            "sg-rule-delete": cmd_sg_rule_delete,
+            "port-update": cmd_port_update}

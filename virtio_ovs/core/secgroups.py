@@ -1,0 +1,203 @@
+"""Security groups with neutron's semantics. Pure: no I/O.
+
+A group is a set of allow rules; a port in one or more groups gets only
+what some rule allows, statefully (return traffic of an allowed connection
+always passes). A port in no group is unfiltered. A new group allows all
+egress, and ingress from members of the same group only (neutron's
+``default`` group).
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import ipaddress
+import json
+import re
+from typing import Any, Iterable, Mapping
+
+from virtio_ovs.core.errors import UserError
+
+SG_KEY_PREFIX = "virtio-ovs:sg:"
+EXT_SECURITY_GROUPS = "virtio-ovs:security-groups"  # on the Interface
+DIRECTIONS = ("ingress", "egress")
+ETHERTYPES = ("IPv4", "IPv6")
+PROTOCOLS = {"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58}
+PORT_PROTOCOLS = ("tcp", "udp")
+ICMP_PROTOCOLS = ("icmp", "icmpv6")
+_NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    direction: str
+    ethertype: str = "IPv4"
+    protocol: str | None = None  # a name of PROTOCOLS or a number 0..255
+    port_min: int | None = None
+    port_max: int | None = None
+    icmp_type: int | None = None
+    icmp_code: int | None = None
+    remote_ip: str | None = None  # CIDR
+    remote_group: str | None = None
+
+    @property
+    def id(self) -> str:
+        """Stable: the same rule always has the same id."""
+        text = json.dumps(dataclasses.asdict(self), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+    def to_dict(self) -> dict:
+        return {"id": self.id, **dataclasses.asdict(self)}
+
+
+def sort_rules(rules: Iterable[Rule]) -> tuple[Rule, ...]:
+    """Rules in a stable order (direction, ethertype, then the rest)."""
+    return tuple(sorted(set(rules), key=lambda r: json.dumps(
+        dataclasses.asdict(r), sort_keys=True, default=str)))
+
+
+@dataclasses.dataclass(frozen=True)
+class SecurityGroup:
+    name: str
+    rules: tuple[Rule, ...]
+
+    def to_json(self) -> str:
+        return json.dumps({"rules": [dataclasses.asdict(r)
+                                     for r in self.rules]}, sort_keys=True)
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "rules": [r.to_dict() for r in self.rules]}
+
+
+def validate_sg_name(value: Any, field: str = "name") -> str:
+    if not isinstance(value, str) or not _NAME_RE.fullmatch(value):
+        raise UserError(field, f"{value!r} must be a letter then up to 63 "
+                        "letters, digits or '_'")
+    return value
+
+
+def default_rules(name: str) -> tuple[Rule, ...]:
+    return sort_rules(
+        [Rule("egress", e) for e in ETHERTYPES] +
+        [Rule("ingress", e, remote_group=name) for e in ETHERTYPES])
+
+
+def sg_key(name: str) -> str:
+    return SG_KEY_PREFIX + name
+
+
+def parse_groups(external_ids: Mapping[str, str]) -> dict[str, SecurityGroup]:
+    """Groups stored in Open_vSwitch:external_ids (bad records skipped)."""
+    groups = {}
+    for key, value in external_ids.items():
+        if not key.startswith(SG_KEY_PREFIX):
+            continue
+        name = key[len(SG_KEY_PREFIX):]
+        try:
+            validate_sg_name(name)
+            rules = sort_rules(make_rule(**r, known=None)
+                               for r in json.loads(value)["rules"])
+        except (ValueError, KeyError, TypeError, UserError):
+            continue
+        groups[name] = SecurityGroup(name, rules)
+    return groups
+
+
+def parse_port_groups(text: str | None) -> tuple[str, ...]:
+    """The Interface's ``virtio-ovs:security-groups`` ("a,b")."""
+    names = []
+    for name in (text or "").split(","):
+        if name and _NAME_RE.fullmatch(name):
+            names.append(name)
+    return tuple(sorted(set(names)))
+
+
+def _protocol(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str) and value.lower() in PROTOCOLS:
+        return value.lower()
+    text = str(value)
+    if text.isdigit() and 0 <= int(text) <= 255:
+        number = int(text)
+        names = {n: p for p, n in PROTOCOLS.items()}
+        return names.get(number, str(number))
+    raise UserError("protocol", f"{value!r} is not tcp, udp, icmp, icmpv6 "
+                    "or a protocol number 0..255")
+
+
+def _int_field(value: Any, field: str, low: int, high: int) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) \
+            or not low <= value <= high:
+        raise UserError(field, f"must be an integer in {low}..{high}, "
+                        f"got {value!r}")
+    return value
+
+
+def make_rule(*, direction: Any, ethertype: Any = "IPv4",
+              protocol: Any = None, port_min: Any = None,
+              port_max: Any = None, icmp_type: Any = None,
+              icmp_code: Any = None, remote_ip: Any = None,
+              remote_group: Any = None,
+              known: Iterable[str] | None = ()) -> Rule:
+    """Validate every field of a rule. ``known``: the group names a remote
+    group must be one of (None: do not check)."""
+    if direction not in DIRECTIONS:
+        raise UserError("direction", "must be ingress or egress")
+    if ethertype not in ETHERTYPES:
+        raise UserError("ethertype", "must be IPv4 or IPv6")
+    proto = _protocol(protocol)
+    port_min = _int_field(port_min, "port_min", 1, 65535)
+    port_max = _int_field(port_max, "port_max", 1, 65535)
+    if (port_min is None) != (port_max is None):
+        raise UserError("port_min" if port_min is None else "port_max",
+                        "give both --port-min and --port-max")
+    if port_min is not None:
+        if proto not in PORT_PROTOCOLS:
+            raise UserError("port_min", "a port range needs --protocol tcp "
+                            "or udp")
+        if port_min > port_max:
+            raise UserError("port_min", f"{port_min} is above port_max "
+                            f"{port_max}")
+    icmp_type = _int_field(icmp_type, "icmp_type", 0, 255)
+    icmp_code = _int_field(icmp_code, "icmp_code", 0, 255)
+    if (icmp_type is not None or icmp_code is not None):
+        if proto not in ICMP_PROTOCOLS:
+            raise UserError("icmp_type", "--icmp-type and --icmp-code need "
+                            "--protocol icmp or icmpv6")
+        if icmp_type is None:
+            raise UserError("icmp_code", "--icmp-code needs --icmp-type")
+    if proto == "icmp" and ethertype != "IPv4" or \
+            proto == "icmpv6" and ethertype != "IPv6":
+        raise UserError("protocol", f"{proto} does not go with {ethertype}")
+    if remote_ip is not None and remote_group is not None:
+        raise UserError("remote_ip", "give --remote-ip or --remote-group, "
+                        "not both")
+    if remote_ip is not None:
+        remote_ip = _cidr(remote_ip, ethertype)
+    if remote_group is not None:
+        validate_sg_name(remote_group, "remote_group")
+        if known is not None and remote_group not in known:
+            raise UserError("remote_group", f"no security group named "
+                            f"{remote_group!r}")
+    return Rule(direction, ethertype, proto, port_min, port_max, icmp_type,
+                icmp_code, remote_ip, remote_group)
+
+
+def _cidr(value: Any, ethertype: str) -> str:
+    try:
+        net = ipaddress.ip_network(value, strict=False)
+    except (ValueError, TypeError):
+        raise UserError("remote_ip", f"{value!r} is not a CIDR (e.g. "
+                        "10.0.0.0/24)") from None
+    if (net.version == 4) != (ethertype == "IPv4"):
+        raise UserError("remote_ip", f"{value} is not an {ethertype} CIDR")
+    return str(net)
+
+
+def referenced_by(groups: Mapping[str, SecurityGroup], name: str
+                  ) -> list[str]:
+    """Groups (other than ``name``) with a rule whose remote group is it."""
+    return sorted(g.name for g in groups.values() if g.name != name and
+                  any(r.remote_group == name for r in g.rules))
