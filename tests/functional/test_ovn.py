@@ -13,6 +13,8 @@ import time
 
 import pytest
 
+from tests.functional import sg_scenarios as sc
+from virtio_ovs.testing import traffic
 from virtio_ovs.testing.ovn import OvnTopology, missing_requirement
 from virtio_ovs.testing.sandbox import _run
 
@@ -317,3 +319,100 @@ def test_agent_in_ovn_mode_beats_and_programs_no_flows(ovn):
         agent.send_signal(signal.SIGTERM)
         agent.communicate(timeout=10)
     assert agent.returncode == 0
+
+
+# ----------------------------------------------------------- security groups
+class OvnLab:
+    """The security group scenarios on OVN: guests on both hosts of one
+    geneve network; ``restart`` restarts ovn-controller on host 1."""
+
+    subnet = "10.77.9.0/24"
+
+    def __init__(self, topo, guests: dict):
+        self.topo = topo
+        self.guests = guests
+        self.ctl = topo.hosts[1].ctl
+        self.ctl_ok = topo.hosts[1].ctl_ok
+
+    def port_id(self, name: str) -> str:
+        return self.guests[name].port_id
+
+    def ns(self, name: str) -> str:
+        return self.guests[name].netns
+
+    def addr(self, name: str) -> str:
+        return self.guests[name].ip
+
+    def connects(self, src: str, dst: str, port: int, proto: str = "tcp"
+                 ) -> bool:
+        return traffic.probe(self.ns(src), proto, self.addr(dst), port)
+
+    def ping(self, src: str, dst: str) -> bool:
+        return self.guests[src].ping(self.addr(dst))
+
+    def restart(self) -> None:
+        host = self.topo.hosts[0]
+        host.stop_controller()
+        host.start_controller()
+        self.topo.wait_hv_sync()
+
+
+@pytest.fixture(scope="module")
+def sg_lab(ovn):
+    h1, h2 = ovn.hosts
+    h1.ctl_ok("net-create", "sgn", "--type", "geneve")
+    for group in ("web", "db"):
+        h2.ctl_ok("sg-create", group)
+    guests, servers = {}, []
+    try:
+        for i, (name, groups) in enumerate(sc.GUEST_GROUPS.items(), 1):
+            host = (h1, h2)[i % 2]
+            cidr = f"10.77.9.{i}/24"
+            guest = ovn.add_guest(host, name, f"02:00:00:77:09:0{i}", cidr)
+            args = [a for g in groups for a in ("--security-group", g)]
+            host.ctl_ok("bind", "--port-id", guest.port_id, "--network",
+                        "sgn", "--ip", cidr, *args)
+            guests[name] = guest
+            servers += sc.start_servers(guest.netns)
+        ovn.wait_hv_sync()
+        yield OvnLab(ovn, guests)
+    finally:
+        for server in servers:
+            server.kill()
+            server.wait()
+
+
+def test_sg_new_group_admits_members_and_lets_everything_out(sg_lab):
+    sc.new_group_admits_members_and_lets_everything_out(sg_lab)
+    acls = sg_lab.topo.central.nbctl("acl-list", "vovs_web")
+    assert "allow-related" in acls and "$vovs_web_ip4" in acls
+
+
+def test_sg_established_replies_pass_while_new_reverse_drop(sg_lab):
+    sc.replies_pass_but_reverse_new_connections_drop(sg_lab)
+
+
+def test_sg_tcp_udp_and_icmp_rules_by_port_and_type(sg_lab):
+    sc.rules_by_protocol_port_and_icmp_type(sg_lab)
+
+
+def test_sg_egress_rules_limit_what_leaves(sg_lab):
+    sc.egress_rules_limit_what_leaves(sg_lab)
+
+
+def test_sg_remote_group_rules_follow_membership(sg_lab):
+    took = sc.remote_group_rules_follow_membership(sg_lab)
+    print(f"OVN: membership change to traffic {took * 1000:.0f} ms")
+
+
+def test_sg_open_connection_survives_rule_changes_and_a_restart(sg_lab):
+    sc.open_connection_survives_rule_changes_and_a_restart(sg_lab)
+
+
+@pytest.mark.parametrize("args, rule", sc.BAD_RULES)
+def test_sg_bad_rules_exit_1_and_write_nothing(sg_lab, args, rule):
+    sc.bad_rule_exits_1_and_writes_nothing(sg_lab, args, rule)
+
+
+def test_sg_groups_in_use_stay_and_unknown_groups_are_refused(sg_lab):
+    sc.groups_in_use_stay_and_unknown_groups_are_refused(sg_lab)

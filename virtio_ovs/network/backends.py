@@ -106,8 +106,8 @@ class OvnBackend:
         """LSPs first (one NB transaction), then the OVS ports (one
         transaction); with ``wait``, returns once ovn-controller has
         installed every bound port."""
-        specs = [_spec(vif.port_id, vif.network, vif.mac, vif.ips, vif.vm)
-                 for vif in vifs if vif.network]
+        specs = [_spec(vif.port_id, vif.network, vif.mac, vif.ips, vif.vm,
+                       vif.security_groups) for vif in vifs if vif.network]
         self.plugger.check(vifs, local_vlans=False)
         self.nb.check_ports(specs)
         created = self.nb.ensure_ports(specs) if specs else []
@@ -128,7 +128,8 @@ class OvnBackend:
         self.nb.delete_ports([port_id])
         return port
 
-    def bind(self, port_id: str, network: str, ips, wait: bool) -> bool:
+    def bind(self, port_id: str, network: str, ips, wait: bool,
+             groups: tuple[str, ...] | None = None) -> bool:
         port = self.db.get_port(port_id)
         if port is None:
             raise UserError("port_id", f"no guest port with iface-id "
@@ -137,12 +138,14 @@ class OvnBackend:
             raise UserError("port_id", f"port {port_id!r} has an attached-mac"
                             " or addresses that do not validate")
         spec = _spec(port_id, network, port.mac,
-                     port.ips if ips is None else ips, port.vm)
+                     port.ips if ips is None else ips, port.vm, groups)
         self.nb.check_ports([spec])
         created = self.nb.ensure_ports([spec])
         try:
             changed = self.db.bind_port(port_id, network, ips,
                                         local_vlans=False)
+            if groups is not None:
+                self.db.set_port_groups(port_id, groups, check=False)
         except BaseException:
             self.nb.delete_ports(created)
             raise
@@ -167,8 +170,32 @@ class OvnBackend:
             records.append(record)
         return records
 
+    # ------------------------------------------------- security groups
+    def create_group(self, name: str) -> SecurityGroup:
+        return self.nb.create_group(name)
+
+    def delete_group(self, name: str) -> None:
+        self.nb.delete_group(name)
+
+    def list_groups(self) -> list[SecurityGroup]:
+        return self.nb.list_groups()
+
+    def add_rule(self, group: str, rule: Rule) -> bool:
+        return self.nb.add_rule(group, rule)
+
+    def delete_rule(self, group: str, rule_id: str) -> None:
+        self.nb.delete_rule(group, rule_id)
+
+    def set_port_groups(self, port_id: str, names: tuple[str, ...]) -> bool:
+        """The NB (what OVN enforces) first, then the label on the OVS
+        Interface that list and show display."""
+        changed = self.nb.set_port_groups(port_id, names)
+        self.db.set_port_groups(port_id, names, check=False)
+        return changed
+
 
 def _spec(port_id: str, network: str | None, mac: str,
-          ips: Iterable[str], vm: str | None) -> LspSpec:
+          ips: Iterable[str], vm: str | None,
+          groups: tuple[str, ...] | None) -> LspSpec:
     assert network is not None
-    return LspSpec(port_id, network, mac, tuple(ips), vm)
+    return LspSpec(port_id, network, mac, tuple(ips), vm, groups)

@@ -14,6 +14,7 @@ import dataclasses
 from typing import Iterable
 
 from virtio_ovs.core.networks import Network
+from virtio_ovs.core.secgroups import Rule, SecurityGroup
 
 MARK = "virtio-ovs:network"  # on a Logical_Switch: the network's name
 LSP_MARK = "virtio-ovs:managed"  # on a Logical_Switch_Port: "true"
@@ -28,6 +29,7 @@ class LspSpec:
     mac: str
     ips: tuple[str, ...]  # CIDRs; the LSP gets the addresses alone
     vm: str | None = None
+    security_groups: tuple[str, ...] | None = None  # None: keep as they are
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,6 +82,33 @@ class NorthboundDb(abc.ABC):
     def port_states(self) -> dict[str, LspState]:
         """Port id -> network and ``up`` (ovn-northd sets it once a chassis
         has claimed the port), for every port on our networks."""
+
+    @abc.abstractmethod
+    def create_group(self, name: str) -> SecurityGroup:
+        """A Port_Group ``vovs_<name>`` with the default rules' ACLs.
+        UserError if it exists."""
+
+    @abc.abstractmethod
+    def delete_group(self, name: str) -> None:
+        """UserError while a port is in it or another group's rule names
+        it as its remote group."""
+
+    @abc.abstractmethod
+    def list_groups(self) -> list[SecurityGroup]:
+        """virtio-ovs's groups, by name, with their rules."""
+
+    @abc.abstractmethod
+    def add_rule(self, group: str, rule: Rule) -> bool:
+        """One allow-related ACL (False if the group has the rule)."""
+
+    @abc.abstractmethod
+    def delete_rule(self, group: str, rule_id: str) -> None:
+        """UserError for an unknown group or rule."""
+
+    @abc.abstractmethod
+    def set_port_groups(self, port_id: str, names: tuple[str, ...]) -> bool:
+        """The LSP's Port_Groups (and the drop group when any); UserError
+        when the port is not one of our LSPs."""
 
     @abc.abstractmethod
     def start(self) -> None:

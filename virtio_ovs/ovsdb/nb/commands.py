@@ -8,6 +8,7 @@ from virtio_ovs.core.errors import UserError
 from virtio_ovs.core.networks import Network, validate_ovn_network
 from virtio_ovs.ovsdb.connection import Connection
 from virtio_ovs.ovsdb.nb.api import LSP_MARK, MARK, LspSpec
+from virtio_ovs.ovsdb.nb.sg_commands import set_memberships
 from virtio_ovs.ovsdb.transaction import ADDED, UNCHANGED, UPDATED, TxnContext
 
 # The columns virtio-ovs reads or writes.
@@ -15,6 +16,8 @@ NB_TABLES = {
     "Logical_Switch": ("name", "ports", "external_ids"),
     "Logical_Switch_Port": ("name", "type", "addresses", "port_security",
                             "options", "tag_request", "up", "external_ids"),
+    "Port_Group": ("name", "ports", "acls", "external_ids"),
+    "ACL": ("direction", "priority", "match", "action", "external_ids"),
 }
 K_TYPE, K_PHYSNET, K_SEGMENT = ("virtio-ovs:type", "virtio-ovs:physnet",
                                 "virtio-ovs:segment")
@@ -151,9 +154,10 @@ class EnsurePort:
         if self.spec.vm:
             ids["virtio-ovs:vm"] = self.spec.vm
         if lsp is not None and view.switch_of_lsp.get(lsp.uuid) is switch:
+            groups_changed = self._groups(ctx, lsp)
             if (list(lsp.addresses), list(lsp.port_security),
                     dict(lsp.external_ids)) == (addresses, addresses, ids):
-                return UNCHANGED
+                return UPDATED if groups_changed else UNCHANGED
             lsp.addresses = lsp.port_security = addresses
             lsp.external_ids = ids
             return UPDATED
@@ -167,7 +171,14 @@ class EnsurePort:
         new.addresses = new.port_security = addresses
         new.external_ids = ids
         switch.addvalue("ports", new)
+        self._groups(ctx, new)
         return outcome
+
+    def _groups(self, ctx: TxnContext, lsp) -> bool:
+        """The port's security groups (None: keep them as they are)."""
+        if self.spec.security_groups is None:
+            return False
+        return set_memberships(ctx, lsp, self.spec.security_groups)
 
 
 class DeletePort:

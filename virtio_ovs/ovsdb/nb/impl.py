@@ -5,7 +5,10 @@ from typing import Iterable
 
 from virtio_ovs.core.networks import Network
 from virtio_ovs.ovsdb.connection import Connection, Deadline
+from virtio_ovs.core.secgroups import Rule, SecurityGroup
+from virtio_ovs.network.ovn_acls import DROP_GROUP
 from virtio_ovs.ovsdb.nb import commands as nbc
+from virtio_ovs.ovsdb.nb import sg_commands as sgc
 from virtio_ovs.ovsdb.nb.api import LspSpec, LspState, NorthboundDb
 from virtio_ovs.ovsdb.transaction import ADDED, UNCHANGED, TxnContext, transact
 
@@ -67,6 +70,30 @@ class IdlNorthboundDb(NorthboundDb):
                     states[lsp.name] = LspState(lsp.name, name,
                                                 lsp.up == [True])
         return states
+
+    def create_group(self, name: str) -> SecurityGroup:
+        command = sgc.CreateGroup(name)
+        self._transact([command])
+        assert command.group is not None
+        return command.group
+
+    def delete_group(self, name: str) -> None:
+        self._transact([sgc.DeleteGroup(name)])
+
+    def list_groups(self) -> list[SecurityGroup]:
+        groups = sgc.port_groups(self._view())
+        return [sgc.group_of(groups[name]) for name in sorted(groups)
+                if name != DROP_GROUP]
+
+    def add_rule(self, group: str, rule: Rule) -> bool:
+        return self._transact([sgc.AddRule(group, rule)])[0] != UNCHANGED
+
+    def delete_rule(self, group: str, rule_id: str) -> None:
+        self._transact([sgc.DeleteRule(group, rule_id)])
+
+    def set_port_groups(self, port_id: str, names: tuple[str, ...]) -> bool:
+        return self._transact([sgc.SetPortGroups(port_id, names)])[0] != \
+            UNCHANGED
 
     def start(self) -> None:
         self.conn.start()

@@ -1,0 +1,168 @@
+"""Security groups in the OVN northbound database: Port_Groups and ACLs
+(see network/ovn_acls.py for their shape)."""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+from virtio_ovs.core.errors import UserError
+from virtio_ovs.core.secgroups import (Rule, SecurityGroup, default_rules,
+                                       sort_rules, validate_sg_name)
+from virtio_ovs.network.ovn_acls import DROP_GROUP, acl, drop_acls, pg_name
+from virtio_ovs.ovsdb.nb.api import LSP_MARK
+from virtio_ovs.ovsdb.transaction import ADDED, UNCHANGED, UPDATED
+
+SG_MARK = "virtio-ovs:sg"  # on a Port_Group: the group's name
+RULE_KEY = "virtio-ovs:rule"  # on an ACL: the rule, as JSON
+
+
+def port_groups(view) -> dict:
+    """Our Port_Groups by group name (the drop group under its own name)."""
+    result = {}
+    for pg in view.conn.rows("Port_Group").values():
+        name = pg.external_ids.get(SG_MARK)
+        if name is not None:
+            result[name] = pg
+    return result
+
+
+def group_of(pg) -> SecurityGroup:
+    rules = []
+    for row in pg.acls:
+        text = row.external_ids.get(RULE_KEY)
+        if text:
+            rules.append(Rule(**json.loads(text)))
+    return SecurityGroup(pg.external_ids[SG_MARK], sort_rules(rules))
+
+
+def _insert_acl(ctx, spec: tuple[str, int, str, str], rule: Rule | None):
+    row = ctx.insert("ACL")
+    row.direction, row.priority, row.match, row.action = spec
+    row.external_ids = ({RULE_KEY: json.dumps(dataclasses.asdict(rule),
+                                              sort_keys=True)}
+                        if rule else {SG_MARK: DROP_GROUP})
+    return row
+
+
+def _existing(view, name: str):
+    pg = port_groups(view).get(name)
+    if pg is None or name == DROP_GROUP:
+        raise UserError("security_group", f"no security group named {name!r}")
+    return pg
+
+
+class CreateGroup:
+    def __init__(self, name: str):
+        self.name = validate_sg_name(name)
+        self.group: SecurityGroup | None = None
+
+    def run_idl(self, ctx) -> str:
+        if self.name in port_groups(ctx.view):
+            raise UserError("name", f"security group {self.name!r} exists")
+        pg = ctx.insert("Port_Group")
+        pg.name = pg_name(self.name)
+        pg.external_ids = {SG_MARK: self.name}
+        self.group = SecurityGroup(self.name, default_rules(self.name))
+        pg.acls = [_insert_acl(ctx, acl(self.name, rule), rule)
+                   for rule in self.group.rules]
+        return ADDED
+
+
+class DeleteGroup:
+    def __init__(self, name: str):
+        self.name = name
+
+    def run_idl(self, ctx) -> str:
+        pg = _existing(ctx.view, self.name)
+        if pg.ports:
+            names = sorted(p.name for p in pg.ports)
+            raise UserError("name", f"security group {self.name!r} is used "
+                            f"by ports: {', '.join(names[:5])}")
+        others = sorted(n for n, other in port_groups(ctx.view).items()
+                        if n != self.name and any(
+                            r.remote_group == self.name
+                            for r in group_of(other).rules))
+        if others:
+            raise UserError("name", f"security group {self.name!r} is the "
+                            f"remote group of rules in {', '.join(others)}")
+        for row in pg.acls:
+            row.delete()
+        pg.delete()
+        return UPDATED
+
+
+class AddRule:
+    def __init__(self, group: str, rule: Rule):
+        self.name = group
+        self.rule = rule
+
+    def run_idl(self, ctx) -> str:
+        pg = _existing(ctx.view, self.name)
+        remote = self.rule.remote_group
+        if remote is not None and remote not in port_groups(ctx.view):
+            raise UserError("remote_group", f"no security group named "
+                            f"{remote!r}")
+        if self.rule in group_of(pg).rules:
+            return UNCHANGED
+        pg.addvalue("acls", _insert_acl(ctx, acl(self.name, self.rule),
+                                        self.rule))
+        return ADDED
+
+
+class DeleteRule:
+    def __init__(self, group: str, rule_id: str):
+        self.name = group
+        self.rule_id = rule_id
+
+    def run_idl(self, ctx) -> str:
+        pg = _existing(ctx.view, self.name)
+        for row in pg.acls:
+            text = row.external_ids.get(RULE_KEY)
+            if text and Rule(**json.loads(text)).id == self.rule_id:
+                pg.delvalue("acls", row)
+                row.delete()
+                return UPDATED
+        raise UserError("rule_id", f"security group {self.name!r} has no "
+                        f"rule {self.rule_id!r}")
+
+
+def set_memberships(ctx, lsp, names: tuple[str, ...]) -> bool:
+    """Put ``lsp`` in exactly the Port_Groups of ``names`` (and in the
+    drop group when there is any); True if anything changed."""
+    groups = port_groups(ctx.view)
+    for name in names:
+        _existing(ctx.view, name)
+    wanted = {pg_name(n) for n in names}
+    changed = False
+    if names:
+        wanted.add(DROP_GROUP)
+        if DROP_GROUP not in groups:
+            _drop_group(ctx, lsp)
+            changed = True
+    for pg in groups.values():
+        member = any(p.uuid == lsp.uuid for p in pg.ports)
+        if (pg.name in wanted) != member:
+            (pg.addvalue if not member else pg.delvalue)("ports", lsp)
+            changed = True
+    return changed
+
+
+def _drop_group(ctx, first_port) -> None:
+    pg = ctx.insert("Port_Group")
+    pg.name = DROP_GROUP
+    pg.external_ids = {SG_MARK: DROP_GROUP}
+    pg.acls = [_insert_acl(ctx, spec, None) for spec in drop_acls()]
+    pg.ports = [first_port]
+
+
+class SetPortGroups:
+    def __init__(self, port_id: str, names: tuple[str, ...]):
+        self.port_id = port_id
+        self.names = names
+
+    def run_idl(self, ctx) -> str:
+        lsp = ctx.view.lsps.get(self.port_id)
+        if lsp is None or lsp.external_ids.get(LSP_MARK) != "true":
+            raise UserError("port_id", f"port {self.port_id!r} is not bound "
+                            "to an OVN network of virtio-ovs (bind it first)")
+        return UPDATED if set_memberships(ctx, lsp, self.names) else UNCHANGED
