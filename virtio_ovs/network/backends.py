@@ -187,10 +187,12 @@ class OvnBackend:
         self.nb.delete_rule(group, rule_id)
 
     def set_port_groups(self, port_id: str, names: tuple[str, ...]) -> bool:
-        """The NB (what OVN enforces) first, then the label on the OVS
-        Interface that list and show display."""
+        """The NB (what OVN enforces) first; then, if the port is on this
+        host, the label on its OVS Interface that list and show display.
+        It works from any host, as the networks do."""
         changed = self.nb.set_port_groups(port_id, names)
-        self.db.set_port_groups(port_id, names, check=False)
+        if self.db.get_port(port_id) is not None:
+            self.db.set_port_groups(port_id, names, check=False)
         return changed
 
 
