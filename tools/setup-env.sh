@@ -4,7 +4,7 @@
 # everything is already there.
 DEBS=(openvswitch-switch openvswitch-common openvswitch-switch-dpdk dpdk-dev
       iproute2 ethtool iputils-ping python3-venv procps qemu-system-x86
-      busybox-static shellcheck ovn-central ovn-host)
+      busybox-static shellcheck ovn-central ovn-host iperf3)
 VENV=${VENV:-$PWD/.venv}
 
 missing=()
