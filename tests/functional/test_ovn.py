@@ -110,6 +110,25 @@ def test_networks_are_one_truth_for_every_host(ovn):
     assert "tmp" not in h2.ctl_ok("net-list")
 
 
+def test_the_nb_over_tcp_shows_the_same_networks(ovn):
+    """A tcp: NB remote (here on the central's own loopback, from inside
+    the central's namespace) gives what the unix: one gives."""
+    h1 = ovn.hosts[0]
+    conf = f"{ovn.dir}/tcp.conf"
+    with open(conf, "w") as f:
+        f.write(f"[ovs]\novsdb_connection = {h1.box.remote}\n[agent]\n"
+                f"backend = ovn\n[ovn]\n"
+                f"ovn_nb_connection = {ovn.central.nb_tcp_remote}\n")
+    proc = subprocess.run(["ip", "netns", "exec", ovn.central.netns,
+                           sys.executable, "-m", "virtio_ovs.cli",
+                           "--config-file", conf, "net-list", "--format",
+                           "json"], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == json.loads(
+        h1.ctl_ok("net-list", "--format", "json"))
+
+
 def test_guests_on_two_hosts_reach_each_other(ovn):
     ga, gb = ovn.guests["ga"], ovn.guests["gb"]
     assert ga.ping(gb.ip, count=3) and gb.ping(ga.ip, count=3)

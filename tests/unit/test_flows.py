@@ -89,9 +89,9 @@ def test_defaults_drop_and_canary_and_normal():
 def test_provider_ingress_maps_vid_or_untagged_to_local_vlan():
     flows = fl.integration_flows(state())
     assert Flow(0, 300, "in_port=50,dl_vlan=100",
-                "mod_vlan_vid:2,goto_table:60") in flows
+                "mod_vlan_vid:2,load:2->NXM_NX_REG6[],goto_table:60") in flows
     assert Flow(0, 300, f"in_port=50,{fl.UNTAGGED}",
-                "mod_vlan_vid:3,goto_table:60") in flows
+                "mod_vlan_vid:3,load:3->NXM_NX_REG6[],goto_table:60") in flows
     assert not any("mod_vlan_vid:1" in f.actions for f in flows)  # local net
 
 

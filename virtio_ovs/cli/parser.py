@@ -144,6 +144,7 @@ def _add_sg_verbs(verbs) -> None:
     delete = verbs.add_parser("sg-delete", help="delete a security group "
                               "no port uses")
     delete.add_argument("name", metavar="NAME")
+    _add_format(delete)
     _add_format(verbs.add_parser("sg-list", help="list security groups "
                                  "and their rules"))
     add = verbs.add_parser("sg-rule-add", help="add an allow rule")
@@ -163,6 +164,7 @@ def _add_sg_verbs(verbs) -> None:
     rdel = verbs.add_parser("sg-rule-delete", help="delete a rule by its id")
     rdel.add_argument("group", metavar="SG")
     rdel.add_argument("rule_id", metavar="RULE_ID")
+    _add_format(rdel)
     update = verbs.add_parser("port-update", help="change a port's "
                               "security groups")
     update.add_argument("--port-id", required=True)
@@ -171,3 +173,4 @@ def _add_sg_verbs(verbs) -> None:
                        dest="security_groups")
     which.add_argument("--no-security-group", action="store_true",
                        help="no group: the port is unfiltered")
+    _add_format(update)

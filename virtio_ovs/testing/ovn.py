@@ -48,11 +48,17 @@ class Central:
     """NB + SB ovsdb-servers and ovn-northd, in one namespace (or, with
     ``netns`` None, wherever the caller is: they need no root)."""
 
-    def __init__(self, netns: str | None, directory: str):
+    def __init__(self, netns: str | None, directory: str,
+                 nb_tcp_port: int | None = None):
+        """``nb_tcp_port``: the NB also listens on 127.0.0.1 of the
+        central's namespace (``nb_tcp_remote``)."""
         self.netns = netns
         self.dir = directory
         self.nb_remote = f"unix:{directory}/nb.sock"
         self.sb_remote = f"unix:{directory}/sb.sock"
+        self.nb_tcp_port = nb_tcp_port
+        self.nb_tcp_remote = (f"tcp:127.0.0.1:{nb_tcp_port}"
+                              if nb_tcp_port else None)
 
     def _daemon(self, name: str, *cmd: str) -> None:
         prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
@@ -65,8 +71,10 @@ class Central:
         os.makedirs(self.dir, exist_ok=True)
         for db, schema in (("nb", NB_SCHEMA), ("sb", SB_SCHEMA)):
             _run(["ovsdb-tool", "create", f"{self.dir}/{db}.db", schema])
-            self._daemon(db, "ovsdb-server", f"{self.dir}/{db}.db",
-                         f"--remote=punix:{self.dir}/{db}.sock")
+            remotes = [f"--remote=punix:{self.dir}/{db}.sock"]
+            if db == "nb" and self.nb_tcp_port:
+                remotes.append(f"--remote=ptcp:{self.nb_tcp_port}:127.0.0.1")
+            self._daemon(db, "ovsdb-server", f"{self.dir}/{db}.db", *remotes)
         self.nbctl("--no-wait", "init")
         self._daemon("northd", "ovn-northd", f"--ovnnb-db={self.nb_remote}",
                      f"--ovnsb-db={self.sb_remote}")
@@ -170,7 +178,8 @@ class OvnTopology:
         self.nhosts = hosts
         self.bridge_mappings = bridge_mappings
         self.namespaces: list[str] = []
-        self.central = Central(f"{self.name}-c", os.path.join(self.dir, "c"))
+        self.central = Central(f"{self.name}-c", os.path.join(self.dir, "c"),
+                               nb_tcp_port=6641)
         self.underlay = f"{self.name}-ul"
         self.hosts: list[Hypervisor] = []
         self.net = f"172.31.{secrets.randbelow(250) + 1}"
