@@ -16,6 +16,11 @@ def setup_logging(conf) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if conf.debug else logging.INFO)
+    # pyroute2 logs every netlink message at DEBUG: with 1000 TAPs the
+    # periodic check's one link dump became megabytes of log and seconds
+    # of a blocked event loop. Its debug output is not ours to show.
+    for noisy in ("pyroute2", "asyncio"):
+        logging.getLogger(noisy).setLevel(logging.INFO)
 
 
 def main(argv: list[str] | None = None) -> int:

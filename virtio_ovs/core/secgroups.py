@@ -201,3 +201,23 @@ def referenced_by(groups: Mapping[str, SecurityGroup], name: str
     """Groups (other than ``name``) with a rule whose remote group is it."""
     return sorted(g.name for g in groups.values() if g.name != name and
                   any(r.remote_group == name for r in g.rules))
+
+
+def check_deletable(name: str, ports: list[str],
+                    groups: Mapping[str, SecurityGroup]) -> None:
+    """A group goes only when no port uses it (``ports``) and no other
+    group's rule names it; UserError otherwise. The same on both backends."""
+    if ports:
+        raise UserError("name", f"security group {name!r} is used by ports: "
+                        f"{', '.join(sorted(ports)[:5])}"
+                        f"{' ...' if len(ports) > 5 else ''}")
+    others = referenced_by(groups, name)
+    if others:
+        raise UserError("name", f"security group {name!r} is the remote "
+                        f"group of rules in {', '.join(others)}")
+
+
+def check_remote_group(rule: Rule, known: Iterable[str]) -> None:
+    if rule.remote_group is not None and rule.remote_group not in known:
+        raise UserError("remote_group", f"no security group named "
+                        f"{rule.remote_group!r}")

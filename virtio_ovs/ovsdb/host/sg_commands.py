@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from virtio_ovs.core.errors import UserError
 from virtio_ovs.core.secgroups import (EXT_SECURITY_GROUPS, Rule,
-                                       SecurityGroup, default_rules,
-                                       referenced_by, sg_key, sort_rules,
-                                       validate_sg_name)
+                                       SecurityGroup, check_deletable,
+                                       check_remote_group, default_rules,
+                                       sg_key, sort_rules, validate_sg_name)
 from virtio_ovs.ovsdb.host.commands import check_groups_exist
 from virtio_ovs.ovsdb.host.net_commands import update_external_ids
 from virtio_ovs.ovsdb.transaction import ADDED, UNCHANGED, UPDATED
@@ -54,15 +54,8 @@ class DeleteGroup:
 
     def run_idl(self, ctx) -> str:
         _existing(ctx.view, self.name)
-        ports = ports_using(ctx.view, self.name)
-        if ports:
-            raise UserError("name", f"security group {self.name!r} is used "
-                            f"by ports: {', '.join(ports[:5])}"
-                            f"{' ...' if len(ports) > 5 else ''}")
-        others = referenced_by(ctx.view.groups, self.name)
-        if others:
-            raise UserError("name", f"security group {self.name!r} is the "
-                            f"remote group of rules in {', '.join(others)}")
+        check_deletable(self.name, ports_using(ctx.view, self.name),
+                        ctx.view.groups)
         row = ctx.view.open_vswitch
         row.verify("external_ids")
         row.delkey("external_ids", sg_key(self.name))
@@ -76,10 +69,7 @@ class AddRule:
 
     def run_idl(self, ctx) -> str:
         group = _existing(ctx.view, self.name)
-        remote = self.rule.remote_group
-        if remote is not None and remote not in ctx.view.groups:
-            raise UserError("remote_group", f"no security group named "
-                            f"{remote!r}")
+        check_remote_group(self.rule, ctx.view.groups)
         if self.rule in group.rules:
             return UNCHANGED
         _write(ctx, SecurityGroup(group.name,

@@ -6,7 +6,8 @@ import dataclasses
 import json
 
 from virtio_ovs.core.errors import UserError
-from virtio_ovs.core.secgroups import (Rule, SecurityGroup, default_rules,
+from virtio_ovs.core.secgroups import (Rule, SecurityGroup, check_deletable,
+                                       check_remote_group, default_rules,
                                        sort_rules, validate_sg_name)
 from virtio_ovs.network.ovn_acls import DROP_GROUP, acl, drop_acls, pg_name
 from virtio_ovs.ovsdb.nb.api import LSP_MARK
@@ -74,17 +75,9 @@ class DeleteGroup:
 
     def run_idl(self, ctx) -> str:
         pg = _existing(ctx.view, self.name)
-        if pg.ports:
-            names = sorted(p.name for p in pg.ports)
-            raise UserError("name", f"security group {self.name!r} is used "
-                            f"by ports: {', '.join(names[:5])}")
-        others = sorted(n for n, other in port_groups(ctx.view).items()
-                        if n != self.name and any(
-                            r.remote_group == self.name
-                            for r in group_of(other).rules))
-        if others:
-            raise UserError("name", f"security group {self.name!r} is the "
-                            f"remote group of rules in {', '.join(others)}")
+        groups = {name: group_of(other) for name, other
+                  in port_groups(ctx.view).items() if name != DROP_GROUP}
+        check_deletable(self.name, [p.name for p in pg.ports], groups)
         for row in pg.acls:
             row.delete()
         pg.delete()
@@ -98,10 +91,7 @@ class AddRule:
 
     def run_idl(self, ctx) -> str:
         pg = _existing(ctx.view, self.name)
-        remote = self.rule.remote_group
-        if remote is not None and remote not in port_groups(ctx.view):
-            raise UserError("remote_group", f"no security group named "
-                            f"{remote!r}")
+        check_remote_group(self.rule, port_groups(ctx.view))
         if self.rule in group_of(pg).rules:
             return UNCHANGED
         pg.addvalue("acls", _insert_acl(ctx, acl(self.name, self.rule),
