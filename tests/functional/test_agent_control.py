@@ -165,7 +165,8 @@ def test_new_port_gets_flows_within_the_agent_reaction_time(box, topo):
     """From the plug's return (row committed, ofport numbered) to the port's
     flows in the switch. The agent's own reaction is held to 100 ms by
     tests/integration/test_agent_inprocess.py; here the userspace
-    datapath adds its ~130 ms floor (bench/vswitchd_floor.py)."""
+    datapath adds its own floor (bench/vswitchd_floor.py: 130 ms on the
+    dev machine, up to ~480 ms on a 3x slower one), hence 1 s here."""
     start_synced_agent(topo)
     topo.ctl_ok("net-create", "blue", "--type", "local")
     topo.ctl_ok("plug", "--port-id", "p1", "--mac", MAC, "--tap", "tapf1",
@@ -175,5 +176,5 @@ def test_new_port_gets_flows_within_the_agent_reaction_time(box, topo):
     topo.wait_until(lambda: f"in_port={ofport}" in topo.flows("br-int"),
                     timeout=5, what="the port's flows")
     took = time.monotonic() - start
-    assert took < 0.5, f"{took * 1000:.0f} ms from plug to flows"
+    assert took < 1.0, f"{took * 1000:.0f} ms from plug to flows"
     assert box.vsctl("get", "Port", "tapf1", "tag") == "1"
