@@ -1,6 +1,7 @@
 """What every verb needs: the config, the host database, the backend."""
 from __future__ import annotations
 
+import functools
 import os
 
 from virtio_ovs.core.errors import UserError
@@ -72,9 +73,10 @@ class Context:
         from virtio_ovs.plug.taps import TapManager
         return Plugger(self.db, TapManager())
 
-    @property
+    @functools.cached_property
     def backend(self):
-        """The network backend that [agent] backend selects."""
+        """The network backend that [agent] backend selects (one per
+        command, with one connection to each database)."""
         from virtio_ovs.core.networks import parse_bridge_mappings
         from virtio_ovs.network.backends import OvnBackend, StandaloneBackend
         if self.conf.agent.backend == "ovn":

@@ -217,6 +217,18 @@ def check_deletable(name: str, ports: list[str],
                         f"group of rules in {', '.join(others)}")
 
 
+def check_new_group(name: str, known: Iterable[str]) -> str:
+    """``name`` is a valid name that no group has yet."""
+    validate_sg_name(name)
+    if name in known:
+        raise UserError("name", f"security group {name!r} exists")
+    return name
+
+
+def unknown_group(name: str) -> UserError:
+    return UserError("security_group", f"no security group named {name!r}")
+
+
 def check_remote_group(rule: Rule, known: Iterable[str]) -> None:
     if rule.remote_group is not None and rule.remote_group not in known:
         raise UserError("remote_group", f"no security group named "

@@ -9,7 +9,8 @@ from __future__ import annotations
 from virtio_ovs.core.errors import UserError
 from virtio_ovs.core.secgroups import (EXT_SECURITY_GROUPS, Rule,
                                        SecurityGroup, check_deletable,
-                                       check_remote_group, default_rules,
+                                       check_new_group, check_remote_group,
+                                       default_rules, unknown_group,
                                        sg_key, sort_rules, validate_sg_name)
 from virtio_ovs.ovsdb.host.commands import check_groups_exist
 from virtio_ovs.ovsdb.host.net_commands import update_external_ids
@@ -31,7 +32,7 @@ def ports_using(view, name: str) -> list[str]:
 def _existing(view, name: str) -> SecurityGroup:
     group = view.groups.get(name)
     if group is None:
-        raise UserError("security_group", f"no security group named {name!r}")
+        raise unknown_group(name)
     return group
 
 
@@ -41,8 +42,7 @@ class CreateGroup:
         self.group: SecurityGroup | None = None
 
     def run_idl(self, ctx) -> str:
-        if self.name in ctx.view.groups:
-            raise UserError("name", f"security group {self.name!r} exists")
+        check_new_group(self.name, ctx.view.groups)
         self.group = SecurityGroup(self.name, default_rules(self.name))
         _write(ctx, self.group)
         return ADDED

@@ -7,7 +7,8 @@ import json
 
 from virtio_ovs.core.errors import UserError
 from virtio_ovs.core.secgroups import (Rule, SecurityGroup, check_deletable,
-                                       check_remote_group, default_rules,
+                                       check_new_group, check_remote_group,
+                                       default_rules, unknown_group,
                                        sort_rules, validate_sg_name)
 from virtio_ovs.network.ovn_acls import DROP_GROUP, acl, drop_acls, pg_name
 from virtio_ovs.ovsdb.nb.api import LSP_MARK
@@ -48,7 +49,7 @@ def _insert_acl(ctx, spec: tuple[str, int, str, str], rule: Rule | None):
 def _existing(view, name: str):
     pg = port_groups(view).get(name)
     if pg is None or name == DROP_GROUP:
-        raise UserError("security_group", f"no security group named {name!r}")
+        raise unknown_group(name)
     return pg
 
 
@@ -58,8 +59,7 @@ class CreateGroup:
         self.group: SecurityGroup | None = None
 
     def run_idl(self, ctx) -> str:
-        if self.name in port_groups(ctx.view):
-            raise UserError("name", f"security group {self.name!r} exists")
+        check_new_group(self.name, port_groups(ctx.view))
         pg = ctx.insert("Port_Group")
         pg.name = pg_name(self.name)
         pg.external_ids = {SG_MARK: self.name}
