@@ -291,7 +291,7 @@ class Agent:
                                 self.integration_bridge)
                     self._resync()
             except VirtioOvsError as exc:
-                LOG.warning("canary check failed: %s", exc)
+                LOG.warning("canary check failed (%s): re-programming", exc)
                 self._resync()
         status = {
             "host": socket.gethostname(), "pid": os.getpid(),
