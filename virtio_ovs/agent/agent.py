@@ -63,7 +63,6 @@ class Agent:
         self.retry_at: float | None = None
         self.next_report = 0.0
         self.next_check = time.monotonic() + 1.0
-        self.checker = DataPlaneChecker(self.db)
         self.stopping = False
         self.reload_requested = False
         self.last_reconcile: float | None = None
@@ -72,6 +71,7 @@ class Agent:
         self._wake_r, self._wake_w = os.pipe()
         for fd in (self._wake_r, self._wake_w):
             os.set_blocking(fd, False)
+        self.checker = DataPlaneChecker(self.db, self._wake_loop)
 
     # ------------------------------------------------------------- control
     def install_signal_handlers(self) -> None:
@@ -86,7 +86,13 @@ class Agent:
     def stop(self) -> None:
         """Ask the loop to end (from another thread or a signal handler)."""
         self.stopping = True
-        os.write(self._wake_w, b"x")
+        self._wake_loop()
+
+    def _wake_loop(self) -> None:
+        try:
+            os.write(self._wake_w, b"x")
+        except BlockingIOError:  # the pipe is full: the loop wakes anyway
+            pass
 
     def _on_hup(self, signum, frame) -> None:
         self.reload_requested = True
@@ -119,9 +125,10 @@ class Agent:
                 self._reconcile()
             if now >= self.next_report:
                 self._report()
+            self.checker.collect()
             if self.conf.agent.check_interval and now >= self.next_check:
                 self.next_check = now + self.conf.agent.check_interval
-                self.checker.run(self.conf.agent.qmp_socket_template)
+                self.checker.start(self.conf.agent.qmp_socket_template)
             if not self.dirty or self.retry_at is not None:
                 self._block()
         LOG.info("stopping (flows stay in place)")

@@ -6,6 +6,7 @@ It runs off the reaction path: the reconcile never waits for it.
 from __future__ import annotations
 
 import logging
+import threading
 
 from virtio_ovs.check.gather import check_ports
 from virtio_ovs.check.verdicts import THROUGH_QEMU, PortReport
@@ -17,28 +18,64 @@ LOG = logging.getLogger("virtio-ovs-agent")
 
 
 class DataPlaneChecker:
-    def __init__(self, db: HostDb):
-        self.db = db
-        self.verdicts: dict[str, str] = {}  # port id -> last label
+    """The evidence is gathered in a worker thread (/proc, netlink, QMP and
+    a short-lived OVSDB connection for statistics: seconds with thousands
+    of TAPs); the event loop only snapshots the ports before and records
+    the verdicts after, so it keeps reacting meanwhile. ``wake()`` tells
+    the loop that a result is ready."""
 
-    def run(self, qmp_socket_template: str | None) -> None:
-        """Check every port (per VM, with its QMP socket when the template
-        gives one) and record the verdicts; failures are logged."""
+    def __init__(self, db: HostDb, wake):
+        self.db = db
+        self.wake = wake
+        self.verdicts: dict[str, str] = {}  # port id -> last label
+        self._thread: threading.Thread | None = None
+        self._result: list[PortReport] | VirtioOvsError | None = None
+
+    @property
+    def busy(self) -> bool:
+        return self._thread is not None
+
+    def start(self, qmp_socket_template: str | None) -> None:
+        """Snapshot the ports (main thread) and gather their evidence in
+        the background; a check still running is not started twice."""
+        if self.busy:
+            return
+        groups = _by_vm(self.db.list_ports())
+        self._thread = threading.Thread(
+            target=self._gather, args=(groups, qmp_socket_template),
+            name="data-plane-check", daemon=True)
+        self._thread.start()
+
+    def _gather(self, groups, template: str | None) -> None:
         try:
             reports = []
-            for vm, group in _by_vm(self.db.list_ports()).items():
-                qmp = (qmp_socket_template.format(vm=vm)
-                       if qmp_socket_template and vm else None)
+            for vm, group in groups.items():
+                qmp = template.format(vm=vm) if template and vm else None
                 reports += check_ports(group, self.db, qmp=qmp)
-            verdicts = {}
-            for report in reports:
-                label = report.verdict + (",queues-mismatch"
-                                          if report.queues_mismatch else "")
-                verdicts[report.port_id] = (label, report.queues_enabled)
-                self._log_change(report, label)
+            self._result = reports
+        except VirtioOvsError as exc:
+            self._result = exc
+        self.wake()
+
+    def collect(self) -> None:
+        """Record a finished check's verdicts (main thread: the IDL)."""
+        if self._thread is None or self._thread.is_alive():
+            return
+        self._thread.join()
+        self._thread, result, self._result = None, self._result, None
+        if isinstance(result, VirtioOvsError) or result is None:
+            LOG.warning("data-plane check failed: %s", result)
+            return
+        verdicts = {}
+        for report in result:
+            label = report.verdict + (",queues-mismatch"
+                                      if report.queues_mismatch else "")
+            verdicts[report.port_id] = (label, report.queues_enabled)
+            self._log_change(report, label)
+        try:
             self.db.record_verdicts(verdicts)
         except VirtioOvsError as exc:
-            LOG.warning("data-plane check failed: %s", exc)
+            LOG.warning("could not record the verdicts: %s", exc)
 
     def _log_change(self, report: PortReport, label: str) -> None:
         previous = self.verdicts.get(report.port_id)
