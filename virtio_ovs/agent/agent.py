@@ -129,6 +129,10 @@ class Agent:
             if self.conf.agent.check_interval and now >= self.next_check:
                 self.next_check = now + self.conf.agent.check_interval
                 self.checker.start(self.conf.agent.qmp_socket_template)
+            # The heartbeat's and the verdicts' commits may have consumed
+            # updates: sleeping on them would wait for the next message.
+            if self.db.seqno != self.reconciled_seqno:
+                self.dirty = True
             if not self.dirty or self.retry_at is not None:
                 self._block()
         LOG.info("stopping (flows stay in place)")
