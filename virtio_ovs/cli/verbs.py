@@ -94,8 +94,7 @@ def cmd_list(ctx: Context, args) -> int:
 
 
 def cmd_show(ctx: Context, args) -> int:
-    record = next((r for r in ctx.backend.port_records()
-                   if r["port_id"] == args.port_id), None)
+    record = ctx.backend.port_record(args.port_id)
     if record is None:
         raise UserError("port_id", f"no port with iface-id {args.port_id!r}")
     if args.format == "json":

@@ -66,6 +66,10 @@ class StandaloneBackend:
     def port_records(self) -> list[dict]:
         return [port.to_json() for port in self.db.list_ports()]
 
+    def port_record(self, port_id: str) -> dict | None:
+        port = self.db.get_port(port_id)
+        return port.to_json() if port is not None else None
+
     def create_group(self, name: str) -> SecurityGroup:
         return self.db.create_group(name)
 
@@ -108,12 +112,13 @@ class OvnBackend:
         installed every bound port."""
         specs = [_spec(vif.port_id, vif.network, vif.mac, vif.ips, vif.vm,
                        vif.security_groups) for vif in vifs if vif.network]
-        self.plugger.check(vifs, local_vlans=False)
+        missing = self.plugger.check(vifs, local_vlans=False)
         self.nb.check_ports(specs)
         created = self.nb.ensure_ports(specs) if specs else []
         outcome = PlugOutcome()
         try:
-            self.plugger.plug(vifs, wait, local_vlans=False, outcome=outcome)
+            self.plugger.plug(vifs, wait, local_vlans=False, outcome=outcome,
+                              missing=missing)
         except BaseException:
             if not outcome.committed or outcome.refused:
                 self.nb.delete_ports(created)
@@ -161,14 +166,12 @@ class OvnBackend:
         """Each guest port with its OVN state: ``ovn_switch`` and
         ``ovn_up`` from the NB, ``ovn_installed`` from this host."""
         states = self.nb.port_states()
-        records = []
-        for port in self.db.list_ports():
-            record = port.to_json()
-            state = states.get(port.port_id)
-            record["ovn_switch"] = state.network if state else None
-            record["ovn_up"] = state.up if state else False
-            records.append(record)
-        return records
+        return [_with_state(port, states) for port in self.db.list_ports()]
+
+    def port_record(self, port_id: str) -> dict | None:
+        port = self.db.get_port(port_id)
+        return (_with_state(port, self.nb.port_states())
+                if port is not None else None)
 
     # ------------------------------------------------- security groups
     def create_group(self, name: str) -> SecurityGroup:
@@ -194,6 +197,14 @@ class OvnBackend:
         if self.db.get_port(port_id) is not None:
             self.db.set_port_groups(port_id, names, check=False)
         return changed
+
+
+def _with_state(port: GuestPort, states: dict) -> dict:
+    record = port.to_json()
+    state = states.get(port.port_id)
+    record["ovn_switch"] = state.network if state else None
+    record["ovn_up"] = state.up if state else False
+    return record
 
 
 def _spec(port_id: str, network: str | None, mac: str,

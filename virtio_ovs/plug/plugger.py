@@ -31,13 +31,14 @@ class Plugger:
         self.check_host = check_host
 
     def plug(self, vifs: list[Vif], wait: bool = True,
-             local_vlans: bool = True,
-             outcome: PlugOutcome | None = None) -> PlugOutcome:
+             local_vlans: bool = True, outcome: PlugOutcome | None = None,
+             missing: list[Vif] | None = None) -> PlugOutcome:
         """Plug ``vifs`` all or nothing; see ``HostDb.plug``. ``outcome``
-        is filled as the plug goes, also when it raises."""
+        is filled as the plug goes, also when it raises. ``missing``: what
+        ``check`` returned, when the caller ran it already."""
         outcome = PlugOutcome() if outcome is None else outcome
-        self.check(vifs, local_vlans)
-        missing = [vif for vif in vifs if not self.check_host(vif)]
+        if missing is None:
+            missing = self.check(vifs, local_vlans)
         created: list[str] = []
         try:
             for vif in missing:
@@ -49,12 +50,13 @@ class Plugger:
             raise
         return outcome
 
-    def check(self, vifs: list[Vif], local_vlans: bool = True) -> None:
-        """Everything a plug checks before it writes (model, host, OVSDB)."""
+    def check(self, vifs: list[Vif], local_vlans: bool = True) -> list[Vif]:
+        """Everything a plug checks before it writes (model, host, OVSDB);
+        returns the VIFs whose TAP does not exist yet."""
         model.check_unique(vifs)
-        for vif in vifs:
-            self.check_host(vif)
+        missing = [vif for vif in vifs if not self.check_host(vif)]
         self.db.check_plug(vifs, local_vlans)
+        return missing
 
     def _rollback(self, outcome: PlugOutcome, created: list[str]) -> None:
         """Undo a failed plug.

@@ -30,6 +30,20 @@ class BridgeValues:
     ports: tuple  # Port uuids
 
 
+def guest_port_of_row(iface, view, is_tap: Callable[[str], bool]
+                      ) -> GuestPort | None:
+    """One live Interface row as a GuestPort (None if it is not a guest's),
+    without converting the other rows: for readers of a single port."""
+    values = _iface_values(iface)
+    if not is_guest(values.external_ids):
+        return None
+    port = view.port_of_iface.get(iface.uuid)
+    bridge = view.bridge_of_iface(iface)
+    return guest_port(values, is_tap(values.name),
+                      bridge.name if bridge is not None else None,
+                      _port_values(port).tag if port is not None else None)
+
+
 def _iface_values(row) -> IfaceValues:
     return IfaceValues(name=row.name, type=row.type,
                        external_ids=dict(row.external_ids),

@@ -13,7 +13,7 @@ from virtio_ovs.ovsdb.connection import Connection, Deadline
 from virtio_ovs.ovsdb.host import commands, net_commands as nc
 from virtio_ovs.ovsdb.host import sg_commands as sg
 from virtio_ovs.ovsdb.host.api import BridgeSpec, HostDb, PlugOutcome
-from virtio_ovs.ovsdb.host.cache import StateCache
+from virtio_ovs.ovsdb.host.cache import StateCache, guest_port_of_row
 from virtio_ovs.ovsdb.host.views import TABLES, DbView, the_open_vswitch
 from virtio_ovs.ovsdb.host.vswitchd import (increment_next_cfg, raise_refused,
                                             wait_applied)
@@ -138,8 +138,12 @@ class IdlHostDb(HostDb):
         return [port for _, port in self._guest_ports()]
 
     def get_port(self, port_id: str) -> GuestPort | None:
-        return next((p for p in self.list_ports() if p.port_id == port_id),
-                    None)
+        self.conn.start()
+        self.conn.run()
+        view = DbView(self.conn)
+        iface = view.ifaces_by_id.get(port_id)
+        return (guest_port_of_row(iface, view, self.cache.is_tap)
+                if iface is not None else None)
 
     # ----------------------------------------------------------- networks
     def create_network(self, name, net_type, physnet, segment, mappings):
