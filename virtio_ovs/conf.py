@@ -4,9 +4,14 @@ Each process builds its own ConfigOpts; there is no global CONF.
 """
 from __future__ import annotations
 
+import os
+import re
+
 from oslo_config import cfg
 
 from virtio_ovs import paths
+from virtio_ovs.core.errors import UserError
+from virtio_ovs.core import validate as v
 
 OVS_OPTS = [
     cfg.StrOpt("ovsdb_connection",
@@ -15,7 +20,7 @@ OVS_OPTS = [
                     "as ovs-vsctl's --db. Default: ovs-vsctl's default, "
                     "unix:$OVS_RUNDIR/db.sock with OVS_RUNDIR defaulting to "
                     "/var/run/openvswitch."),
-    cfg.FloatOpt("ovsdb_timeout", default=10.0, min=0.1,
+    cfg.FloatOpt("ovsdb_timeout", default=10.0, min=0.1, max=3600.0,
                  help="Seconds to wait for OVSDB and ovs-vswitchd before "
                       "failing an operation."),
     cfg.StrOpt("integration_bridge", default="br-int",
@@ -54,10 +59,12 @@ AGENT_OPTS = [
                     "switches in the northbound database, shared by every "
                     "host; ovn-controller owns br-int and the agent "
                     "programs no flows."),
-    cfg.FloatOpt("report_interval", default=30.0, min=1.0, mutable=True,
+    cfg.FloatOpt("report_interval", default=30.0, min=1.0, max=86400.0,
+                 mutable=True,
                  help="Seconds between heartbeats written to OVSDB; "
                       "'virtio-ovs-ctl status' says down after 3 missed."),
-    cfg.FloatOpt("check_interval", default=60.0, min=0.0, mutable=True,
+    cfg.FloatOpt("check_interval", default=60.0, min=0.0, max=86400.0,
+                 mutable=True,
                  help="Seconds between data-plane bypass checks of every "
                       "port; verdicts go to each Interface's external_ids "
                       "(0 disables)."),
@@ -65,9 +72,20 @@ AGENT_OPTS = [
                help="QMP socket of a VM, with {vm} replaced by the port's "
                     "vm-id, e.g. /var/run/virtio-ovs/{vm}.qmp; adds QEMU's "
                     "vhost-started to the check's evidence."),
-    cfg.FloatOpt("retry_interval", default=1.0, min=0.1, mutable=True,
+    cfg.FloatOpt("retry_interval", default=1.0, min=0.1, max=3600.0,
+                 mutable=True,
                  help="Seconds before retrying a failed reconcile (for "
                       "instance while ovs-vswitchd restarts)."),
+    cfg.FloatOpt("gc_interval", default=300.0, min=0.0, max=86400.0,
+                 mutable=True,
+                 help="Seconds between removals of orphan TAPs: TAPs that "
+                      "virtio-ovs created (marked in their ifalias) which "
+                      "no Interface row uses (0 disables)."),
+    cfg.FloatOpt("gc_grace", default=60.0, min=0.0, max=86400.0,
+                 mutable=True,
+                 help="Seconds an orphan TAP is left alone after its "
+                      "creation (a plug may be between creating it and "
+                      "committing its row)."),
 ]
 
 DEFAULT_OPTS = [
@@ -94,13 +112,79 @@ def load(config_files: list[str] | None, prog: str = "virtio-ovs-ctl"
          ) -> cfg.ConfigOpts:
     """Read ``config_files``; without any, oslo's default locations
     (/etc/virtio-ovs/virtio-ovs.conf, ~/.virtio-ovs/...)."""
-    conf = make_conf()
     args: list[str] = []
     for path in config_files or []:
         args += ["--config-file", path]
-    conf(args=args, project="virtio-ovs", prog=prog,
-         validate_default_values=True)
+    return parse(args, prog)
+
+
+def parse(args: list[str], prog: str) -> cfg.ConfigOpts:
+    """Parse the command line and config files, read every option once
+    (oslo converts values lazily, at first use: a bad value would
+    otherwise surface as a traceback in the middle of a run) and check
+    them. Raises UserError naming the option."""
+    conf = make_conf()
+    try:
+        conf(args=args, project="virtio-ovs", prog=prog,
+             validate_default_values=True)
+        for group, opts in list_opts():
+            section = conf if group == "DEFAULT" else conf[group]
+            for opt in opts:
+                section[opt.dest]
+    except Exception as exc:  # oslo raises many types, and OSError
+        text = str(exc).splitlines()[0]
+        bad = _BAD_VALUE.search(text)
+        if bad is not None:
+            raise UserError(bad["option"], bad["rule"]) from None
+        raise UserError("config-file", text) from None
+    check(conf)
     return conf
+
+
+_BAD_VALUE = re.compile(r"Value for option (?P<option>\S+) from .* is not "
+                        r"valid: (?P<rule>.*)")
+
+
+def _seconds(conf, group: str, name: str, low: float, high: float,
+             allow_low: bool = False) -> None:
+    try:
+        v.validate_seconds(conf[group][name], name, low, high, allow_low)
+    except UserError as exc:
+        raise UserError(f"[{group}] {name}", exc.rule) from None
+
+
+def _field(group: str, name: str, validator, value) -> None:
+    try:
+        validator(value)
+    except UserError as exc:
+        raise UserError(f"[{group}] {name}", exc.rule) from None
+
+
+def check(conf: cfg.ConfigOpts) -> None:
+    """Range and format checks oslo's types do not make (NaN and infinity
+    pass its min/max; names reach OVSDB and the kernel)."""
+    from virtio_ovs.core.networks import parse_bridge_mappings
+    _seconds(conf, "ovs", "ovsdb_timeout", 0.0, 3600.0)
+    _seconds(conf, "agent", "report_interval", 1.0, 86400.0, True)
+    _seconds(conf, "agent", "check_interval", 0.0, 86400.0, True)
+    _seconds(conf, "agent", "retry_interval", 0.1, 3600.0, True)
+    _seconds(conf, "agent", "gc_interval", 0.0, 86400.0, True)
+    _seconds(conf, "agent", "gc_grace", 0.0, 86400.0, True)
+    _field("ovs", "integration_bridge", v.validate_bridge_name,
+           conf.ovs.integration_bridge)
+    _field("ovs", "bridge_mappings", parse_bridge_mappings,
+           conf.ovs.bridge_mappings)
+    for group, name in (("ovs", "ovsdb_connection"),
+                        ("ovn", "ovn_nb_connection")):
+        if conf[group][name]:
+            _field(group, name, v.validate_remote, conf[group][name])
+    if conf.agent.qmp_socket_template:
+        _field("agent", "qmp_socket_template", v.validate_qmp_template,
+               conf.agent.qmp_socket_template)
+    directory = os.path.dirname(os.path.abspath(conf.log_file or "/"))
+    if conf.log_file and not os.path.isdir(directory):
+        raise UserError("[DEFAULT] log_file", f"directory {directory} does "
+                        "not exist")
 
 
 def ovsdb_remote(conf: cfg.ConfigOpts) -> str:

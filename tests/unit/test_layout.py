@@ -11,7 +11,7 @@ PURE = [*sorted((PKG / "core").glob("*.py")),
                                          "tables.py", "ovn_acls.py")),
         PKG / "check" / "verdicts.py"]
 PURE_STDLIB = {"__future__", "abc", "dataclasses", "functools", "hashlib",
-               "ipaddress", "json", "posixpath", "re", "typing", "zlib"}
+               "ipaddress", "json", "math", "posixpath", "re", "typing", "zlib"}
 
 
 def imports(path: pathlib.Path) -> set[str]:

@@ -24,7 +24,8 @@ from virtio_ovs.core.errors import UserError, VirtioOvsError
 from virtio_ovs.core.networks import (int_patch_name, parse_bridge_mappings,
                                       phy_patch_name)
 from virtio_ovs.network.flows import (Flow, HostState, PatchPorts,
-                                      compute_flows, diff_flows, port_tag)
+                                      PortFlowCache, compute_flows,
+                                      diff_flows, port_tag)
 from virtio_ovs.network.openflow import PROTOCOLS, OpenFlowBridge, SwitchWatch
 from virtio_ovs.ovsdb.connection import set_ssl_files
 from virtio_ovs.ovsdb.host.api import BridgeSpec, HostDb
@@ -55,6 +56,8 @@ class Agent:
         self.cookie = new_cookie()
         self.started_at = time.time()
         self.applied: dict[str, set[Flow]] = {}
+        self.flow_cache = PortFlowCache()
+        self.warned: dict[str, str] = {}  # port id -> problem logged
         self.watches: dict[str, SwitchWatch] = {}
         self.need_setup = True
         self.first_sync_done = False
@@ -99,7 +102,20 @@ class Agent:
 
     def _reload(self) -> None:
         self.reload_requested = False
-        self.conf.mutate_config_files()
+        before = {(g, o.dest): self.conf[g][o.dest] if g != "DEFAULT"
+                  else self.conf[o.dest]
+                  for g, opts in conf_mod.list_opts() for o in opts
+                  if o.mutable}
+        try:
+            self.conf.mutate_config_files()
+            conf_mod.check(self.conf)
+        except Exception as exc:  # oslo's errors, or ours (UserError)
+            LOG.error("configuration reload refused, the running values "
+                      "stay: %s", str(exc).splitlines()[0])
+            for (group, name), value in before.items():
+                self.conf.set_override(
+                    name, value, None if group == "DEFAULT" else group)
+            return
         logging.getLogger().setLevel(logging.DEBUG if self.conf.debug
                                      else logging.INFO)
         self.next_report = 0.0
@@ -212,6 +228,7 @@ class Agent:
         the networks and the provider patch ports."""
         ports = tuple(p for p in self.db.list_ports()
                       if p.bridge == self.integration_bridge)
+        self._warn_invalid(ports)
         names = {n for b in self.mappings.values()
                  for n in (int_patch_name(b), phy_patch_name(b))}
         ofports = self.db.ofports(names)
@@ -224,6 +241,15 @@ class Agent:
                                               phy_ofport)
         return HostState(self.integration_bridge, ports, self.db.networks(),
                          patches, self.db.groups())
+
+    def _warn_invalid(self, ports) -> None:
+        """One warning per port whose external_ids do not validate (such
+        a port gets no flows; the others are not held up)."""
+        problems = {p.port_id: p.problem for p in ports if p.problem}
+        for port_id, problem in problems.items():
+            if self.warned.get(port_id) != problem:
+                LOG.warning("port %r skipped: %s", port_id, problem)
+        self.warned = problems
 
     def _reconcile_once(self) -> None:
         if not self.owns_flows:
@@ -241,7 +267,7 @@ class Agent:
                 if p.tag != wanted[p.name]}
         if tags:
             self.db.set_port_tags(tags)
-        desired = compute_flows(state)
+        desired = compute_flows(state, self.flow_cache)
         LOG.debug("state: %d ports, %d without ofport, %d tag changes",
                   len(state.ports), sum(1 for p in state.ports if not p.ofport),
                   len(tags))

@@ -12,6 +12,7 @@ from virtio_ovs.check.gather import check_ports
 from virtio_ovs.check.verdicts import THROUGH_QEMU, PortReport
 from virtio_ovs.core.errors import VirtioOvsError
 from virtio_ovs.core.port import GuestPort
+from virtio_ovs.core.validate import qmp_socket_path
 from virtio_ovs.ovsdb.host.api import HostDb
 
 LOG = logging.getLogger("virtio-ovs-agent")
@@ -50,7 +51,8 @@ class DataPlaneChecker:
         try:
             reports = []
             for vm, group in groups.items():
-                qmp = template.format(vm=vm) if template and vm else None
+                qmp = qmp_socket_path(template, vm) if template and vm \
+                    else None
                 reports += check_ports(group, self.db, qmp=qmp)
             self._result = reports
         except VirtioOvsError as exc:
@@ -67,6 +69,9 @@ class DataPlaneChecker:
             LOG.warning("data-plane check failed: %s", result)
             return
         verdicts = {}
+        live = {report.port_id for report in result}
+        for gone in set(self.verdicts) - live:  # bounded by the live ports
+            del self.verdicts[gone]
         for report in result:
             label = report.verdict + (",queues-mismatch"
                                       if report.queues_mismatch else "")

@@ -24,17 +24,17 @@ def setup_logging(conf) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from oslo_config import cfg
-    conf = conf_mod.make_conf()
     try:
-        conf(args=sys.argv[1:] if argv is None else argv,
-             project="virtio-ovs", prog="virtio-ovs-agent",
-             validate_default_values=True)
-    except cfg.Error as exc:
-        print(f"virtio-ovs-agent: config-file: {str(exc).splitlines()[0]}",
-              file=sys.stderr)
+        conf = conf_mod.parse(sys.argv[1:] if argv is None else argv,
+                              "virtio-ovs-agent")
+        setup_logging(conf)
+    except UserError as exc:
+        print(f"virtio-ovs-agent: {exc}", file=sys.stderr)
         return 1
-    setup_logging(conf)
+    except OSError as exc:  # the log file cannot be opened
+        print(f"virtio-ovs-agent: [DEFAULT] log_file: {exc.strerror}: "
+              f"{conf.log_file}", file=sys.stderr)
+        return 1
     from virtio_ovs.agent.agent import Agent
     try:
         agent = Agent(conf)

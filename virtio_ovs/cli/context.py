@@ -5,6 +5,7 @@ import functools
 import os
 
 from virtio_ovs.core.errors import UserError
+from virtio_ovs.core.validate import validate_remote, validate_seconds
 
 
 class Context:
@@ -13,14 +14,12 @@ class Context:
     def __init__(self, args):
         from virtio_ovs import conf as conf_mod
         from virtio_ovs.ovsdb.connection import set_ssl_files
-        try:
-            self.conf = conf_mod.load(args.config_file)
-        except Exception as exc:  # oslo raises several config error types
-            raise UserError("config-file", str(exc).splitlines()[0]) from None
+        self.conf = conf_mod.load(args.config_file)
         ssl_files = {"private-key": args.private_key or self.conf.ovs.ssl_key_file,
                      "certificate": args.certificate or self.conf.ovs.ssl_cert_file,
                      "ca-cert": args.ca_cert or self.conf.ovs.ssl_ca_cert_file}
-        self.remote = args.db or conf_mod.ovsdb_remote(self.conf)
+        self.remote = validate_remote(args.db) if args.db is not None \
+            else conf_mod.ovsdb_remote(self.conf)
         if "ssl:" in self.remote:
             for field, path in ssl_files.items():
                 if not path:
@@ -34,10 +33,8 @@ class Context:
         if self.conf.agent.backend == "ovn" and "ssl:" in self.nb_remote:
             ssl_files = self._nb_ssl_files(ssl_files)
         set_ssl_files(*ssl_files.values())
-        self.timeout = args.timeout if args.timeout is not None \
-            else self.conf.ovs.ovsdb_timeout
-        if self.timeout <= 0:
-            raise UserError("timeout", "must be a positive number of seconds")
+        self.timeout = validate_seconds(args.timeout, "timeout", 0, 3600) \
+            if args.timeout is not None else self.conf.ovs.ovsdb_timeout
         self.wait = not args.no_wait
         self._db = None
 

@@ -14,6 +14,7 @@ from virtio_ovs.cli.output import (LIST_COLUMNS, print_check, print_json,
                                    print_records)
 from virtio_ovs.core import model
 from virtio_ovs.core.errors import UserError
+from virtio_ovs.core.validate import is_utf8, validate_seconds
 
 
 def resolve_ids(owner: Any, group: Any) -> tuple[Any, Any]:
@@ -24,8 +25,10 @@ def resolve_ids(owner: Any, group: Any) -> tuple[Any, Any]:
 def _resolve(value: Any, field: str, lookup: Callable[[str], int]) -> Any:
     if not isinstance(value, str):
         return value
-    if value.isdigit():
+    if value.isascii() and value.isdigit():
         return int(value)
+    if not value or not is_utf8(value) or "\x00" in value:
+        raise UserError(field, f"{value!r} is not a user or group name")
     try:
         return lookup(value)
     except KeyError:
@@ -183,8 +186,7 @@ def _select_ports(ctx: Context, args) -> list:
 
 
 def cmd_check(ctx: Context, args) -> int:
-    if args.traffic < 0 or args.traffic > 3600:
-        raise UserError("traffic", "must be 0..3600 seconds")
+    validate_seconds(args.traffic, "traffic", 0, 3600, allow_low=True)
     from virtio_ovs.check.gather import check_ports
     reports = check_ports(_select_ports(ctx, args), ctx.db, args.traffic,
                           args.qmp)

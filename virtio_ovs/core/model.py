@@ -218,14 +218,21 @@ def _json_objects(lines: Iterable[str]) -> Iterator[tuple[int, dict]]:
             continue
         try:
             obj = json.loads(line)
-        except ValueError as exc:
+        except json.JSONDecodeError as exc:
             raise UserError("from_file", f"invalid JSON ({exc.msg})",
+                            lineno) from None
+        except (ValueError, RecursionError) as exc:  # huge ints, deep nesting
+            raise UserError("from_file", "invalid JSON "
+                            f"({str(exc).splitlines()[0][:80]})",
                             lineno) from None
         if not isinstance(obj, dict):
             raise UserError("from_file", "each line must be a JSON object",
                             lineno)
         unknown = sorted(set(obj) - set(JSON_KEYS))
         if unknown:
-            raise UserError(unknown[0], "unknown key (known keys: "
-                            f"{', '.join(JSON_KEYS)})", lineno)
+            raise UserError(ascii(unknown[0])[1:-1][:64], "unknown key (known "
+                            f"keys: {', '.join(JSON_KEYS)})", lineno)
+        for required in ("port_id", "mac"):
+            if required not in obj:
+                raise UserError(required, "is required", lineno)
         yield lineno, dict(obj)

@@ -13,7 +13,8 @@ from typing import Mapping
 from virtio_ovs.core import model
 from virtio_ovs.core.errors import UserError
 from virtio_ovs.core.secgroups import EXT_SECURITY_GROUPS, parse_port_groups
-from virtio_ovs.core.validate import validate_ips, validate_mac, validate_network
+from virtio_ovs.core.validate import (validate_ips, validate_mac,
+                                      validate_network, validate_port_id)
 
 OFPP_LOCAL = 0xfffe  # the bridge's own port, as OVSDB numbers it
 
@@ -66,6 +67,7 @@ class GuestPort:
     # False when external_ids written by someone else do not validate: such
     # a port is listed but gets no network, hence no flows.
     valid: bool = True
+    problem: str | None = None  # why not valid: "field: rule"
 
     @property
     def bound_network(self) -> str | None:
@@ -117,16 +119,21 @@ def _status(iface: IfaceValues) -> str:
 
 
 def _validated(ids: Mapping[str, str]) -> tuple[str, tuple[str, ...],
-                                                 str | None, bool]:
-    """MAC, allowed IPs and network, validated; ``valid`` False keeps the
-    raw MAC and drops the rest (the port then gets no flows)."""
+                                                 str | None, str | None]:
+    """MAC, allowed IPs and network, validated, and the problem (None when
+    valid). An invalid port keeps its raw MAC and loses the rest: it gets
+    no flows, and no flow text is ever built from an unvalidated value."""
     mac = ids[model.EXT_ATTACHED_MAC]
     ips = ids.get(model.EXT_IPS)
     try:
+        validate_port_id(ids[model.EXT_IFACE_ID])
         return (validate_mac(mac), validate_ips(ips.split(",") if ips else []),
-                validate_network(ids.get(model.EXT_NETWORK)), True)
-    except UserError:
-        return mac, (), None, False
+                validate_network(ids.get(model.EXT_NETWORK)), None)
+    except UserError as exc:
+        field = {"mac": model.EXT_ATTACHED_MAC, "ips": model.EXT_IPS,
+                 "network": model.EXT_NETWORK,
+                 "port_id": model.EXT_IFACE_ID}.get(exc.field, exc.field)
+        return mac, (), None, f"external_ids:{field}: {exc.rule}"
 
 
 def guest_port(iface: IfaceValues, is_tap: bool, bridge: str | None = None,
@@ -136,7 +143,7 @@ def guest_port(iface: IfaceValues, is_tap: bool, bridge: str | None = None,
     ``is_tap``: the device is a TUN/TAP (the adapter asked the kernel).
     """
     ids = iface.external_ids
-    mac, ips, network, valid = _validated(ids)
+    mac, ips, network, problem = _validated(ids)
     kind = _kind(iface, is_tap)
     modes = {t: m for m, t in model.VHOST_IFACE_TYPES.items()}
     return GuestPort(
@@ -155,7 +162,7 @@ def guest_port(iface: IfaceValues, is_tap: bool, bridge: str | None = None,
         queues_enabled=_int_or_none(ids.get(model.EXT_QUEUES_ENABLED)),
         ovn_installed=ids.get("ovn-installed") == "true",
         security_groups=parse_port_groups(ids.get(EXT_SECURITY_GROUPS)),
-        valid=valid)
+        valid=problem is None, problem=problem)
 
 
 def canonical_tag(tag: list, vlan_mode: list, trunks: list) -> int | None:

@@ -7,6 +7,7 @@ field and the rule. Patterns are matched against the whole string
 from __future__ import annotations
 
 import ipaddress
+import math
 import posixpath
 import re
 from typing import Any
@@ -21,15 +22,33 @@ VHOST_MODES = ("server", "client")
 _MAC_RE = re.compile(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}")
 _NET_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _BAD_CHARS = re.compile(r"[\s\x00-\x1f\x7f]")
+MAX_SECONDS = 86400.0
+
+
+def is_utf8(value: str) -> bool:
+    """False for the lone surrogates that undecodable argv bytes
+    (surrogateescape) and JSON "\\ud800" escapes produce: OVSDB refuses
+    them, and they must be refused before anything is written."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def validate_text(value: Any, field: str) -> str:
+    """A non-empty UTF-8 string of at most 255 characters, without
+    whitespace or control characters."""
+    if not isinstance(value, str) or not value:
+        raise UserError(field, "must be a non-empty string")
+    if len(value) > 255 or _BAD_CHARS.search(value) or not is_utf8(value):
+        raise UserError(field, "must be at most 255 characters of UTF-8 "
+                        "without whitespace or control characters")
+    return value
 
 
 def validate_port_id(value: Any) -> str:
-    if not isinstance(value, str) or not value:
-        raise UserError("port_id", "must be a non-empty string")
-    if len(value) > 255 or _BAD_CHARS.search(value):
-        raise UserError("port_id", "must be at most 255 characters without "
-                        "whitespace or control characters")
-    return value
+    return validate_text(value, "port_id")
 
 
 def validate_mac(value: Any) -> str:
@@ -49,6 +68,8 @@ def validate_ifname(value: Any, field: str = "tap") -> str:
     """A Linux interface name, as dev_valid_name() in the kernel accepts."""
     if not isinstance(value, str) or not value:
         raise UserError(field, "must be a non-empty interface name")
+    if not is_utf8(value):
+        raise UserError(field, f"{value!r} is not UTF-8 text")
     if len(value.encode()) >= IFNAMSIZ:
         raise UserError(field, f"{value!r} is longer than {IFNAMSIZ - 1} "
                         "bytes (Linux IFNAMSIZ)")
@@ -90,12 +111,56 @@ def validate_network(value: Any) -> str | None:
 
 
 def validate_vm(value: Any) -> str | None:
+    """A VM id (libvirt's domain UUID or name). It names files (the QMP
+    socket template), so it may not contain '/' or '..'."""
     if value is None:
         return None
-    if not isinstance(value, str) or not value or len(value) > 255 \
+    validate_text(value, "vm")
+    if "/" in value or ".." in value:
+        raise UserError("vm", f"{value!r} may not contain '/' or '..'")
+    return value
+
+
+def validate_seconds(value: Any, field: str, low: float = 0.0,
+                     high: float = MAX_SECONDS, allow_low: bool = False
+                     ) -> float:
+    """A finite number of seconds in (low, high] (or [low, high] with
+    ``allow_low``): NaN and infinity are refused, as is anything a timer
+    cannot hold."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not math.isfinite(value) or value > high \
+            or value < low or (value == low and not allow_low):
+        bound = "[" if allow_low else "("
+        raise UserError(field, f"must be a number of seconds in {bound}"
+                        f"{low:g}, {high:g}], got {value!r}")
+    return float(value)
+
+
+_HOST_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,252})")
+_REMOTE_RE = re.compile(r"(?P<kind>tcp|ssl|ptcp|pssl):(?P<rest>.+)")
+
+
+def validate_remote(value: Any, field: str = "db") -> str:
+    """An OVSDB remote as ovs-vsctl takes it: unix:PATH, tcp:IP:PORT or
+    ssl:IP:PORT (IPv6 in brackets); a port must be 1..65535."""
+    if not isinstance(value, str) or not is_utf8(value) \
             or _BAD_CHARS.search(value):
-        raise UserError("vm", "must be 1-255 characters without whitespace "
-                        "or control characters")
+        raise UserError(field, "must be unix:PATH, tcp:IP:PORT or ssl:IP:PORT")
+    if value.startswith("unix:") and len(value) > len("unix:"):
+        return value
+    match = _REMOTE_RE.fullmatch(value)
+    if match is None or match["kind"] not in ("tcp", "ssl"):
+        raise UserError(field, f"{value!r} is not unix:PATH, tcp:IP:PORT or "
+                        "ssl:IP:PORT")
+    host, sep, port = match["rest"].rpartition(":")
+    if not _HOST_RE.fullmatch(host):
+        try:
+            ipaddress.ip_address(host.strip("[]"))
+        except ValueError:
+            raise UserError(field, f"{host!r} is not an IP address or host "
+                            "name") from None
+    if not sep or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise UserError(field, f"{value!r}: the port must be 1..65535")
     return value
 
 
@@ -128,8 +193,8 @@ def validate_socket_path(value: Any) -> str:
         raise UserError("vhost_user", "must be a socket path")
     if not posixpath.isabs(value):
         raise UserError("vhost_user", f"{value!r} is not an absolute path")
-    if _BAD_CHARS.search(value) or value.endswith("/"):
-        raise UserError("vhost_user", f"{value!r} must not contain "
+    if _BAD_CHARS.search(value) or value.endswith("/") or not is_utf8(value):
+        raise UserError("vhost_user", f"{value!r} must be UTF-8, not contain "
                         "whitespace or control characters or end in '/'")
     if posixpath.normpath(value) != value:
         raise UserError("vhost_user", f"{value!r} is not a normalised path "
@@ -176,3 +241,26 @@ def validate_id_number(value: Any, field: str) -> int | None:
     return value
 
 
+
+
+def validate_qmp_template(value: Any) -> str:
+    """An absolute path with one ``{vm}`` in its last component."""
+    if not isinstance(value, str) or not posixpath.isabs(value) \
+            or not is_utf8(value) or value.count("{vm}") != 1 \
+            or "{vm}" in posixpath.dirname(value) \
+            or "{" in value.replace("{vm}", "") \
+            or "}" in value.replace("{vm}", ""):
+        raise UserError("qmp_socket_template", "must be an absolute path "
+                        "with {vm} once in its file name, e.g. "
+                        "/var/run/virtio-ovs/{vm}.qmp")
+    return value
+
+
+def qmp_socket_path(template: str, vm: str) -> str | None:
+    """The QMP socket of ``vm``, or None if the result would leave the
+    template's directory (a vm id read from OVSDB is not trusted)."""
+    path = posixpath.normpath(template.replace("{vm}", vm))
+    if posixpath.dirname(path) != posixpath.normpath(
+            posixpath.dirname(template)):
+        return None
+    return path

@@ -23,7 +23,6 @@ provider bridge (br-ex, ...):
 from __future__ import annotations
 
 import dataclasses
-import functools
 import ipaddress
 from typing import Iterable, Mapping
 
@@ -78,9 +77,33 @@ def port_flows(port: GuestPort, local_vlan: int = 0,
     return _port_flows(port.ofport, port.mac, port.ips, local_vlan, filtered)
 
 
-# Keyed on what the flows depend on only, so that a changed verdict or
-# status does not recompute them.
-@functools.lru_cache(maxsize=65536)
+class PortFlowCache:
+    """A memo of each port's flows, keyed on what they depend on only (a
+    changed verdict or status does not recompute them). It holds the ports
+    of the last computation and no others: its size is the live port
+    count, whatever the plug/unplug churn."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[tuple, tuple[Flow, ...]]] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def flows(self, port: GuestPort, local_vlan: int, filtered: bool
+              ) -> tuple[Flow, ...]:
+        assert port.ofport is not None
+        key = (port.ofport, port.mac, port.ips, local_vlan, filtered)
+        entry = self._entries.get(port.name)
+        if entry is None or entry[0] != key:
+            entry = (key, _port_flows(*key))
+            self._entries[port.name] = entry
+        return entry[1]
+
+    def keep_only(self, names: set[str]) -> None:
+        for name in set(self._entries) - names:
+            del self._entries[name]
+
+
 def _port_flows(ofport: int, mac: str, ips: tuple[str, ...], local_vlan: int,
                 filtered: bool) -> tuple[Flow, ...]:
     base = f"in_port={ofport},{UNTAGGED},dl_src={mac}"
@@ -112,14 +135,18 @@ def _port_flows(ofport: int, mac: str, ips: tuple[str, ...], local_vlan: int,
     return tuple(flows)
 
 
-def integration_flows(state: HostState) -> set[Flow]:
+def integration_flows(state: HostState, cache: PortFlowCache | None = None
+                      ) -> set[Flow]:
+    cache = PortFlowCache() if cache is None else cache
     flows = {Flow(T_CLASSIFY, 0, "", "drop"), Flow(T_SPOOF, 0, "", "drop"),
              Flow(T_CANARY, 0, "", "drop"), Flow(T_SWITCH, 0, "", "NORMAL")}
     flows |= {Flow(T_SPOOF, 300, match, "drop") for match in SERVER_ONLY}
-    for port in bound_ports(state):
+    bound = bound_ports(state)
+    for port in bound:
         net = state.networks[port.bound_network]
-        flows.update(port_flows(port, net.local_vlan,
-                                bool(port.security_groups)))
+        flows.update(cache.flows(port, net.local_vlan,
+                                 bool(port.security_groups)))
+    cache.keep_only({port.name for port in bound})
     for net in state.networks.values():
         patch = state.patches.get(net.physnet or "")
         if patch is None:
@@ -151,9 +178,11 @@ def provider_flows(state: HostState, patch: PatchPorts) -> set[Flow]:
     return flows
 
 
-def compute_flows(state: HostState) -> dict[str, set[Flow]]:
-    """Every flow of every bridge the agent owns, by bridge name."""
-    result = {state.integration_bridge: integration_flows(state)}
+def compute_flows(state: HostState, cache: PortFlowCache | None = None
+                  ) -> dict[str, set[Flow]]:
+    """Every flow of every bridge the agent owns, by bridge name.
+    ``cache``: a memo kept between calls (the agent's)."""
+    result = {state.integration_bridge: integration_flows(state, cache)}
     for patch in state.patches.values():
         result[patch.bridge] = provider_flows(state, patch)
     return result
