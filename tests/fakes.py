@@ -3,7 +3,8 @@ them (the plugger's rollback). Each records what it was asked to do and can
 be told to raise at a given step."""
 from __future__ import annotations
 
-from virtio_ovs.core.errors import VswitchdError
+from virtio_ovs.core.errors import (EnvironmentFailure, OvsdbTimeout,
+                                    VswitchdError)
 from virtio_ovs.ovsdb.host.api import HostDb, PlugOutcome
 
 
@@ -48,6 +49,15 @@ class FakeHostDb(HostDb):
         self.steps = steps
         self.refuse = refuse
         self.rows: dict[str, str] = {}
+        self.others: set[str] = set()  # devices of other processes' rows
+        self.lose_answer = False  # commit, then time out without knowing
+        self.unreachable = False  # read-backs fail
+
+    def devices_in_use(self, names):
+        self.steps("read back")
+        if self.unreachable:
+            raise EnvironmentFailure("OVSDB unreachable")
+        return (set(self.rows.values()) | self.others) & set(names)
 
     def check_plug(self, vifs, local_vlans=True):
         return [v.port_id for v in vifs if v.port_id not in self.rows]
@@ -58,6 +68,8 @@ class FakeHostDb(HostDb):
         for vif in vifs:
             self.rows[vif.port_id] = vif.name
             outcome.plugged.append(vif.port_id)
+        if self.lose_answer:
+            raise OvsdbTimeout("no answer").with_outcome(None, "unknown")
         outcome.committed = True
         outcome.new_ports = [v.port_id for v in vifs]
         self.steps("wait")
@@ -78,6 +90,7 @@ class FakeHostDb(HostDb):
         list_networks = bind_port = agent_status = write_agent_status = \
         ensure_bridges = set_port_tags = record_verdicts = networks = \
         ofports = vhost_user_counters = start = run = wait = close = \
+        standby_status = write_standby_status = lock_state = \
         wait_ovn_installed = controller_of = create_group = delete_group = \
         list_groups = add_rule = delete_rule = set_port_groups = groups = \
         _unused

@@ -12,6 +12,7 @@ from virtio_ovs.core.errors import UserError, VswitchdError
 from virtio_ovs.network.backends import OvnBackend
 from virtio_ovs.ovsdb.nb.impl import IdlNorthboundDb
 from virtio_ovs.plug.plugger import Plugger
+from virtio_ovs.plug.taps import ABSENT
 from virtio_ovs.testing.ovn import Central
 from tests.fakes import FakeHostDb, FakeTaps, Interrupt, Steps
 
@@ -45,7 +46,7 @@ def nb(central):
 def backend(nb, fail_at=None, refuse=frozenset()):
     steps = Steps(fail_at)
     host = FakeHostDb(steps, refuse)
-    plugger = Plugger(host, FakeTaps(steps), check_host=lambda vif: False)
+    plugger = Plugger(host, FakeTaps(steps), check_host=lambda vif: ABSENT)
     return OvnBackend(host, nb, plugger), host
 
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 
 from virtio_ovs.core import model
-from virtio_ovs.core.errors import VswitchdError
+from virtio_ovs.core.errors import OvsdbTimeout, VswitchdError
 from virtio_ovs.plug.plugger import Plugger
+from virtio_ovs.plug.taps import ABSENT, OURS, PRESENT
 from tests.fakes import FakeHostDb, FakeTaps, Interrupt, Steps
 
 VIFS = [model.make_vif(port_id=f"p{i}", mac=f"52:54:00:00:00:0{i}",
@@ -17,7 +18,7 @@ VIFS = [model.make_vif(port_id=f"p{i}", mac=f"52:54:00:00:00:0{i}",
 def plugger(fail_at=None, refuse=frozenset()):
     steps = Steps(fail_at)
     db, taps = FakeHostDb(steps, refuse), FakeTaps(steps)
-    return Plugger(db, taps, check_host=lambda vif: False), db, taps
+    return Plugger(db, taps, check_host=lambda vif: ABSENT), db, taps
 
 
 def rows_use_only_existing_taps(db, taps) -> bool:
@@ -44,7 +45,8 @@ def test_refused_interface_rolls_back_rows_then_taps():
     with pytest.raises(VswitchdError):
         plug.plug(list(VIFS))
     assert db.rows == {} and taps.links == set()
-    assert db.steps.seen[-3:] == ["remove rows", "delete tap2", "delete tap1"]
+    assert db.steps.seen[-4:] == ["remove rows", "read back", "delete tap2",
+                                  "delete tap1"]
 
 
 def test_interrupted_row_rollback_keeps_the_taps_the_rows_use():
@@ -66,7 +68,48 @@ def test_existing_taps_are_never_deleted_by_a_rollback():
     steps = Steps("commit")
     db, taps = FakeHostDb(steps), FakeTaps(steps)
     taps.links.add("tap1")  # QEMU's, or an earlier plug's
-    plug = Plugger(db, taps, check_host=lambda vif: vif.name in taps.links)
+    plug = Plugger(db, taps, check_host=lambda vif: PRESENT
+                   if vif.name in taps.links else ABSENT)
     with pytest.raises(Interrupt):
         plug.plug(list(VIFS))
     assert taps.links == {"tap1"}
+
+
+def test_lost_commit_answer_keeps_the_taps_the_committed_rows_use():
+    """The commit went through but its answer was lost (timeout): the
+    rollback asks the database, which has the rows, and keeps the TAPs."""
+    plug, db, taps = plugger()
+    db.lose_answer = True
+    with pytest.raises(OvsdbTimeout):
+        plug.plug(list(VIFS))
+    assert set(db.rows) == {"p1", "p2"} and taps.links == {"tap1", "tap2"}
+
+
+def test_unreachable_database_keeps_the_created_taps():
+    """Nobody can tell whether rows use them: they stay (marked, for gc)."""
+    plug, db, taps = plugger("commit")
+    db.unreachable = True
+    with pytest.raises(Interrupt):
+        plug.plug(list(VIFS))
+    assert taps.links == {"tap1", "tap2"}
+
+
+def test_rollback_keeps_a_tap_a_concurrent_plug_committed():
+    plug, db, taps = plugger("commit")
+    db.others.add("tap2")  # another process's row names tap2
+    with pytest.raises(Interrupt):
+        plug.plug(list(VIFS))
+    assert taps.links == {"tap2"}
+
+
+def test_marked_taps_of_an_earlier_run_keep_tap_created():
+    steps = Steps()
+    db, taps = FakeHostDb(steps), FakeTaps(steps)
+    seen = {}
+    db.plug = lambda vifs, outcome, wait, created, local_vlans: \
+        seen.update(created=created)
+    plug = Plugger(db, taps, check_host=lambda vif: OURS
+                   if vif.name == "tap1" else ABSENT)
+    plug.plug(list(VIFS))
+    assert seen["created"] == {"tap1", "tap2"}
+    assert steps.seen == ["create tap2"]  # tap1 exists: adopted, not created

@@ -14,6 +14,7 @@ import secrets
 import select
 import signal
 import socket
+import threading
 import time
 
 import ovs.poller
@@ -32,6 +33,10 @@ from virtio_ovs.ovsdb.host.api import BridgeSpec, HostDb
 from virtio_ovs.ovsdb.host.impl import connect
 
 LOG = logging.getLogger("virtio-ovs-agent")
+# One active agent per OVSDB: the holder of this OVSDB lock. Others wait
+# as hot standbys (their replica is current) and take over when the
+# server frees the lock, i.e. when the active agent's connection closes.
+LOCK_NAME = "virtio_ovs_agent"
 
 
 def new_cookie() -> int:
@@ -49,7 +54,9 @@ class Agent:
         set_ssl_files(conf.ovs.ssl_key_file, conf.ovs.ssl_cert_file,
                       conf.ovs.ssl_ca_cert_file)
         self.db: HostDb = connect(conf_mod.ovsdb_remote(conf),
-                                  conf.ovs.ovsdb_timeout)
+                                  conf.ovs.ovsdb_timeout, lock_name=LOCK_NAME)
+        self.role = "pending"  # "active" | "standby" | "pending"
+        self.standby_since: float | None = None
         self.bridges = BridgeSpec(self.integration_bridge,
                                   conf.ovs.datapath_type, tuple(PROTOCOLS),
                                   self.mappings)
@@ -66,6 +73,8 @@ class Agent:
         self.retry_at: float | None = None
         self.next_report = 0.0
         self.next_check = time.monotonic() + 1.0
+        self.next_gc = time.monotonic() + conf.agent.gc_grace
+        self._gc_thread: threading.Thread | None = None
         self.stopping = False
         self.reload_requested = False
         self.last_reconcile: float | None = None
@@ -131,6 +140,10 @@ class Agent:
             if self.reload_requested:
                 self._reload()
             self.db.run()
+            if not self._is_active():
+                self._standby_report()
+                self._block()
+                continue
             # The seqno, not run()'s result: updates that arrive while a
             # transaction commits are processed inside the commit loop.
             if self.db.seqno != self.reconciled_seqno:
@@ -142,6 +155,9 @@ class Agent:
             if now >= self.next_report:
                 self._report()
             self.checker.collect()
+            if self.conf.agent.gc_interval and now >= self.next_gc:
+                self.next_gc = now + self.conf.agent.gc_interval
+                self._start_gc()
             if self.conf.agent.check_interval and now >= self.next_check:
                 self.next_check = now + self.conf.agent.check_interval
                 self.checker.start(self.conf.agent.qmp_socket_template)
@@ -156,6 +172,76 @@ class Agent:
         self.db.close()
         return 0
 
+    def _is_active(self) -> bool:
+        """Follow the lock: take over when it comes, stand by when
+        another agent holds it."""
+        state = self.db.lock_state
+        if state == "held" and self.role != "active":
+            LOG.info("active: holding the OVSDB lock %s%s", LOCK_NAME,
+                     "; taking over" if self.role == "standby" else "")
+            if self.role == "standby":
+                self._clear_standby_record()
+            self.role = "active"
+            self._resync()
+            self.first_sync_done = False
+            self.next_report = 0.0
+        elif state == "contended" and self.role != "standby":
+            LOG.warning("standby: another agent holds the OVSDB lock %s "
+                        "(see 'virtio-ovs-ctl status'); taking over when it "
+                        "goes", LOCK_NAME)
+            self._stop_watches()
+            self.role = "standby"
+            self.standby_since = time.time()
+            self.next_report = 0.0
+        return self.role == "active"
+
+    def _standby_report(self) -> None:
+        if self.role != "standby" or time.monotonic() < self.next_report:
+            return
+        interval = self.conf.agent.report_interval
+        self.next_report = time.monotonic() + interval
+        try:
+            self.db.write_standby_status({
+                "host": socket.gethostname(), "pid": os.getpid(),
+                "since": round(self.standby_since or time.time(), 3),
+                "heartbeat": round(time.time(), 3),
+                "report_interval": interval})
+        except VirtioOvsError as exc:
+            LOG.warning("could not write the standby record: %s", exc)
+
+    def _clear_standby_record(self) -> None:
+        try:
+            record = self.db.standby_status() or {}
+            if record.get("pid") == os.getpid() and \
+                    record.get("host") == socket.gethostname():
+                self.db.write_standby_status(None)
+        except VirtioOvsError as exc:
+            LOG.warning("could not clear the standby record: %s", exc)
+
+    def _start_gc(self) -> None:
+        """Remove orphan TAPs in a worker thread: it lists links and reads
+        OVSDB on its own connection, off the reaction path."""
+        if self._gc_thread is not None and self._gc_thread.is_alive():
+            return
+        self._gc_thread = threading.Thread(target=self._gc, name="tap-gc",
+                                           daemon=True)
+        self._gc_thread.start()
+
+    def _gc(self) -> None:
+        from virtio_ovs.plug.gc import collect
+        from virtio_ovs.plug.taps import TapManager
+        taps = TapManager()
+        try:
+            result = collect(self.db, taps, self.conf.agent.gc_grace)
+        except VirtioOvsError as exc:
+            LOG.warning("orphan TAP removal failed: %s", exc)
+            return
+        finally:
+            taps.close()
+        if result.removed:
+            LOG.info("removed %d orphan TAP(s): %s", len(result.removed),
+                     " ".join(result.removed))
+
     def _connect(self) -> None:
         while not self.stopping:
             try:
@@ -167,7 +253,7 @@ class Agent:
 
     def _block(self) -> None:
         wake = [self.next_report]
-        if self.conf.agent.check_interval:
+        if self.conf.agent.check_interval and self.role == "active":
             wake.append(self.next_check)
         if self.dirty and self.retry_at is not None:
             wake.append(self.retry_at)
@@ -340,7 +426,8 @@ class Agent:
             "bridge_mappings": self.mappings, "cookie": f"{self.cookie:#x}",
             "synced": self.first_sync_done and not self.dirty,
             "last_reconcile": self.last_reconcile,
-            "last_reconcile_ms": self.last_reconcile_ms, **self.counts}
+            "last_reconcile_ms": self.last_reconcile_ms, "role": self.role,
+            **self.counts}
         try:
             self.db.write_agent_status(status)
         except VirtioOvsError as exc:

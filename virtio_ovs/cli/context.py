@@ -36,6 +36,7 @@ class Context:
         self.timeout = validate_seconds(args.timeout, "timeout", 0, 3600) \
             if args.timeout is not None else self.conf.ovs.ovsdb_timeout
         self.wait = not args.no_wait
+        self.args = args
         self._db = None
 
     def _nb_ssl_files(self, ovs_files: dict) -> dict:
@@ -67,8 +68,10 @@ class Context:
 
     def plugger(self):
         from virtio_ovs.plug.plugger import Plugger
-        from virtio_ovs.plug.taps import TapManager
-        return Plugger(self.db, TapManager())
+        from virtio_ovs.plug.taps import TapManager, check_host
+        shared = bool(getattr(self.args, "allow_shared_socket_dir", False))
+        return Plugger(self.db, TapManager(), functools.partial(
+            check_host, allow_shared_socket_dir=shared))
 
     @functools.cached_property
     def backend(self):

@@ -51,6 +51,16 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("port_id", metavar="PORT_ID")
     _add_format(show)
     _add_network_verbs(verbs)
+    gc = verbs.add_parser(
+        "gc", help="remove orphan TAPs",
+        description="Remove the TAPs virtio-ovs created (marked in their "
+        "ifalias) that no Interface row uses, such as a killed plug "
+        "leaves; TAPs younger than --grace or held by a process stay.")
+    gc.add_argument("--grace", type=float, default=60.0, metavar="SECONDS",
+                    help="leave TAPs created less than SECONDS ago (60)")
+    gc.add_argument("--dry-run", action="store_true",
+                    help="list what would be removed")
+    _add_format(gc)
     return parser
 
 
@@ -132,6 +142,10 @@ def _add_plug(verbs) -> None:
                       help="filter the port with this group (repeat)")
     plug.add_argument("--pmd-rxq-affinity", metavar="Q:CORE,...",
                       help="vhost-user: pin rx queues to PMD cores")
+    plug.add_argument("--allow-shared-socket-dir", action="store_true",
+                      help="vhost-user: accept a socket directory that is "
+                      "not owned by root or the OVS user, or is writable "
+                      "by everyone (another user could replace the socket)")
 
 
 

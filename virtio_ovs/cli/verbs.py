@@ -148,6 +148,24 @@ def cmd_unbind(ctx: Context, args) -> int:
     return 0
 
 
+def cmd_gc(ctx: Context, args) -> int:
+    from virtio_ovs.plug.gc import collect
+    from virtio_ovs.plug.taps import TapManager
+    grace = validate_seconds(args.grace, "grace", 0, 86400, allow_low=True)
+    result = collect(ctx.db, TapManager(), grace, args.dry_run)
+    if args.format == "json":
+        print_json(result.to_json())
+        return 0
+    verb = "would remove" if args.dry_run else "removed"
+    print(f"{verb} {len(result.removed)} orphan TAP(s)"
+          f"{': ' + ' '.join(result.removed) if result.removed else ''}")
+    for what, names in (("created less than --grace ago", result.young),
+                        ("held by a process", result.attached)):
+        if names:
+            print(f"kept {len(names)} ({what}): {' '.join(names)}")
+    return 0
+
+
 def agent_state(status: dict | None, now: float) -> str:
     if not status:
         return "never-ran"
@@ -162,6 +180,9 @@ def cmd_status(ctx: Context, args) -> int:
     record["state"] = agent_state(status, time.time())
     if record.get("heartbeat"):
         record["heartbeat_age"] = round(time.time() - record["heartbeat"], 1)
+    standby = ctx.db.standby_status()
+    if standby and agent_state(standby, time.time()) == "up":
+        record["standby"] = f"{standby.get('host')} pid {standby.get('pid')}"
     if args.format == "json":
         print_json(record)
     else:
@@ -200,6 +221,7 @@ def cmd_check(ctx: Context, args) -> int:
 VERBS = {**SG_VERBS, "check": cmd_check, "plug": cmd_plug, "unplug": cmd_unplug, "list": cmd_list,
          "show": cmd_show, "net-create": cmd_net_create,
          "net-delete": cmd_net_delete, "net-list": cmd_net_list,
-         "bind": cmd_bind, "unbind": cmd_unbind, "status": cmd_status}
+         "bind": cmd_bind, "unbind": cmd_unbind, "status": cmd_status,
+         "gc": cmd_gc}
 
 

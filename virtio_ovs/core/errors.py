@@ -30,7 +30,18 @@ class EnvironmentFailure(VirtioOvsError):
 
 
 class OvsdbTimeout(EnvironmentFailure):
-    committed = False  # True when the transaction itself went through
+    """No answer in time. ``committed``: True when the transaction went
+    through (only the wait after it timed out), False when it did not,
+    None when nobody can tell. ``port``: what an unplug removed."""
+
+    committed: bool | None = False
+    port = None
+
+    def with_outcome(self, committed: bool | None, what: str
+                     ) -> "OvsdbTimeout":
+        exc = OvsdbTimeout(f"{self}; {what}")
+        exc.committed = committed
+        return exc
 
 
 class VswitchdError(EnvironmentFailure):

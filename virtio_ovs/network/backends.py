@@ -112,13 +112,13 @@ class OvnBackend:
         installed every bound port."""
         specs = [_spec(vif.port_id, vif.network, vif.mac, vif.ips, vif.vm,
                        vif.security_groups) for vif in vifs if vif.network]
-        missing = self.plugger.check(vifs, local_vlans=False)
+        plan = self.plugger.check(vifs, local_vlans=False)
         self.nb.check_ports(specs)
         created = self.nb.ensure_ports(specs) if specs else []
         outcome = PlugOutcome()
         try:
             self.plugger.plug(vifs, wait, local_vlans=False, outcome=outcome,
-                              missing=missing)
+                              plan=plan)
         except BaseException:
             if not outcome.committed or outcome.refused:
                 self.nb.delete_ports(created)

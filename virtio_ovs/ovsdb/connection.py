@@ -151,8 +151,12 @@ class Connection:
     ``db_name``. Owned by one facade object; never shared process-wide."""
 
     def __init__(self, remote: str, timeout: float, tables: Tables,
-                 db_name: str = "Open_vSwitch"):
+                 db_name: str = "Open_vSwitch", lock_name: str | None = None):
+        """``lock_name``: take this OVSDB lock (RFC 7047 "lock"); while
+        another client holds it, commits fail with NOT_LOCKED, and every
+        commit asserts it (a client that lost the lock cannot write)."""
         self.remote = remote
+        self.lock_name = lock_name
         self.db_name = db_name
         self.timeout = timeout
         self._tables = tables
@@ -181,6 +185,8 @@ class Connection:
             helper.register_columns(table, list(columns))
         self._idl = _Idl(self.remote, helper)
         self._idl.listeners = self._listeners
+        if self.lock_name:
+            self._idl.set_lock(self.lock_name)
         self.wait_for(lambda: self._idl.has_ever_connected(), deadline,
                       f"the first update from {self.remote}")
 
@@ -217,6 +223,15 @@ class Connection:
             extra_wait(poller)
         poller.timer_wait(timeout_ms)
         poller.block()
+
+    @property
+    def lock_state(self) -> str:
+        """"held" (or no lock needed), "contended" or "pending"."""
+        if not self.lock_name or (self._idl and self._idl.has_lock):
+            return "held"
+        if self._idl and self._idl.is_lock_contended:
+            return "contended"
+        return "pending"
 
     def rows(self, table: str) -> dict:
         return self.idl.tables[table].rows

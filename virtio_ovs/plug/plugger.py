@@ -8,13 +8,25 @@ when no committed row uses it.
 """
 from __future__ import annotations
 
-from typing import Protocol
+import dataclasses
+from typing import Callable, Protocol
 
 from virtio_ovs.core import model
+from virtio_ovs.core.errors import OvsdbTimeout, VirtioOvsError
 from virtio_ovs.core.model import Vif
 from virtio_ovs.core.port import GuestPort
 from virtio_ovs.ovsdb.host.api import HostDb, PlugOutcome
-from virtio_ovs.plug.taps import check_host
+from virtio_ovs.plug.taps import ABSENT, OURS, check_host
+
+
+@dataclasses.dataclass(frozen=True)
+class HostPlan:
+    """What ``Plugger.check`` found on the host: the VIFs whose TAP must be
+    created, and the existing TAPs virtio-ovs created (a killed run's),
+    which keep ``tap-created``."""
+
+    missing: list[Vif]
+    ours: frozenset[str] = frozenset()
 
 
 class Taps(Protocol):
@@ -25,38 +37,40 @@ class Taps(Protocol):
 
 
 class Plugger:
-    def __init__(self, db: HostDb, taps: Taps, check_host=check_host):
+    def __init__(self, db: HostDb, taps: Taps,
+                 check_host: Callable[[Vif], str] = check_host):
         self.db = db
         self.taps = taps
         self.check_host = check_host
 
     def plug(self, vifs: list[Vif], wait: bool = True,
              local_vlans: bool = True, outcome: PlugOutcome | None = None,
-             missing: list[Vif] | None = None) -> PlugOutcome:
+             plan: HostPlan | None = None) -> PlugOutcome:
         """Plug ``vifs`` all or nothing; see ``HostDb.plug``. ``outcome``
-        is filled as the plug goes, also when it raises. ``missing``: what
+        is filled as the plug goes, also when it raises. ``plan``: what
         ``check`` returned, when the caller ran it already."""
         outcome = PlugOutcome() if outcome is None else outcome
-        if missing is None:
-            missing = self.check(vifs, local_vlans)
+        if plan is None:
+            plan = self.check(vifs, local_vlans)
         created: list[str] = []
         try:
-            for vif in missing:
+            for vif in plan.missing:
                 self.taps.create(vif.name, vif.queues, vif.owner, vif.group)
                 created.append(vif.name)
-            self.db.plug(vifs, outcome, wait, frozenset(created), local_vlans)
+            self.db.plug(vifs, outcome, wait, plan.ours | frozenset(created),
+                         local_vlans)
         except BaseException:
             self._rollback(outcome, created)
             raise
         return outcome
 
-    def check(self, vifs: list[Vif], local_vlans: bool = True) -> list[Vif]:
-        """Everything a plug checks before it writes (model, host, OVSDB);
-        returns the VIFs whose TAP does not exist yet."""
+    def check(self, vifs: list[Vif], local_vlans: bool = True) -> HostPlan:
+        """Everything a plug checks before it writes (model, host, OVSDB)."""
         model.check_unique(vifs)
-        missing = [vif for vif in vifs if not self.check_host(vif)]
+        found = {vif.name: self.check_host(vif) for vif in vifs}
         self.db.check_plug(vifs, local_vlans)
-        return missing
+        return HostPlan([vif for vif in vifs if found[vif.name] == ABSENT],
+                        frozenset(n for n, f in found.items() if f == OURS))
 
     def _rollback(self, outcome: PlugOutcome, created: list[str]) -> None:
         """Undo a failed plug.
@@ -67,18 +81,38 @@ class Plugger:
           interrupted), the TAPs stay: rows may still use them.
         - Committed, and the wait for ovs-vswitchd was cut short (timeout,
           Ctrl-C): keep everything; the database has the change.
+
+        A TAP is deleted only when the database, asked afterwards, has no
+        row that uses it (a concurrent plug's row, or this plug's when the
+        outcome of its commit was lost with the connection). When the
+        database cannot answer, the TAPs stay: they are marked, and gc
+        removes them once no row uses them.
         """
         if outcome.committed:
             if not outcome.refused:
                 return
             self.db.remove_ports(outcome)
+        if not created:
+            return
+        try:
+            in_use = self.db.devices_in_use(created)
+        except VirtioOvsError:
+            return
         for name in reversed(created):
-            self.taps.delete(name)
+            if name not in in_use:
+                self.taps.delete(name)
 
     def unplug(self, port_id: str, if_exists: bool = False,
                wait: bool = True) -> GuestPort | None:
-        """Remove the port; delete its TAP only if virtio-ovs created it."""
-        port = self.db.unplug(port_id, if_exists, wait)
+        """Remove the port; delete its TAP only if virtio-ovs created it,
+        also when the wait for ovs-vswitchd timed out after the commit."""
+        try:
+            port = self.db.unplug(port_id, if_exists, wait)
+        except OvsdbTimeout as exc:
+            if exc.committed and exc.port is not None \
+                    and exc.port.tap_created:
+                self.taps.delete(exc.port.name)
+            raise
         if port is not None and port.tap_created:
             self.taps.delete(port.name)
         return port

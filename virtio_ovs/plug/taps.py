@@ -5,8 +5,14 @@ Everything here acts on the caller's network namespace.
 """
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
+import stat
+import struct
+import time
 
+from virtio_ovs import paths
 from virtio_ovs.core import model
 from virtio_ovs.core.errors import EnvironmentFailure, UserError
 from virtio_ovs.core.model import Vif
@@ -16,6 +22,11 @@ IFF_TAP = 0x0002
 IFF_MULTI_QUEUE = 0x0100
 IFF_NO_PI = 0x1000
 IFF_VNET_HDR = 0x4000
+IFF_TUN_EXCL = 0x8000  # fail with EBUSY if the device exists
+TUNSETIFF = 0x400454CA
+TUNSETPERSIST = 0x400454CB
+TUNSETOWNER = 0x400454CC
+TUNSETGROUP = 0x400454CE
 
 
 def link_exists(name: str) -> bool:
@@ -36,26 +47,109 @@ def is_tap(name: str) -> bool:
     return read_tun_flags(name) is not None
 
 
-def check_host(vif: Vif) -> bool:
-    """Check what a VIF names on this host. For a TAP: True if it exists
-    and fits (see ``check_existing_tap``), False if it must be created.
-    For vhost-user: the socket's directory must exist (True)."""
+# What a plug finds on the host for a VIF's device.
+ABSENT = "absent"  # the TAP must be created
+OURS = "ours"  # a TAP virtio-ovs created (marked), e.g. by a killed run
+PRESENT = "present"  # someone else's TAP, or a vhost-user socket path
+
+# A TAP virtio-ovs creates carries "virtio-ovs created <unix time>" in its
+# ifalias: a re-run recognises it (it keeps tap-created, so unplug deletes
+# it) and gc can tell an orphan from a TAP a plug is about to use.
+MARK = "virtio-ovs created"
+
+
+def tap_mark(name: str, sysfs: str = "/sys/class/net") -> float | None:
+    """When virtio-ovs created ``name`` (its ifalias mark), else None."""
+    try:
+        with open(f"{sysfs}/{name}/ifalias") as f:
+            alias = f.read().strip()
+    except OSError:
+        return None
+    prefix, _, stamp = alias.rpartition(" ")
+    if prefix != MARK:
+        return None
+    try:
+        return float(stamp)
+    except ValueError:
+        return None
+
+
+def check_host(vif: Vif, allow_shared_socket_dir: bool = False,
+               ovs_uid: int | None = None) -> str:
+    """Check what a VIF names on this host: ABSENT, OURS or PRESENT.
+
+    A TAP: see ``check_existing_tap``. vhost-user: the socket's directory
+    must exist, be a real directory (no symlink on the way) owned by root
+    or the OVS user and not writable by others, unless
+    ``allow_shared_socket_dir``: otherwise another local user could put
+    a socket there for OVS to connect to."""
     if vif.kind == model.KIND_TAP:
-        return check_existing_tap(vif.name, vif.queues)
-    directory = os.path.dirname(vif.socket or "")
-    if not os.path.isdir(directory):
-        raise UserError("vhost_user", f"directory {directory} does not exist")
-    return True
+        return check_existing_tap(vif)
+    check_socket_dir(os.path.dirname(vif.socket or "/"),
+                     allow_shared_socket_dir, ovs_uid)
+    return PRESENT
 
 
-def check_existing_tap(name: str, queues: int) -> bool:
-    """True if ``name`` exists and fits the request; False if it is absent.
+def check_socket_dir(directory: str, allow_shared: bool = False,
+                     ovs_uid: int | None = None) -> None:
+    try:
+        st = os.lstat(directory)
+    except FileNotFoundError:
+        raise UserError("vhost_user", f"directory {directory} does not exist"
+                        ) from None
+    except OSError as exc:
+        raise UserError("vhost_user", f"cannot read directory {directory}: "
+                        f"{exc.strerror}") from None
+    if stat.S_ISLNK(st.st_mode) or os.path.realpath(directory) != directory:
+        raise UserError("vhost_user", f"{directory} is or goes through a "
+                        "symbolic link; give the real path "
+                        f"{os.path.realpath(directory)}")
+    if not stat.S_ISDIR(st.st_mode):
+        raise UserError("vhost_user", f"{directory} is not a directory")
+    if allow_shared:
+        return
+    owners = {0, ovs_owner() if ovs_uid is None else ovs_uid}
+    if st.st_uid not in owners:
+        raise UserError("vhost_user", f"directory {directory} is owned by uid "
+                        f"{st.st_uid}, not root or the OVS user (another user "
+                        "could replace the socket; --allow-shared-socket-dir "
+                        "accepts it)")
+    if st.st_mode & stat.S_IWOTH:
+        raise UserError("vhost_user", f"directory {directory} is writable by "
+                        "every user (another user could replace the socket; "
+                        "--allow-shared-socket-dir accepts it)")
 
-    Raises UserError when it exists but is not a TAP, or its multiqueue
-    flag contradicts ``queues`` (QEMU would fail TUNSETIFF with EINVAL).
+
+def ovs_owner() -> int:
+    """The uid OVS runs as: the owner of its run directory (root, or
+    openvswitch on distributions that drop privileges)."""
+    try:
+        return os.stat(paths.ovs_rundir()).st_uid
+    except OSError:
+        return 0
+
+
+def read_owner(name: str, what: str) -> int | None:
+    """/sys/class/net/NAME/owner or group; None when unset (-1)."""
+    try:
+        with open(f"/sys/class/net/{name}/{what}") as f:
+            value = int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+    return None if value < 0 else value
+
+
+def check_existing_tap(vif: Vif) -> str:
+    """ABSENT, OURS or PRESENT for the TAP of ``vif``.
+
+    Raises UserError when it exists but is not a TAP, its multiqueue flag
+    contradicts the queues (QEMU would fail TUNSETIFF with EINVAL), or its
+    owner or group differ from the ones asked for (OVSDB would record an
+    owner the kernel does not have).
     """
+    name, queues = vif.name, vif.queues
     if not link_exists(name):
-        return False
+        return ABSENT
     flags = read_tun_flags(name)
     if flags is None or not flags & IFF_TAP:
         raise UserError("tap", f"{name!r} exists and is not a TAP device")
@@ -64,7 +158,13 @@ def check_existing_tap(name: str, queues: int) -> bool:
         have = "has" if multiqueue else "lacks"
         raise UserError("queues", f"TAP {name!r} exists and {have} "
                         f"IFF_MULTI_QUEUE, which contradicts queues={queues}")
-    return True
+    for field, wanted in (("owner", vif.owner), ("group", vif.group)):
+        actual = read_owner(name, field)
+        if wanted is not None and actual != wanted:
+            raise UserError(field, f"TAP {name!r} exists with {field} "
+                            f"{'none' if actual is None else actual}, not "
+                            f"{wanted}")
+    return OURS if tap_mark(name) is not None else PRESENT
 
 
 class TapManager:
@@ -86,26 +186,36 @@ class TapManager:
 
     def create(self, name: str, queues: int, owner: int | None = None,
                group: int | None = None) -> None:
-        """IFF_TAP|IFF_NO_PI|IFF_VNET_HDR, plus IFF_MULTI_QUEUE if queues > 1."""
-        ifr = {"no_pi": 1, "vnet_hdr": 1}
+        """A persistent TAP with IFF_TAP|IFF_NO_PI|IFF_VNET_HDR, plus
+        IFF_MULTI_QUEUE if queues > 1, marked in its ifalias and up.
+
+        IFF_TUN_EXCL makes creation exclusive: when a concurrent plug
+        created ``name`` first, this raises UserError and the TAP is
+        not ours (a rollback will not delete it)."""
+        flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | IFF_TUN_EXCL
         if queues > 1:
-            ifr["multi_queue"] = 1  # inside ifr, or pyroute2 ignores it
-        kwargs = {}
-        if owner is not None:
-            kwargs["uid"] = owner
-        if group is not None:
-            kwargs["gid"] = group
+            flags |= IFF_MULTI_QUEUE
         try:
-            ipr = self._iproute()
-            ipr.link("add", ifname=name, kind="tuntap", mode="tap", ifr=ifr,
-                     **kwargs)
-            # Up, as libvirt leaves the TAPs it creates; the carrier comes
-            # when QEMU attaches a queue.
-            ipr.link("set", ifname=name, state="up")
+            fd = _open_tap(name, flags, owner, group)
+        except FileExistsError:
+            raise UserError("tap", f"{name!r} was created by another process "
+                            "meanwhile") from None
+        except OSError as exc:
+            raise EnvironmentFailure(f"cannot create TAP {name}: "
+                                     f"{exc.strerror}") from None
+        # Marked (and up, as libvirt leaves its TAPs) while the fd still
+        # holds it, made persistent last: a plug killed before that point
+        # leaves nothing, because the kernel deletes a TAP that is not
+        # persistent when its last fd closes.
+        try:
+            self._iproute().link("set", ifname=name, state="up",
+                                 ifalias=f"{MARK} {time.time():.0f}")
+            fcntl.ioctl(fd, TUNSETPERSIST, 1)
         except Exception as exc:  # pyroute2 raises NetlinkError or OSError
-            raise EnvironmentFailure(f"cannot create TAP {name}: {exc}") from None
-        if read_tun_flags(name) is None:
-            raise EnvironmentFailure(f"TAP {name} was not created")
+            raise EnvironmentFailure(f"cannot set up TAP {name}: {exc}") \
+                from None
+        finally:
+            os.close(fd)
 
     def delete(self, name: str) -> None:
         if not link_exists(name):
@@ -115,3 +225,26 @@ class TapManager:
         except Exception as exc:
             if link_exists(name):
                 raise EnvironmentFailure(f"cannot delete {name}: {exc}") from None
+
+
+def _open_tap(name: str, flags: int, owner: int | None,
+              group: int | None) -> int:
+    """TUNSETIFF on /dev/net/tun (not yet persistent), owner and group;
+    returns the fd that holds the new TAP."""
+    ifr = struct.pack("16sH", name.encode(), flags)
+    fd = os.open("/dev/net/tun", os.O_RDWR | os.O_CLOEXEC)
+    try:
+        try:
+            fcntl.ioctl(fd, TUNSETIFF, ifr)
+        except OSError as exc:
+            if exc.errno == errno.EBUSY and link_exists(name):
+                raise FileExistsError(name) from None
+            raise
+        if owner is not None:
+            fcntl.ioctl(fd, TUNSETOWNER, owner)
+        if group is not None:
+            fcntl.ioctl(fd, TUNSETGROUP, group)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd

@@ -80,16 +80,34 @@ class HostDb(abc.ABC):
         ``fail_mode=secure`` bridge) or the dead VLAN (tag 4095, trunk
         4095). With ``local_vlans`` False (the OVN backend: the network is
         in the NB and ovn-controller owns br-int) it gets no VLAN columns
-        and ``vif.network`` is not looked up here. A VIF already plugged the same way changes nothing (no write
-        at all); one whose ids or MTU differ is updated in place and keeps
-        its VLAN. Devices in ``created_taps`` are marked
-        ``virtio-ovs:tap-created`` (unplug deletes them).
+        and ``vif.network`` is not looked up here. A VIF already plugged
+        the same way changes nothing (no write at all); one whose ids or
+        MTU differ is updated in place and keeps its VLAN. Devices in
+        ``created_taps`` are marked ``virtio-ovs:tap-created`` (unplug
+        deletes them).
+
+        Concurrent plugs and unplugs are serialised by the database, as
+        ovs-vsctl's are: each verifies every bridge's ``ports``, so the
+        second to commit is rebuilt on the first one's result (and gets
+        UserError if it now conflicts).
+
+        When the commit's answer is lost (timeout, lost connection), the
+        outcome is read back from the database on a new connection before
+        raising: ``outcome.committed`` is True if every VIF is there as
+        asked. The OvsdbTimeout says which.
 
         With ``wait``, returns once ovs-vswitchd has applied the change and
         every new Interface has an ofport. Interfaces that get an ``error``
         instead are listed in ``outcome.refused`` and VswitchdError is
         raised; the rows stay (see ``remove_ports``).
         """
+
+    @abc.abstractmethod
+    def devices_in_use(self, names: Iterable[str]) -> set[str]:
+        """Which of ``names`` an Interface row names, read afresh (a new
+        connection: the answer must not depend on a replica that a lost
+        connection left behind). EnvironmentFailure if OVSDB cannot
+        answer."""
 
     @abc.abstractmethod
     def wait_ovn_installed(self, port_ids: Iterable[str]) -> None:
@@ -116,7 +134,9 @@ class HostDb(abc.ABC):
 
         Returns what was removed, or None when there was no such port and
         ``if_exists`` is set; without ``if_exists`` a missing port raises
-        UserError.
+        UserError. An OvsdbTimeout carries ``committed`` (the port is gone,
+        read back afresh when the commit's answer was lost; None when that
+        could not be read) and ``port`` (what was removed).
         """
 
     @abc.abstractmethod
@@ -200,6 +220,24 @@ class HostDb(abc.ABC):
     @abc.abstractmethod
     def write_agent_status(self, status: dict) -> None:
         """Store the agent's heartbeat record."""
+
+    @abc.abstractmethod
+    def standby_status(self) -> dict | None:
+        """The record of an agent waiting for the lock, or None."""
+
+    @abc.abstractmethod
+    def write_standby_status(self, status: dict | None) -> None:
+        """Store (None: remove) a standby agent's record. Written on a new
+        connection: the standby's own cannot write without the lock."""
+
+    @property
+    @abc.abstractmethod
+    def lock_state(self) -> str:
+        """The lock this connection was opened with: "held" (also without
+        a lock), "contended" (another client holds it) or "pending" (not
+        answered yet). The lock is OVSDB's own: the server gives it to one
+        client at a time and frees it when that client's connection
+        closes, so one agent per database is active."""
 
     @abc.abstractmethod
     def ensure_bridges(self, spec: BridgeSpec, connect: bool) -> bool:

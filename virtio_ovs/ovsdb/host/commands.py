@@ -29,6 +29,17 @@ class HostTxnContext(TxnContext):
     def __init__(self, txn, view: DbView):
         super().__init__(txn, view)
         self.new_bridges: dict[str, object] = {}
+        self._serialised = False
+
+    def serialise_ports(self) -> None:
+        """Verify every bridge's ``ports``, as ovs-vsctl does: a concurrent
+        plug or unplug that commits first makes this transaction TRY_AGAIN,
+        and it is rebuilt (and re-checked) on the new contents. Without
+        it, two plugs of one port id would both insert an Interface."""
+        if not self._serialised:
+            for bridge in self.view.bridges_by_name.values():
+                bridge.verify("ports")
+            self._serialised = True
 
     def add_port(self, bridge_name: str, port) -> None:
         """Attach ``port`` to a bridge, existing (a mutation, which does not
@@ -165,6 +176,7 @@ class PlugVif:
     def run_idl(self, ctx: HostTxnContext) -> str:
         outcome = self.check(ctx.view)
         if outcome == ADDED:
+            ctx.serialise_ports()
             self._insert(ctx)
         elif outcome == UPDATED:
             self._update(ctx.view.ifaces_by_id[self.vif.port_id])
@@ -228,6 +240,7 @@ class UnplugVif:
         iface = self.check(ctx.view)
         if iface is None:
             return UNCHANGED
+        ctx.serialise_ports()
         port = ctx.view.port_of_iface.get(iface.uuid)
         if port is not None:
             remove_port(ctx, port)  # its only interface is ``iface``

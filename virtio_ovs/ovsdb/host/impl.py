@@ -1,11 +1,12 @@
 """HostDb on the python-ovs IDL: thin glue over the commands and the cache."""
 from __future__ import annotations
 
+import contextlib
 import json
-from typing import Callable, Iterable, Mapping
+from typing import Callable, Iterable, Iterator, Mapping
 
-from virtio_ovs.core.model import Vif
-from virtio_ovs.core.errors import OvsdbTimeout
+from virtio_ovs.core.model import EXT_IFACE_ID, Vif
+from virtio_ovs.core.errors import OvsdbTimeout, VirtioOvsError
 from virtio_ovs.core.networks import Network, parse_networks
 from virtio_ovs.core.port import GuestPort
 from virtio_ovs.core.secgroups import Rule, SecurityGroup, parse_groups
@@ -17,7 +18,8 @@ from virtio_ovs.ovsdb.host.cache import StateCache, guest_port_of_row
 from virtio_ovs.ovsdb.host.views import TABLES, DbView, the_open_vswitch
 from virtio_ovs.ovsdb.host.vswitchd import (increment_next_cfg, raise_refused,
                                             wait_applied)
-from virtio_ovs.ovsdb.transaction import ADDED, UNCHANGED, UPDATED, Commit, transact
+from virtio_ovs.ovsdb.transaction import (ADDED, UNCHANGED, UPDATED, Commit,
+                                          TxnContext, transact)
 
 OVN_INSTALLED = "ovn-installed"
 # Statistics are replicated only by a short-lived connection.
@@ -29,10 +31,10 @@ class IdlHostDb(HostDb):
     plug adapter's probe; the read model needs it for ``kind``)."""
 
     def __init__(self, remote: str, timeout: float,
-                 is_tap: Callable[[str], bool]):
+                 is_tap: Callable[[str], bool], lock_name: str | None = None):
         self.remote = remote
         self.timeout = timeout
-        self.conn = Connection(remote, timeout, TABLES)
+        self.conn = Connection(remote, timeout, TABLES, lock_name=lock_name)
         self.cache = StateCache(self.conn, is_tap)
 
     # ------------------------------------------------------------ helpers
@@ -74,16 +76,61 @@ class IdlHostDb(HostDb):
         vifs = list(vifs)
         cmds = [commands.PlugVif(vif, vif.name in created_taps, local_vlans)
                 for vif in vifs]
-        commit = transact(self.conn, cmds, deadline, self._context,
-                          increment_next_cfg if wait else None)
+        try:
+            commit = transact(self.conn, cmds, deadline, self._context,
+                              increment_next_cfg if wait else None)
+        except OvsdbTimeout as exc:  # the commit's answer may be lost
+            raise self._plug_outcome(vifs, outcome, exc) from None
         outcome.committed = commit.committed
         outcome.new_ports = commit.inserted_uuids("Port")
         for vif, result in zip(vifs, commit.outcomes):
             {ADDED: outcome.plugged, UPDATED: outcome.updated,
              UNCHANGED: outcome.unchanged}[result].append(vif.port_id)
         if wait and commit.committed:
-            outcome.refused = wait_applied(self.conn, commit, deadline)
+            try:
+                outcome.refused = wait_applied(self.conn, commit, deadline)
+            except OvsdbTimeout as exc:
+                raise exc.with_outcome(True, "the plug is committed; "
+                                       "ovs-vswitchd has not confirmed it "
+                                       "yet") from None
             raise_refused(outcome.refused)
+
+    def _plug_outcome(self, vifs: list[Vif], outcome: PlugOutcome,
+                      exc: OvsdbTimeout) -> OvsdbTimeout:
+        try:
+            found = self._read_back()
+        except VirtioOvsError:
+            return exc.with_outcome(None, "OVSDB cannot say whether the plug"
+                                    " was committed; TAPs it created stay "
+                                    "(marked: 'virtio-ovs-ctl gc' removes "
+                                    "those no port uses)")
+        outcome.committed = all(found.get(v.port_id) == v.name for v in vifs)
+        return exc.with_outcome(outcome.committed, "read back from OVSDB: "
+                                "the plug was " + (
+                                    "committed" if outcome.committed
+                                    else "not committed"))
+
+    def _read_back(self) -> dict[str, str]:
+        """iface-id -> Interface name, on a new connection."""
+        with self._fresh({"Interface": ("name", "external_ids")}) as conn:
+            return {i.external_ids[EXT_IFACE_ID]: i.name
+                    for i in conn.rows("Interface").values()
+                    if EXT_IFACE_ID in i.external_ids}
+
+    @contextlib.contextmanager
+    def _fresh(self, tables) -> Iterator[Connection]:
+        """A short-lived connection replicating ``tables`` only."""
+        conn = Connection(self.remote, self.timeout, tables)
+        try:
+            conn.start()
+            yield conn
+        finally:
+            conn.close()
+
+    def devices_in_use(self, names: Iterable[str]) -> set[str]:
+        with self._fresh({"Interface": ("name",)}) as conn:
+            used = {i.name for i in conn.rows("Interface").values()}
+        return used & set(names)
 
     def wait_ovn_installed(self, port_ids: Iterable[str]) -> None:
         deadline = self._deadline()
@@ -130,8 +177,30 @@ class IdlHostDb(HostDb):
                wait: bool = True) -> GuestPort | None:
         deadline = self._deadline()
         port = self.get_port(port_id)
-        self._transact([commands.UnplugVif(port_id, if_exists)], deadline,
-                       wait)
+        try:
+            commit = transact(self.conn, [commands.UnplugVif(port_id,
+                                                             if_exists)],
+                              deadline, self._context,
+                              increment_next_cfg if wait else None)
+        except OvsdbTimeout as exc:  # the commit's answer may be lost
+            try:
+                gone = port_id not in self._read_back()
+                error = exc.with_outcome(gone, "read back from OVSDB: the "
+                                         "port is " + ("removed" if gone
+                                                       else "still there"))
+            except VirtioOvsError:
+                error = exc.with_outcome(None, "OVSDB cannot say whether the"
+                                         " port was removed")
+            error.port = port
+            raise error from None
+        if wait and commit.committed:
+            try:
+                raise_refused(wait_applied(self.conn, commit, deadline))
+            except OvsdbTimeout as exc:
+                error = exc.with_outcome(True, "the port is removed; "
+                                         "ovs-vswitchd has not confirmed it")
+                error.port = port
+                raise error from None
         return port
 
     def list_ports(self) -> list[GuestPort]:
@@ -206,6 +275,25 @@ class IdlHostDb(HostDb):
         self._transact([nc.WriteAgentStatus(json.dumps(status,
                                                        sort_keys=True))])
 
+    def standby_status(self) -> dict | None:
+        self.conn.start()
+        text = the_open_vswitch(self.conn).external_ids.get(nc.STANDBY_KEY)
+        try:
+            return json.loads(text) if text else None
+        except ValueError:
+            return None
+
+    def write_standby_status(self, status: dict | None) -> None:
+        text = json.dumps(status, sort_keys=True) if status else None
+        with self._fresh({"Open_vSwitch": ("external_ids",)}) as conn:
+            transact(conn, [nc.WriteAgentStatus(text, nc.STANDBY_KEY)],
+                     Deadline(self.timeout),
+                     lambda txn: TxnContext(txn, DbView(conn)))
+
+    @property
+    def lock_state(self) -> str:
+        return self.conn.lock_state
+
     def ensure_bridges(self, spec: BridgeSpec, connect: bool) -> bool:
         protocols = list(spec.protocols)
         cmds: list = [nc.EnsureBridge(spec.integration_bridge,
@@ -236,14 +324,10 @@ class IdlHostDb(HostDb):
 
     # ----------------------------------------------------------- evidence
     def vhost_user_counters(self) -> dict[str, tuple[dict, dict]]:
-        conn = Connection(self.remote, self.timeout, COUNTER_TABLES)
-        try:
-            conn.start()
+        with self._fresh(COUNTER_TABLES) as conn:
             return {i.name: (dict(i.status), dict(i.statistics))
                     for i in conn.rows("Interface").values()
                     if i.type.startswith("dpdkvhostuser")}
-        finally:
-            conn.close()
 
     # --------------------------------------------------------- event loop
     def start(self) -> None:
@@ -264,9 +348,10 @@ class IdlHostDb(HostDb):
 
 
 def connect(remote: str, timeout: float,
-            is_tap: Callable[[str], bool] | None = None) -> IdlHostDb:
+            is_tap: Callable[[str], bool] | None = None,
+            lock_name: str | None = None) -> IdlHostDb:
     """A HostDb for ``remote``; ``is_tap`` defaults to the kernel probe."""
     if is_tap is None:
         from virtio_ovs.plug.taps import is_tap as kernel_is_tap
         is_tap = kernel_is_tap
-    return IdlHostDb(remote, timeout, is_tap)
+    return IdlHostDb(remote, timeout, is_tap, lock_name)

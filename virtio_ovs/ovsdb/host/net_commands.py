@@ -13,6 +13,7 @@ from virtio_ovs.ovsdb.host.views import DbView, optional
 from virtio_ovs.ovsdb.transaction import ADDED, UNCHANGED, UPDATED
 
 AGENT_KEY = "virtio-ovs:agent"
+STANDBY_KEY = "virtio-ovs:agent-standby"  # an agent waiting for the lock
 
 
 def update_external_ids(row, wanted: Mapping[str, str | None]) -> bool:
@@ -97,13 +98,16 @@ class BindPort:
 
 
 class WriteAgentStatus:
-    def __init__(self, status_json: str):
+    """Set (None: remove) an agent's status key, as a mutation."""
+
+    def __init__(self, status_json: str | None, key: str = AGENT_KEY):
         self.status_json = status_json
+        self.key = key
 
     def run_idl(self, ctx: TxnContext) -> str:
-        ctx.view.open_vswitch.setkey("external_ids", AGENT_KEY,
-                                     self.status_json)
-        return UPDATED
+        changed = update_external_ids(ctx.view.open_vswitch,
+                                      {self.key: self.status_json})
+        return UPDATED if changed else UNCHANGED
 
 
 class EnsureBridge:

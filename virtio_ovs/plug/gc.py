@@ -1,0 +1,63 @@
+"""Orphan TAPs: TAPs virtio-ovs created (marked in their ifalias) that no
+Interface row uses, e.g. left by a plug killed between creating its TAPs
+and committing. Acts on the caller's network namespace."""
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+
+from virtio_ovs.ovsdb.host.api import HostDb
+from virtio_ovs.plug.taps import is_tap, tap_mark
+
+
+@dataclasses.dataclass
+class GcResult:
+    removed: list[str] = dataclasses.field(default_factory=list)
+    young: list[str] = dataclasses.field(default_factory=list)  # in grace
+    attached: list[str] = dataclasses.field(default_factory=list)  # a queue
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def marked_taps(sysfs: str = "/sys/class/net") -> dict[str, float]:
+    """Every TAP virtio-ovs created here -> its creation time."""
+    marked = {}
+    for name in os.listdir(sysfs):
+        stamp = tap_mark(name, sysfs)
+        if stamp is not None and is_tap(name):
+            marked[name] = stamp
+    return marked
+
+
+def has_carrier(name: str) -> bool:
+    """A TAP has carrier while a process (QEMU) holds one of its queues."""
+    try:
+        with open(f"/sys/class/net/{name}/carrier") as f:
+            return f.read().strip() == "1"
+    except OSError:  # EINVAL when the link is down
+        return False
+
+
+def collect(db: HostDb, taps, grace: float, dry_run: bool = False,
+            now: float | None = None) -> GcResult:
+    """Delete marked TAPs that no row uses, created more than ``grace``
+    seconds ago (a plug may be between creating a TAP and committing its
+    row) and not held by a process."""
+    now = time.time() if now is None else now
+    result = GcResult()
+    marked = marked_taps()
+    if not marked:
+        return result
+    unused = set(marked) - db.devices_in_use(marked)
+    for name in sorted(unused):
+        if now - marked[name] < grace:
+            result.young.append(name)
+        elif has_carrier(name):
+            result.attached.append(name)
+        else:
+            if not dry_run:
+                taps.delete(name)
+            result.removed.append(name)
+    return result
