@@ -26,7 +26,7 @@ def _resolve(value: Any, field: str, lookup: Callable[[str], int]) -> Any:
     if not isinstance(value, str):
         return value
     if value.isascii() and value.isdigit():
-        return int(value)
+        return int(value) if len(value) <= 10 else 2**32  # refused later
     if not value or not is_utf8(value) or "\x00" in value:
         raise UserError(field, f"{value!r} is not a user or group name")
     try:
