@@ -34,7 +34,7 @@ def test_default_mode_is_qemu_server_ovs_client(dpdk_box, tmp_path):
     ctl.ok("unplug", "--port-id", "vu1")
 
 
-def test_qemu_client_mode_ovs_serves_in_vhost_sock_dir(dpdk_box):
+def test_qemu_client_mode_ovs_serves_in_vhost_sock_dir(dpdk_box, tmp_path):
     ctl = Ctl(dpdk_box)
     sock = os.path.join(dpdk_box.rundir, "vhu-s1")
     ctl.ok("plug", "--port-id", "vu2", "--mac", "52:54:00:aa:00:02",
@@ -43,7 +43,8 @@ def test_qemu_client_mode_ovs_serves_in_vhost_sock_dir(dpdk_box):
     assert os.path.exists(sock)  # OVS serves it
     assert ctl.json("show", "vu2")["vhost_mode"] == "client"
     proc = ctl("plug", "--port-id", "vu3", "--mac", "52:54:00:aa:00:03",
-               "--vhost-user", "/tmp/vhu-s3", "--vhost-mode", "client")
+               "--vhost-user", str(tmp_path / "vhu-s3"), "--vhost-mode",
+               "client")
     assert proc.returncode == 1
     assert "vhost_user: with QEMU as the client OVS serves the socket in its" \
         f" vhost-sock-dir; use {dpdk_box.rundir}/vhu-s3" in proc.stderr

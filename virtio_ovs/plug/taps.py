@@ -195,6 +195,7 @@ class TapManager:
         flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | IFF_TUN_EXCL
         if queues > 1:
             flags |= IFF_MULTI_QUEUE
+        ipr = self._iproute()  # before the TAP exists: its import is slow
         try:
             fd = _open_tap(name, flags, owner, group)
         except FileExistsError:
@@ -208,7 +209,7 @@ class TapManager:
         # leaves nothing, because the kernel deletes a TAP that is not
         # persistent when its last fd closes.
         try:
-            self._iproute().link("set", ifname=name, state="up",
+            ipr.link("set", ifname=name, state="up",
                                  ifalias=f"{MARK} {time.time():.0f}")
             fcntl.ioctl(fd, TUNSETPERSIST, 1)
         except Exception as exc:  # pyroute2 raises NetlinkError or OSError

@@ -165,6 +165,11 @@ class PlugVif:
         changes: dict[str, str | None] = {
             key: wanted.get(key) for key in _REPLUG_KEYS
             if iface.external_ids.get(key) != wanted.get(key)}
+        # Set, never cleared: a racing plug may have committed the row of
+        # a TAP this plug created (it then saw the TAP as pre-existing).
+        if self.tap_created and \
+                iface.external_ids.get(model.EXT_TAP_CREATED) != "true":
+            changes[model.EXT_TAP_CREATED] = "true"
         if self.vif.mtu is not None and optional(iface.mtu_request) != self.vif.mtu:
             changes["mtu"] = str(self.vif.mtu)
         affinity = iface.other_config.get("pmd-rxq-affinity")
