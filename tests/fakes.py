@@ -38,6 +38,10 @@ class FakeTaps:
         self.steps(f"delete {name}")
         self.links.discard(name)
 
+    def delete_many(self, names) -> None:
+        for name in names:
+            self.delete(name)
+
 
 class FakeHostDb(HostDb):
     """Ports as a dict of port id -> device name; ``refuse`` names devices

@@ -147,10 +147,8 @@ _BAD_VALUE = re.compile(r"Value for option (?P<option>\S+) from .* is not "
 
 def _seconds(conf, group: str, name: str, low: float, high: float,
              allow_low: bool = False) -> None:
-    try:
-        v.validate_seconds(conf[group][name], name, low, high, allow_low)
-    except UserError as exc:
-        raise UserError(f"[{group}] {name}", exc.rule) from None
+    _field(group, name, lambda value: v.validate_seconds(
+        value, name, low, high, allow_low), conf[group][name])
 
 
 def _field(group: str, name: str, validator, value) -> None:

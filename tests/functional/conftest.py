@@ -60,6 +60,15 @@ class Ctl:
 
 
 @pytest.fixture
+def topo(box):
+    """Guests, outside hosts and the agent around ``box``."""
+    from tests.functional.topology import Topology
+    topo = Topology(box)
+    yield topo
+    topo.close()
+
+
+@pytest.fixture
 def ctl(box):
     return Ctl(box)
 

@@ -186,6 +186,7 @@ def test_agent_restart_loses_no_packet(topo):
         json.loads(topo.ctl_ok("status", "--format", "json")).get("synced"),
         what="the new agent's sync")
     out, _ = ping.communicate(timeout=30)
+    print(f"\nagent restart under ping: {out.strip().splitlines()[-2]}")
     assert " 0% packet loss" in out, out
     # Stale flows of the old run are gone; every flow has the new cookie.
     cookie = json.loads(topo.ctl_ok("status", "--format", "json"))["cookie"]
@@ -201,9 +202,12 @@ def test_vswitchd_restart_restores_traffic(topo):
     log_before = len(topo.agent_log_text())
     topo.box.stop_vswitchd()
     topo.box.start_vswitchd()
+    started = time.monotonic()
     assert topo.box.pid("ovs-vswitchd") not in (None, old_pid)
-    topo.wait_until(lambda: topo.ping(g1, "10.0.1.2"), timeout=30,
+    topo.wait_until(lambda: topo.ping(g1, "10.0.1.2", wait=0.2), timeout=30,
                     what="traffic after the ovs-vswitchd restart")
+    print(f"\ntraffic back {time.monotonic() - started:.2f} s after the new "
+          "ovs-vswitchd started (pings of 0.2 s each)")
     log = topo.agent_log_text()[log_before:]
     assert "re-programming" in log, log[-3000:]
     assert topo.ping(topo.guests["g5"], "10.0.5.100")

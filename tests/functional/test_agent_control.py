@@ -3,32 +3,21 @@ from __future__ import annotations
 
 import json
 import signal
+import sys
 import time
 
 import pytest
 
 from tests.functional.conftest import db_state
-from tests.functional.topology import Topology
 
 MAC = "52:54:00:00:0a:01"
-
-
-@pytest.fixture
-def topo(box):
-    topo = Topology(box)
-    yield topo
-    topo.close()
-
-
-def status(topo) -> dict:
-    return json.loads(topo.ctl_ok("status", "--format", "json"))
 
 
 def start_synced_agent(topo, **config) -> None:
     topo.write_config(**config)
     topo.start_agent()
     topo.wait_until(lambda: topo.ctl("status", "--format", "json").returncode
-                    == 0 and status(topo).get("synced"), what="agent sync")
+                    == 0 and topo.status().get("synced"), what="agent sync")
 
 
 @pytest.mark.parametrize("args, field, rule", [
@@ -132,10 +121,10 @@ def test_patch_ports_join_the_bridges_after_the_drop_flows(box, topo):
 
 def test_status_goes_down_when_the_agent_stops_beating(box, topo):
     start_synced_agent(topo, report_interval=1.0)
-    first = status(topo)
+    first = topo.status()
     assert first["state"] == "up" and first["report_interval"] == 1.0
     topo.stop_agent(signal.SIGKILL)
-    topo.wait_until(lambda: status(topo)["state"] == "down", timeout=10,
+    topo.wait_until(lambda: topo.status()["state"] == "down", timeout=10,
                     what="status down")
     table = dict(line.split(None, 1) for line in
                  topo.ctl_ok("status").splitlines() if line.strip())
@@ -143,15 +132,53 @@ def test_status_goes_down_when_the_agent_stops_beating(box, topo):
 
 
 def test_status_without_agent(box, topo):
-    assert status(topo)["state"] == "never-ran"
+    assert topo.status()["state"] == "never-ran"
 
 
 def test_sighup_rereads_mutable_options(box, topo):
     start_synced_agent(topo, report_interval=5.0)
     topo.write_config(report_interval=1.0)
     topo.agent.send_signal(signal.SIGHUP)
-    topo.wait_until(lambda: status(topo)["report_interval"] == 1.0,
+    topo.wait_until(lambda: topo.status()["report_interval"] == 1.0,
                     what="the new report_interval")
+
+
+def test_sighup_with_a_bad_value_keeps_the_running_values(box, topo):
+    start_synced_agent(topo, report_interval=1.0)
+    topo.write_config(report_interval=1.0, extra="check_interval = nan\n")
+    topo.agent.send_signal(signal.SIGHUP)
+    topo.wait_until(lambda: "configuration reload refused" in
+                    topo.agent_log_text(), what="the refusal")
+    assert "[agent] check_interval: must be a number of seconds in [0, " \
+        "86400], got nan" in topo.agent_log_text()
+    beat = topo.status()["heartbeat"]
+    topo.wait_until(lambda: topo.status()["heartbeat"] > beat,
+                    what="a heartbeat after the refused reload")
+    assert topo.agent.poll() is None
+
+
+@pytest.mark.parametrize("config, message", [
+    ("[agent]\nreport_interval = 0\n", "report_interval: Should be greater"),
+    ("[agent]\nreport_interval = abc\n", "report_interval: could not "
+     "convert"),
+    ("[agent]\ncheck_interval = nan\n", "[agent] check_interval: must be"),
+    ("[ovs]\nintegration_bridge = x/y\n", "[ovs] integration_bridge: 'x/y'"),
+    ("[ovs]\ndatapath_type = bogus\n", "datapath_type: Valid values are"),
+    ("[DEFAULT]\nlog_file = /nonexistent-dir/a.log\n", "[DEFAULT] log_file: "
+     "directory /nonexistent-dir does not exist"),
+    ("[DEFAULT]\ndebug = maybe\n", "debug: Unexpected boolean value"),
+])
+def test_bad_agent_config_is_one_line_and_exit_1(box, tmp_path, config,
+                                                 message):
+    conf = tmp_path / "bad.conf"
+    conf.write_text(config)
+    before = db_state(box)
+    proc = box.exec([sys.executable, "-m", "virtio_ovs.agent.main",
+                     "--config-file", str(conf)], check=False, timeout=30)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.count("\n") == 1 and message in proc.stderr, \
+        proc.stderr
+    assert db_state(box) == before
 
 
 def test_sigterm_stops_cleanly_and_leaves_flows(box, topo):

@@ -38,7 +38,7 @@ VERB_OPTIONS = {
     "plug": ["--port-id", "--mac", "--tap", "--vhost-user", "--vhost-mode",
              "--bridge", "--vm", "--network", "--ip", "--queues", "--mtu",
              "--owner", "--group", "--security-group", "--pmd-rxq-affinity"],
-    "unplug": ["--port-id"],
+    "unplug": ["--port-id", "--vm"],
     "show": [],
     "list": ["--format"],
     "net-create": ["--type", "--physnet", "--segment"],

@@ -118,6 +118,21 @@ def test_unplug_keeps_a_tap_someone_else_created(box, ctl):
     assert "tapfo1" in box.exec(["ls", "/sys/class/net"]).stdout.split()
 
 
+def test_unplug_several_ports_or_a_vm_in_one_transaction(box, ctl):
+    for i, vm in ((1, "vmA"), (2, "vmA"), (3, "vmB")):
+        ctl.ok("plug", "--port-id", f"m{i}", "--mac", f"52:54:00:00:5a:0{i}",
+               "--tap", f"tapmu{i}", "--vm", vm)
+    before = db_state(box)
+    proc = ctl("unplug", "--port-id", "m3", "--port-id", "nope")
+    assert proc.returncode == 1 and db_state(box) == before  # all or nothing
+    out = ctl.ok("unplug", "--vm", "vmA")
+    assert "unplugged m1 (tapmu1)" in out and "unplugged m2 (tapmu2)" in out
+    links = box.exec(["ls", "/sys/class/net"]).stdout.split()
+    assert "tapmu1" not in links and "tapmu3" in links
+    ctl.ok("unplug", "--port-id", "m3", "--port-id", "nope", "--if-exists")
+    assert "tapmu3" not in box.exec(["ls", "/sys/class/net"]).stdout.split()
+
+
 def test_unplug_unknown_port(box, ctl):
     proc = ctl("unplug", "--port-id", "nope")
     assert proc.returncode == 1

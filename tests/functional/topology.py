@@ -7,6 +7,7 @@ and deleted by ``close()``; nothing is configured in the root namespace.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import signal
 import subprocess
@@ -165,6 +166,10 @@ class Topology:
     def ctl(self, *args: str) -> subprocess.CompletedProcess:
         return self.box.exec([sys.executable, "-m", "virtio_ovs.cli", *args],
                              check=False)
+
+    def status(self) -> dict:
+        """The agent's record, as ``virtio-ovs-ctl status`` shows it."""
+        return json.loads(self.ctl_ok("status", "--format", "json"))
 
     def ctl_ok(self, *args: str) -> str:
         proc = self.ctl(*args)

@@ -42,9 +42,16 @@ def build_parser() -> argparse.ArgumentParser:
     verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True,
                                   parser_class=_Parser)
     _add_plug(verbs)
-    unplug = verbs.add_parser("unplug", help="remove a guest port")
-    unplug.add_argument("--port-id", required=True)
-    unplug.add_argument("--if-exists", action="store_true")
+    unplug = verbs.add_parser(
+        "unplug", help="remove guest ports",
+        description="Remove the ports named (all in one transaction, all "
+        "or nothing) and delete the TAPs virtio-ovs created for them.")
+    unplug.add_argument("--port-id", action="append", dest="port_ids",
+                        metavar="ID", help="a port to remove (repeat)")
+    unplug.add_argument("--vm", metavar="ID",
+                        help="remove every port of this VM")
+    unplug.add_argument("--if-exists", action="store_true",
+                        help="a missing port is not an error")
     listing = verbs.add_parser("list", help="list guest ports")
     _add_format(listing)
     show = verbs.add_parser("show", help="show one guest port")

@@ -83,9 +83,22 @@ def cmd_plug(ctx: Context, args) -> int:
 
 
 def cmd_unplug(ctx: Context, args) -> int:
-    record = ctx.backend.unplug(args.port_id, args.if_exists, wait=ctx.wait)
-    print(f"unplugged {record.port_id} ({record.name})" if record
-          else f"no port {args.port_id}")
+    port_ids = [model.validate_port_id(p) for p in args.port_ids or []]
+    if args.vm is not None:
+        vm = model.validate_vm(args.vm)
+        of_vm = [p.port_id for p in ctx.db.list_ports() if p.vm == vm]
+        if not of_vm and not args.if_exists:
+            raise UserError("vm", f"no port of VM {vm!r}")
+        port_ids += of_vm
+    if not port_ids and args.vm is None:
+        raise UserError("port-id", "is required (or --vm)")
+    port_ids = list(dict.fromkeys(port_ids))
+    records = ctx.backend.unplug(port_ids, args.if_exists, wait=ctx.wait) \
+        if port_ids else []
+    for record in records:
+        print(f"unplugged {record.port_id} ({record.name})")
+    for missing in sorted(set(port_ids) - {r.port_id for r in records}):
+        print(f"no port {missing}")
     return 0
 
 

@@ -32,10 +32,10 @@ class EnvironmentFailure(VirtioOvsError):
 class OvsdbTimeout(EnvironmentFailure):
     """No answer in time. ``committed``: True when the transaction went
     through (only the wait after it timed out), False when it did not,
-    None when nobody can tell. ``port``: what an unplug removed."""
+    None when nobody can tell. ``ports``: what an unplug removed."""
 
     committed: bool | None = False
-    port = None
+    ports: list = []
 
     def with_outcome(self, committed: bool | None, what: str
                      ) -> "OvsdbTimeout":

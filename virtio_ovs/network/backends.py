@@ -14,7 +14,7 @@ other way round: OVS side first, then the LSP.
 """
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Iterable, Sequence
 
 from virtio_ovs.core.errors import UserError
 from virtio_ovs.core.model import Vif
@@ -48,9 +48,9 @@ class StandaloneBackend:
     def plug(self, vifs: list[Vif], wait: bool) -> PlugOutcome:
         return self.plugger.plug(vifs, wait)
 
-    def unplug(self, port_id: str, if_exists: bool, wait: bool
-               ) -> GuestPort | None:
-        return self.plugger.unplug(port_id, if_exists, wait)
+    def unplug(self, port_ids: Sequence[str], if_exists: bool, wait: bool
+               ) -> list[GuestPort]:
+        return self.plugger.unplug(port_ids, if_exists, wait)
 
     def bind(self, port_id: str, network: str, ips, wait: bool,
              groups: tuple[str, ...] | None = None) -> bool:
@@ -127,11 +127,11 @@ class OvnBackend:
             self.db.wait_ovn_installed(s.port_id for s in specs)
         return outcome
 
-    def unplug(self, port_id: str, if_exists: bool, wait: bool
-               ) -> GuestPort | None:
-        port = self.plugger.unplug(port_id, if_exists, wait)
-        self.nb.delete_ports([port_id])
-        return port
+    def unplug(self, port_ids: Sequence[str], if_exists: bool, wait: bool
+               ) -> list[GuestPort]:
+        ports = self.plugger.unplug(port_ids, if_exists, wait)
+        self.nb.delete_ports(port_ids)
+        return ports
 
     def bind(self, port_id: str, network: str, ips, wait: bool,
              groups: tuple[str, ...] | None = None) -> bool:

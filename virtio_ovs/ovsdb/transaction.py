@@ -9,6 +9,7 @@ changed under us) waits for the replica to change and rebuilds.
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Callable, Sequence
 
 from ovs.db.idl import Transaction
@@ -76,11 +77,26 @@ def transact(conn: Connection, commands: Sequence, deadline: Deadline,
             conn.wait_for(lambda: conn.idl.change_seqno != seqno, deadline,
                           "the database to change before retrying")
             continue
+        if status == Transaction.NOT_LOCKED:
+            raise EnvironmentFailure("OVSDB refused the transaction: another "
+                                     "client holds this connection's lock")
         if status not in (Transaction.SUCCESS, Transaction.UNCHANGED):
-            raise EnvironmentFailure(f"OVSDB transaction failed: "
-                                     f"{ctx.txn.get_error()}")
+            raise EnvironmentFailure("OVSDB refused the transaction: "
+                                     + error_text(ctx.txn.get_error()))
         return Commit(outcomes, committed=status == Transaction.SUCCESS,
                       ctx=ctx)
+
+
+def error_text(error: str | None) -> str:
+    """An OVSDB error, '{"error":..., "details":...}', as one line."""
+    try:
+        data = json.loads(error or "")
+    except ValueError:
+        return " ".join((error or "unknown error").split())
+    if not isinstance(data, dict):
+        return " ".join(str(data).split())
+    parts = [str(data.get(k)) for k in ("error", "details") if data.get(k)]
+    return " ".join(": ".join(parts).split()) or "unknown error"
 
 
 def _commit(conn: Connection, txn: Transaction, deadline: Deadline) -> int:

@@ -57,7 +57,7 @@ def collect(db: HostDb, taps, grace: float, dry_run: bool = False,
         elif has_carrier(name):
             result.attached.append(name)
         else:
-            if not dry_run:
-                taps.delete(name)
             result.removed.append(name)
+    if not dry_run:
+        taps.delete_many(result.removed)
     return result

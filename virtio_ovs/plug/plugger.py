@@ -9,7 +9,7 @@ when no committed row uses it.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Protocol
+from typing import Callable, Protocol, Sequence
 
 from virtio_ovs.core import model
 from virtio_ovs.core.errors import OvsdbTimeout, VirtioOvsError
@@ -34,6 +34,8 @@ class Taps(Protocol):
                group: int | None = None) -> None: ...
 
     def delete(self, name: str) -> None: ...
+
+    def delete_many(self, names: list[str]) -> None: ...
 
 
 class Plugger:
@@ -98,21 +100,22 @@ class Plugger:
             in_use = self.db.devices_in_use(created)
         except VirtioOvsError:
             return
-        for name in reversed(created):
-            if name not in in_use:
-                self.taps.delete(name)
+        self.taps.delete_many([n for n in reversed(created)
+                               if n not in in_use])
 
-    def unplug(self, port_id: str, if_exists: bool = False,
-               wait: bool = True) -> GuestPort | None:
-        """Remove the port; delete its TAP only if virtio-ovs created it,
-        also when the wait for ovs-vswitchd timed out after the commit."""
+    def unplug(self, port_ids: Sequence[str], if_exists: bool = False,
+               wait: bool = True) -> list[GuestPort]:
+        """Remove the ports (one transaction); delete each TAP virtio-ovs
+        created, also when the wait for ovs-vswitchd timed out after the
+        commit or the commit's answer was lost and read back."""
         try:
-            port = self.db.unplug(port_id, if_exists, wait)
+            ports = self.db.unplug(port_ids, if_exists, wait)
         except OvsdbTimeout as exc:
-            if exc.committed and exc.port is not None \
-                    and exc.port.tap_created:
-                self.taps.delete(exc.port.name)
+            if exc.committed:
+                self._delete_created(exc.ports)
             raise
-        if port is not None and port.tap_created:
-            self.taps.delete(port.name)
-        return port
+        self._delete_created(ports)
+        return ports
+
+    def _delete_created(self, ports: list[GuestPort]) -> None:
+        self.taps.delete_many([p.name for p in ports if p.tap_created])

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Sequence
 
 from virtio_ovs.core.model import Vif
 from virtio_ovs.core.networks import Network
@@ -128,15 +128,16 @@ class HostDb(abc.ABC):
         inserted, ``outcome.new_ports``. Ports already gone are skipped."""
 
     @abc.abstractmethod
-    def unplug(self, port_id: str, if_exists: bool = False,
-               wait: bool = True) -> GuestPort | None:
-        """Remove the port carrying ``iface-id=port_id``.
+    def unplug(self, port_ids: Sequence[str], if_exists: bool = False,
+               wait: bool = True) -> list[GuestPort]:
+        """Remove the ports carrying ``iface-id`` in ``port_ids``, in one
+        transaction (all or nothing).
 
-        Returns what was removed, or None when there was no such port and
-        ``if_exists`` is set; without ``if_exists`` a missing port raises
-        UserError. An OvsdbTimeout carries ``committed`` (the port is gone,
-        read back afresh when the commit's answer was lost; None when that
-        could not be read) and ``port`` (what was removed).
+        Returns what was removed. A missing port raises UserError, or is
+        skipped with ``if_exists``. An OvsdbTimeout carries ``committed``
+        (the ports are gone, read back afresh when the commit's answer was
+        lost; None when that could not be read) and ``ports`` (what was
+        removed).
         """
 
     @abc.abstractmethod

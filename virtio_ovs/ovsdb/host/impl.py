@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from typing import Callable, Iterable, Iterator, Mapping
+from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
 from virtio_ovs.core.model import EXT_IFACE_ID, Vif
 from virtio_ovs.core.errors import OvsdbTimeout, VirtioOvsError
@@ -173,46 +173,51 @@ class IdlHostDb(HostDb):
     def remove_ports(self, outcome: PlugOutcome) -> None:
         self._transact([commands.DeletePorts(outcome.new_ports)])
 
-    def unplug(self, port_id: str, if_exists: bool = False,
-               wait: bool = True) -> GuestPort | None:
+    def unplug(self, port_ids: Sequence[str], if_exists: bool = False,
+               wait: bool = True) -> list[GuestPort]:
         deadline = self._deadline()
-        port = self.get_port(port_id)
+        ports = self._get_ports(port_ids)
         try:
-            commit = transact(self.conn, [commands.UnplugVif(port_id,
-                                                             if_exists)],
+            commit = transact(self.conn, [commands.UnplugVif(p, if_exists)
+                                          for p in port_ids],
                               deadline, self._context,
                               increment_next_cfg if wait else None)
         except OvsdbTimeout as exc:  # the commit's answer may be lost
             try:
-                gone = port_id not in self._read_back()
+                found = self._read_back()
+                gone = not any(p in found for p in port_ids)
                 error = exc.with_outcome(gone, "read back from OVSDB: the "
-                                         "port is " + ("removed" if gone
-                                                       else "still there"))
+                                         "unplug was " + ("committed" if gone
+                                                          else "not committed"))
             except VirtioOvsError:
                 error = exc.with_outcome(None, "OVSDB cannot say whether the"
-                                         " port was removed")
-            error.port = port
+                                         " unplug was committed")
+            error.ports = ports
             raise error from None
         if wait and commit.committed:
             try:
                 raise_refused(wait_applied(self.conn, commit, deadline))
             except OvsdbTimeout as exc:
-                error = exc.with_outcome(True, "the port is removed; "
+                error = exc.with_outcome(True, "the ports are removed; "
                                          "ovs-vswitchd has not confirmed it")
-                error.port = port
+                error.ports = ports
                 raise error from None
-        return port
+        return ports
 
     def list_ports(self) -> list[GuestPort]:
         return [port for _, port in self._guest_ports()]
 
     def get_port(self, port_id: str) -> GuestPort | None:
+        ports = self._get_ports([port_id])
+        return ports[0] if ports else None
+
+    def _get_ports(self, port_ids: Sequence[str]) -> list[GuestPort]:
+        """The existing ones of ``port_ids``, from one view."""
         self.conn.start()
         self.conn.run()
         view = DbView(self.conn)
-        iface = view.ifaces_by_id.get(port_id)
-        return (guest_port_of_row(iface, view, self.cache.is_tap)
-                if iface is not None else None)
+        ifaces = [i for i in map(view.ifaces_by_id.get, port_ids) if i]
+        return [guest_port_of_row(i, view, self.cache.is_tap) for i in ifaces]
 
     # ----------------------------------------------------------- networks
     def create_network(self, name, net_type, physnet, segment, mappings):
