@@ -187,7 +187,10 @@ class Connection:
         self._idl.listeners = self._listeners
         if self.lock_name:
             self._idl.set_lock(self.lock_name)
-        self.wait_for(lambda: self._idl.has_ever_connected(), deadline,
+        # Not has_ever_connected(): python-ovs counts a granted lock as a
+        # change, so with a lock it can turn true before the first replica.
+        idl = self._idl
+        self.wait_for(lambda: idl.state == idl.IDL_S_MONITORING, deadline,
                       f"the first update from {self.remote}")
 
     def close(self) -> None:
