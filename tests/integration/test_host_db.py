@@ -6,7 +6,7 @@ import time
 import pytest
 
 from virtio_ovs.core import model
-from virtio_ovs.core.errors import OvsdbTimeout, UserError
+from virtio_ovs.core.errors import EnvironmentFailure, OvsdbTimeout, UserError
 from virtio_ovs.ovsdb.host.api import BridgeSpec, PlugOutcome
 from virtio_ovs.ovsdb.host.impl import IdlHostDb
 from tests.integration.conftest import TAPS
@@ -147,3 +147,32 @@ def test_seqno_moves_on_a_foreign_change(db, ovs):
         db.run()
         time.sleep(0.01)
     assert db.seqno != before
+
+
+def test_one_lock_holder_and_the_replica_is_there_when_start_returns(ovs):
+    """Two connections ask for the agent lock: one holds it, the other is
+    told it is contended and cannot write; each has its replica as soon
+    as start() returns (python-ovs counts the granted lock as a change)."""
+    first = IdlHostDb(ovs.remote, 5.0, is_tap=lambda n: False,
+                      lock_name="vovs_test")
+    second = IdlHostDb(ovs.remote, 5.0, is_tap=lambda n: False,
+                       lock_name="vovs_test")
+    try:
+        first.start()
+        assert first.networks() == {}  # the Open_vSwitch row is replicated
+        assert eventually(lambda: first.run() or first.lock_state == "held")
+        second.start()
+        assert second.networks() == {}
+        assert eventually(lambda: second.run() or second.lock_state == "contended")
+        with pytest.raises(EnvironmentFailure, match="holds this "
+                           "connection's lock"):
+            second.write_agent_status({"heartbeat": 1})
+        second.write_standby_status({"pid": 2, "heartbeat": 1})
+        assert eventually(lambda: first.run() or first.standby_status()) \
+            == {"pid": 2, "heartbeat": 1}
+        first.close()
+        assert eventually(lambda: second.run() or second.lock_state == "held")
+        second.write_agent_status({"heartbeat": 2})
+    finally:
+        first.close()
+        second.close()
