@@ -145,12 +145,6 @@ _BAD_VALUE = re.compile(r"Value for option (?P<option>\S+) from .* is not "
                         r"valid: (?P<rule>.*)")
 
 
-def _seconds(conf, group: str, name: str, low: float, high: float,
-             allow_low: bool = False) -> None:
-    _field(group, name, lambda value: v.validate_seconds(
-        value, name, low, high, allow_low), conf[group][name])
-
-
 def _field(group: str, name: str, validator, value) -> None:
     try:
         validator(value)
@@ -162,12 +156,13 @@ def check(conf: cfg.ConfigOpts) -> None:
     """Range and format checks oslo's types do not make (NaN and infinity
     pass its min/max; names reach OVSDB and the kernel)."""
     from virtio_ovs.core.networks import parse_bridge_mappings
-    _seconds(conf, "ovs", "ovsdb_timeout", 0.0, 3600.0)
-    _seconds(conf, "agent", "report_interval", 1.0, 86400.0, True)
-    _seconds(conf, "agent", "check_interval", 0.0, 86400.0, True)
-    _seconds(conf, "agent", "retry_interval", 0.1, 3600.0, True)
-    _seconds(conf, "agent", "gc_interval", 0.0, 86400.0, True)
-    _seconds(conf, "agent", "gc_grace", 0.0, 86400.0, True)
+    for group, opts in list_opts():
+        for opt in opts:
+            if isinstance(opt, cfg.FloatOpt):  # all are seconds
+                section = conf if group == "DEFAULT" else conf[group]
+                _field(group, opt.dest, lambda value: v.validate_seconds(
+                    value, opt.dest, opt.type.min, opt.type.max,
+                    allow_low=True), section[opt.dest])
     _field("ovs", "integration_bridge", v.validate_bridge_name,
            conf.ovs.integration_bridge)
     _field("ovs", "bridge_mappings", parse_bridge_mappings,
