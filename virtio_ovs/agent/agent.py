@@ -66,6 +66,7 @@ class Agent:
         self.flow_cache = PortFlowCache()
         self.warned: dict[str, str] = {}  # port id -> problem logged
         self.watches: dict[str, SwitchWatch] = {}
+        self.switches: dict[str, OpenFlowBridge] = {}  # connections kept
         self.need_setup = True
         self.first_sync_done = False
         self.dirty = True
@@ -169,6 +170,8 @@ class Agent:
                 self._block()
         LOG.info("stopping (flows stay in place)")
         self._stop_watches()
+        for switch in self.switches.values():
+            switch.close()
         self.db.close()
         return 0
 
@@ -189,7 +192,7 @@ class Agent:
             LOG.warning("standby: another agent holds the OVSDB lock %s "
                         "(see 'virtio-ovs-ctl status'); taking over when it "
                         "goes", LOCK_NAME)
-            self._stop_watches()
+            self._resync()  # closes the OpenFlow connections too
             self.role = "standby"
             self.standby_since = time.time()
             self.next_report = 0.0
@@ -278,7 +281,15 @@ class Agent:
                         "restarted?): re-programming", ", ".join(lost))
             self._resync()
 
+    def _switch(self, bridge: str) -> OpenFlowBridge:
+        """The bridge's OpenFlow side, whose connection stays open."""
+        if bridge not in self.switches:
+            self.switches[bridge] = OpenFlowBridge(bridge, self.db.timeout)
+        return self.switches[bridge]
+
     def _resync(self) -> None:
+        for switch in self.switches.values():
+            switch.close()
         self._stop_watches()
         self.applied.clear()
         self.need_setup = True
@@ -363,7 +374,7 @@ class Agent:
             # Only now, with every port's flows in place, drop the flows of
             # earlier runs: a restart loses no packet.
             for bridge, flows in desired.items():
-                OpenFlowBridge(bridge).replace_all(flows, self.cookie)
+                self._switch(bridge).replace_all(flows, self.cookie)
             self.first_sync_done = True
             LOG.info("first full sync done: %d flows",
                      sum(map(len, desired.values())))
@@ -388,7 +399,7 @@ class Agent:
                             "backend = ovn to run beside OVN)")
 
     def _apply_flows(self, bridge: str, flows: set[Flow]) -> None:
-        ofb = OpenFlowBridge(bridge, self.db.timeout)
+        ofb = self._switch(bridge)
         diff = diff_flows(self.applied.get(bridge, set()), flows)
         if diff:
             ofb.apply(diff.add, diff.delete, self.cookie)
@@ -408,7 +419,7 @@ class Agent:
         self.next_report = time.monotonic() + interval
         if self.owns_flows and self.watches and self.first_sync_done:
             try:
-                if not OpenFlowBridge(self.integration_bridge).has_canary(
+                if not self._switch(self.integration_bridge).has_canary(
                         self.cookie):
                     LOG.warning("canary flow gone from %s: re-programming",
                                 self.integration_bridge)

@@ -45,6 +45,12 @@ class DummyOvs:
             raise
         return self
 
+    def restart_vswitchd(self) -> None:
+        _stop_pid(_read_pid(f"{self.dir}/ovs-vswitchd.pid"))
+        self._daemon("ovs-vswitchd", "ovs-vswitchd",
+                     f"unix:{self.dir}/db.sock", "--enable-dummy=override",
+                     "--disable-system")
+
     def stop(self) -> None:
         for name in ("ovs-vswitchd", "ovsdb-server"):
             _stop_pid(_read_pid(f"{self.dir}/{name}.pid"))
