@@ -176,3 +176,32 @@ def test_one_lock_holder_and_the_replica_is_there_when_start_returns(ovs):
     finally:
         first.close()
         second.close()
+
+
+def test_plug_numbers_each_port_and_ovs_vswitchd_honours_it(db, ovs):
+    """ofport_request is chosen free at plug (distinct within a bulk plug,
+    never one another Interface has), and ovs-vswitchd gives exactly it:
+    the agent can install a port's flows before the number is reported."""
+    ovs.vsctl("add-port", "br-int", "other", "--", "set", "Interface",
+              "other", "ofport_request=1")
+    outcome = PlugOutcome()
+    db.plug([vif("p1", "tapq1"), vif("p2", "tapq2", mac="52:54:00:00:01:02")],
+            outcome)
+    requested = {n: int(ovs.vsctl("get", "Interface", n, "ofport_request"))
+                 for n in ("tapq1", "tapq2")}
+    assert len(set(requested.values())) == 2 and 1 not in requested.values()
+    assert {n: db.get_port(p).ofport for n, p in
+            (("tapq1", "p1"), ("tapq2", "p2"))} == requested
+    assert {n: int(ovs.vsctl("get", "Interface", n, "ofport"))
+            for n in requested} == requested
+
+
+def test_a_port_not_yet_numbered_gets_its_requested_ofport():
+    from virtio_ovs.core.port import IfaceValues, guest_port
+    ids = {"iface-id": "p1", "attached-mac": MAC}
+    pending = guest_port(IfaceValues("t1", "", ids, {}, None, None, None,
+                                     None, ofport_request=7), True)
+    refused = guest_port(IfaceValues("t1", "", ids, {}, -1, None, "no dev",
+                                     None, ofport_request=7), True)
+    assert (pending.ofport, pending.status) == (7, "no-ofport")
+    assert refused.ofport is None  # ovs-vswitchd refused it: no flows

@@ -92,6 +92,7 @@ class IfaceValues:
     mtu_request: int | None
     error: str | None
     link_state: str | None
+    ofport_request: int | None = None
 
 
 def _int_or_none(text: str | None) -> int | None:
@@ -108,6 +109,16 @@ def _kind(iface: IfaceValues, is_tap: bool) -> str:
             is_tap or iface.external_ids.get(model.EXT_TAP_CREATED) == "true"):
         return model.KIND_TAP
     return model.KIND_SYSTEM
+
+
+def _ofport(iface: IfaceValues) -> int | None:
+    """The port's OpenFlow number, or the one virtio-ovs requested at plug
+    while ovs-vswitchd has not reported it yet (it honours the request):
+    the agent installs a new port's flows without waiting for it. A
+    refused interface (ofport -1) has none."""
+    if iface.ofport is not None:
+        return valid_ofport(iface.ofport)
+    return valid_ofport(iface.ofport_request)
 
 
 def _status(iface: IfaceValues) -> str:
@@ -149,7 +160,7 @@ def guest_port(iface: IfaceValues, is_tap: bool, bridge: str | None = None,
     return GuestPort(
         port_id=ids[model.EXT_IFACE_ID], name=iface.name, kind=kind, mac=mac,
         bridge=bridge, vm=ids.get(model.EXT_VM_ID) or ids.get(model.EXT_VM_UUID),
-        network=network, ips=ips, ofport=valid_ofport(iface.ofport),
+        network=network, ips=ips, ofport=_ofport(iface),
         queues=_int_or_none(ids.get(model.EXT_QUEUES)), mtu=iface.mtu_request,
         status=_status(iface), error=iface.error,
         iface_status=ids.get(model.EXT_IFACE_STATUS),

@@ -49,6 +49,7 @@ def _iface_values(row) -> IfaceValues:
                        external_ids=dict(row.external_ids),
                        options=dict(row.options), ofport=optional(row.ofport),
                        mtu_request=optional(row.mtu_request),
+                       ofport_request=optional(row.ofport_request),
                        error=optional(row.error),
                        link_state=optional(row.link_state))
 

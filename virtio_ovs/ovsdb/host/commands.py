@@ -23,6 +23,9 @@ _REPLUG_KEYS = (model.EXT_VM_ID, model.EXT_NETWORK, model.EXT_IPS,
                 model.EXT_TAP_OWNER, model.EXT_TAP_GROUP,
                 EXT_SECURITY_GROUPS)
 
+MAX_OFPORT = 0xfeff  # OFPP_MAX (0xff00) is the first reserved number
+
+
 class HostTxnContext(TxnContext):
     """A transaction on the host database; bridges it inserted by name."""
 
@@ -30,6 +33,25 @@ class HostTxnContext(TxnContext):
         super().__init__(txn, view)
         self.new_bridges: dict[str, object] = {}
         self._serialised = False
+        self._ofports: set | None = None
+        self._next_ofport = 1
+
+    def free_ofport(self) -> int | None:
+        """An OpenFlow port number no Interface has or has requested (on
+        any bridge, which is stricter than needed), for ``ofport_request``;
+        None when none is left. Concurrent plugs cannot pick the same one:
+        they are serialised (``serialise_ports``)."""
+        if self._ofports is None:
+            self._ofports = set()
+            for iface in self.view.conn.rows("Interface").values():
+                self._ofports.add(optional(iface.ofport))
+                self._ofports.add(optional(iface.ofport_request))
+        while self._next_ofport in self._ofports:
+            self._next_ofport += 1
+        if self._next_ofport > MAX_OFPORT:
+            return None
+        self._ofports.add(self._next_ofport)
+        return self._next_ofport
 
     def serialise_ports(self) -> None:
         """Verify every bridge's ``ports``, as ovs-vsctl does: a concurrent
@@ -200,6 +222,11 @@ class PlugVif:
 
     def _insert(self, ctx: HostTxnContext) -> None:
         vif = self.vif
+        # Numbered now, so that the agent can install the port's flows as
+        # soon as the row appears, not once ovs-vswitchd has numbered it.
+        # (Chosen before inserting: python-ovs lists a row being inserted
+        # among the table's rows, without its columns.)
+        ofport = ctx.free_ofport()
         iface = ctx.insert("Interface")
         iface.name = vif.name
         iface.type = vif.iface_type
@@ -208,6 +235,8 @@ class PlugVif:
         iface.other_config = vif.iface_other_config
         if vif.mtu is not None:
             iface.mtu_request = [vif.mtu]
+        if ofport is not None:
+            iface.ofport_request = [ofport]
         port = ctx.insert("Port")
         port.name = vif.name
         port.interfaces = [iface]

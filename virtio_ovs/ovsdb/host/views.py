@@ -26,7 +26,8 @@ TABLES = {
     "Controller": ("target",),
     # ofport, error and link_state are written by ovs-vswitchd.
     "Interface": ("name", "type", "options", "external_ids", "mtu_request",
-                  "other_config", "ofport", "error", "link_state"),
+                  "other_config", "ofport", "ofport_request", "error",
+                  "link_state"),
 }
 
 
