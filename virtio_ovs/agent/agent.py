@@ -24,9 +24,9 @@ from virtio_ovs.agent.checker import DataPlaneChecker
 from virtio_ovs.core.errors import UserError, VirtioOvsError
 from virtio_ovs.core.networks import (int_patch_name, parse_bridge_mappings,
                                       phy_patch_name)
-from virtio_ovs.network.flows import (Flow, HostState, PatchPorts,
-                                      PortFlowCache, compute_flows,
-                                      diff_flows, port_tag)
+from virtio_ovs.network.flows import (Flow, FlowDiff, FlowPlanner,
+                                      HostState, PatchPorts, diff_flows,
+                                      port_tag)
 from virtio_ovs.network.openflow import PROTOCOLS, OpenFlowBridge, SwitchWatch
 from virtio_ovs.ovsdb.connection import set_ssl_files
 from virtio_ovs.ovsdb.host.api import BridgeSpec, HostDb
@@ -63,7 +63,7 @@ class Agent:
         self.cookie = new_cookie()
         self.started_at = time.time()
         self.applied: dict[str, set[Flow]] = {}
-        self.flow_cache = PortFlowCache()
+        self.planner = FlowPlanner()
         self.warned: dict[str, str] = {}  # port id -> problem logged
         self.watches: dict[str, SwitchWatch] = {}
         self.switches: dict[str, OpenFlowBridge] = {}  # connections kept
@@ -288,6 +288,7 @@ class Agent:
         return self.switches[bridge]
 
     def _resync(self) -> None:
+        self.planner.invalidate()
         for switch in self.switches.values():
             switch.close()
         self._stop_watches()
@@ -309,6 +310,7 @@ class Agent:
         except UserError as exc:  # configuration that cannot work
             raise SystemExit(f"virtio-ovs-agent: {exc}") from None
         except VirtioOvsError as exc:
+            self.planner.invalidate()  # what was applied is unknown
             LOG.warning("reconcile failed, retrying in %ss: %s",
                         self.conf.agent.retry_interval, exc)
             self.retry_at = time.monotonic() + self.conf.agent.retry_interval
@@ -364,12 +366,14 @@ class Agent:
                 if p.tag != wanted[p.name]}
         if tags:
             self.db.set_port_tags(tags)
-        desired = compute_flows(state, self.flow_cache)
+        hints = self.planner.plan(state)
+        desired = self.planner.desired
         LOG.debug("state: %d ports, %d without ofport, %d tag changes",
                   len(state.ports), sum(1 for p in state.ports if not p.ofport),
                   len(tags))
         for bridge, flows in desired.items():
-            self._apply_flows(bridge, flows)
+            self._apply_flows(bridge, flows,
+                              None if hints is None else hints.get(bridge))
         if not self.first_sync_done:
             # Only now, with every port's flows in place, drop the flows of
             # earlier runs: a restart loses no packet.
@@ -398,14 +402,17 @@ class Agent:
                             "backend would replace its flows (set [agent] "
                             "backend = ovn to run beside OVN)")
 
-    def _apply_flows(self, bridge: str, flows: set[Flow]) -> None:
-        ofb = self._switch(bridge)
-        diff = diff_flows(self.applied.get(bridge, set()), flows)
+    def _apply_flows(self, bridge: str, flows: set[Flow],
+                     diff: FlowDiff | None = None) -> None:
+        """Send what differs from the applied flows: ``diff`` when the
+        planner computed it incrementally, else a diff of the sets."""
+        if diff is None or bridge not in self.applied:
+            diff = diff_flows(self.applied.get(bridge, set()), flows)
         if diff:
-            ofb.apply(diff.add, diff.delete, self.cookie)
+            self._switch(bridge).apply(diff.add, diff.delete, self.cookie)
             LOG.debug("%s: +%d -%d flows", bridge, len(diff.add),
                       len(diff.delete))
-        self.applied[bridge] = flows
+        self.applied[bridge] = set(flows)  # the planner's set changes
 
     def _start_watches(self, desired: dict[str, set[Flow]]) -> None:
         for bridge in desired:

@@ -99,6 +99,14 @@ class PortFlowCache:
             self._entries[port.name] = entry
         return entry[1]
 
+    def forget(self, name: str) -> None:
+        self._entries.pop(name, None)
+
+    def port_flows_of(self, name: str) -> tuple[Flow, ...]:
+        """The flows last computed for ``name`` (none if unknown)."""
+        entry = self._entries.get(name)
+        return entry[1] if entry is not None else ()
+
     def keep_only(self, names: set[str]) -> None:
         for name in set(self._entries) - names:
             del self._entries[name]
@@ -211,3 +219,66 @@ def port_tag(port: GuestPort, networks: Mapping[str, Network]) -> int:
     """Port.tag: the network's local VLAN, or the dead VLAN if unbound."""
     net = networks.get(port.bound_network or "")
     return net.local_vlan if net is not None else DEAD_VLAN
+
+
+def port_key(port: GuestPort, networks: Mapping[str, Network]
+             ) -> tuple | None:
+    """What a port's own flows depend on; None when it has none (unbound,
+    or not numbered yet)."""
+    net = networks.get(port.bound_network or "")
+    if net is None or not port.ofport:
+        return None
+    return (port.ofport, port.mac, port.ips, net.local_vlan,
+            bool(port.security_groups))
+
+
+class FlowPlanner:
+    """The desired flows, kept between reconciles.
+
+    A change that touches only ports outside every security group (plug,
+    unplug, bind, renumber) recomputes those ports' flows and nothing else:
+    O(changed ports), not O(ports). A change to networks, patches, groups
+    or a filtered port recomputes everything (``compute_flows``). The
+    result is the same either way; ``invalidate`` forces the full path
+    (after a failed apply, or when the switch lost its flows)."""
+
+    def __init__(self) -> None:
+        self.cache = PortFlowCache()
+        self.desired: dict[str, set[Flow]] = {}
+        self._context: tuple | None = None
+        self._keys: dict[str, tuple] = {}
+
+    def invalidate(self) -> None:
+        self._context = None
+
+    def plan(self, state: HostState) -> dict[str, FlowDiff] | None:
+        """Update ``desired`` to ``state``; returns each bridge's change
+        when it was computed incrementally, None after a full
+        recomputation (the caller diffs against what it applied)."""
+        context = (state.integration_bridge, dict(state.networks),
+                   dict(state.patches), dict(state.groups))
+        keys = {p.name: k for p in state.ports
+                if (k := port_key(p, state.networks)) is not None}
+        changed = {n for n in keys.keys() | self._keys.keys()
+                   if keys.get(n) != self._keys.get(n)}
+        incremental = context == self._context and not any(
+            key[4] for n in changed
+            for key in (keys.get(n), self._keys.get(n)) if key)
+        self._keys = keys
+        if not incremental:
+            self.desired = compute_flows(state, self.cache)
+            self._context = context
+            return None
+        old = {f for n in changed for f in self.cache.port_flows_of(n)}
+        ports = {p.name: p for p in state.ports if p.name in changed}
+        new = set()
+        for name in changed:
+            if name in keys:
+                key = keys[name]
+                new.update(self.cache.flows(ports[name], key[3], key[4]))
+            else:
+                self.cache.forget(name)
+        flows = self.desired[state.integration_bridge]
+        flows -= old
+        flows |= new
+        return {state.integration_bridge: diff_flows(old, new)}
