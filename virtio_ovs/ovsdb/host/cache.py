@@ -60,8 +60,20 @@ def _port_values(row) -> PortValues:
                                     list(row.trunks)))
 
 
+def _uuids(row, column: str) -> tuple:
+    """The uuids a reference-set column holds, unsorted. python-ovs's
+    attribute access converts and sorts the whole set with Python UUID
+    comparisons: for a bridge's ``ports`` at 1000 ports that was 130 ms on
+    every plug. A replica row's datum (``_data``, no pending change) gives
+    the same uuids directly."""
+    data = row._data
+    if data is not None and not row._changes and column in data:
+        return tuple(atom.value for atom in data[column].values)
+    return tuple(r.uuid for r in getattr(row, column))
+
+
 def _bridge_values(row) -> BridgeValues:
-    return BridgeValues(row.name, tuple(p.uuid for p in row.ports))
+    return BridgeValues(row.name, _uuids(row, "ports"))
 
 
 CONVERTERS: dict[str, Callable] = {"Interface": _iface_values,
@@ -95,6 +107,7 @@ class StateCache:
         for table, convert in CONVERTERS.items():
             live = self.conn.rows(table)
             cache = self.rows[table]
+            changed_count = len(self._changed[table])
             for uuid in self._changed[table]:
                 row = live.get(uuid)
                 if row is None:
@@ -104,8 +117,13 @@ class StateCache:
                 if table == "Interface":
                     self._forget(uuid)
             self._changed[table].clear()
-            # A reconnect may clear the replica without notifications.
-            if len(cache) != len(live) or any(u not in live for u in cache):
+            # A reconnect clears the replica without notifications, then
+            # notifies every row of the new dump as created: check the
+            # whole table then (or when the counts differ), not on every
+            # refresh, which costs O(rows).
+            if len(cache) != len(live) or (
+                    changed_count * 2 > len(live) and
+                    any(u not in live for u in cache)):
                 for uuid in [u for u in cache if u not in live]:
                     del cache[uuid]
                     self._forget(uuid)
@@ -163,7 +181,9 @@ class StateCache:
 
     def ofports(self, names: set[str]) -> dict[str, int]:
         """Valid ofports of the Interfaces named in ``names``."""
-        result = {}
+        result: dict[str, int] = {}
+        if not names:
+            return result
         for iface in self.rows["Interface"].values():
             if iface.name in names and valid_ofport(iface.ofport):
                 result[iface.name] = iface.ofport
