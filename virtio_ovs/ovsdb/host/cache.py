@@ -95,6 +95,12 @@ class StateCache:
         self._changed: dict[str, set] = {t: set() for t in CONVERTERS}
         self._guests: dict = {}  # Interface uuid -> GuestPort (no bridge/tag)
         self._joined: dict = {}  # Interface uuid -> (key, GuestPort with them)
+        # Kept up to date from the changed rows only, so that a plug costs
+        # O(its rows), not O(all ports):
+        self._port_bridge: dict = {}  # Port uuid -> bridge name
+        self._iface_port: dict = {}  # Interface uuid -> Port uuid
+        self._entries: dict = {}  # Interface uuid -> (Port uuid, GuestPort)
+        self._sorted: list | None = None
         conn.add_listener(self._on_notify)
 
     def _on_notify(self, event, row) -> None:
@@ -104,33 +110,97 @@ class StateCache:
 
     def refresh(self) -> None:
         """Convert the rows notified since the last refresh."""
+        dirty: set = set()  # Interface uuids whose guest entry may change
+        rebuild = False
         for table, convert in CONVERTERS.items():
             live = self.conn.rows(table)
             cache = self.rows[table]
-            changed_count = len(self._changed[table])
-            for uuid in self._changed[table]:
+            changed, self._changed[table] = self._changed[table], set()
+            for uuid in changed:
                 row = live.get(uuid)
-                if row is None:
-                    cache.pop(uuid, None)
-                else:
-                    cache[uuid] = convert(row)
-                if table == "Interface":
-                    self._forget(uuid)
-            self._changed[table].clear()
+                old = cache.pop(uuid, None)
+                new = cache[uuid] = convert(row) if row is not None else None
+                if new is None:
+                    del cache[uuid]
+                dirty |= self._relink(table, uuid, old, new)
             # A reconnect clears the replica without notifications, then
             # notifies every row of the new dump as created: check the
             # whole table then (or when the counts differ), not on every
             # refresh, which costs O(rows).
             if len(cache) != len(live) or (
-                    changed_count * 2 > len(live) and
+                    len(changed) * 2 > len(live) and
                     any(u not in live for u in cache)):
                 for uuid in [u for u in cache if u not in live]:
                     del cache[uuid]
-                    self._forget(uuid)
                 for uuid, row in live.items():
                     if uuid not in cache:
                         cache[uuid] = convert(row)
-                        self._forget(uuid)
+                rebuild = True
+        if rebuild:
+            self._rebuild()
+        else:
+            self._update(dirty)
+
+    def _relink(self, table: str, uuid, old, new) -> set:
+        """Follow one changed row in the reverse maps; the Interfaces whose
+        entry it may change."""
+        if table == "Interface":
+            self._forget(uuid)
+            return {uuid}
+        if table == "Port":
+            affected = set(old.ifaces if old else ()) | set(
+                new.ifaces if new else ())
+            for iface in old.ifaces if old else ():
+                if self._iface_port.get(iface) == uuid:
+                    del self._iface_port[iface]
+            for iface in new.ifaces if new else ():
+                self._iface_port[iface] = uuid
+            return affected
+        before = set(old.ports) if old else set()
+        after = set(new.ports) if new else set()
+        if old and new and old.name != new.name:
+            moved = before | after
+        else:
+            moved = before ^ after
+        for port in before - after:
+            if self._port_bridge.get(port) == old.name:
+                del self._port_bridge[port]
+        for port in after:
+            self._port_bridge[port] = new.name
+        ports = self.rows["Port"]
+        return {i for port in moved if port in ports
+                for i in ports[port].ifaces}
+
+    def _rebuild(self) -> None:
+        self._guests.clear()
+        self._joined.clear()
+        self._port_bridge = {p: b.name for b in self.rows["Bridge"].values()
+                             for p in b.ports}
+        self._iface_port = {i: uuid for uuid, port in self.rows["Port"].items()
+                            for i in port.ifaces}
+        self._entries.clear()
+        self._update(set(self.rows["Interface"]))
+
+    def _update(self, dirty: set) -> None:
+        for uuid in dirty:
+            entry = self._entry(uuid)
+            if entry is None:
+                self._entries.pop(uuid, None)
+            else:
+                self._entries[uuid] = entry
+        if dirty:
+            self._sorted = None
+
+    def _entry(self, uuid):
+        guest = self._guest(uuid)
+        if guest is None:
+            return None
+        port_uuid = self._iface_port.get(uuid)
+        bridge = self._port_bridge.get(port_uuid)
+        port = self.rows["Port"].get(port_uuid)
+        if bridge is None or port is None:
+            return None, self._join(uuid, guest, None, None)
+        return port_uuid, self._join(uuid, guest, bridge, port.tag)
 
     def _forget(self, uuid) -> None:
         self._guests.pop(uuid, None)
@@ -148,27 +218,11 @@ class StateCache:
 
     def guest_ports(self) -> list[tuple[object, GuestPort]]:
         """(Port uuid, GuestPort) of every guest port, by port id. Ports
-        in no bridge are listed with bridge None."""
-        result, seen = [], set()
-        for bridge in self.rows["Bridge"].values():
-            for port_uuid in bridge.ports:
-                for item in self._port_guests(port_uuid, bridge.name):
-                    result.append(item)
-                    seen.add(item[1].name)
-        for uuid, iface in self.rows["Interface"].items():
-            if iface.name not in seen and (port := self._guest(uuid)):
-                result.append((None, self._join(uuid, port, None, None)))
-        return sorted(result, key=lambda item: item[1].port_id)
-
-    def _port_guests(self, port_uuid, bridge: str):
-        port = self.rows["Port"].get(port_uuid)
-        if port is None:
-            return
-        for iface_uuid in port.ifaces:
-            guest = self._guest(iface_uuid)
-            if guest is not None:
-                yield port_uuid, self._join(iface_uuid, guest, bridge,
-                                            port.tag)
+        in no bridge are listed with bridge None (and Port uuid None)."""
+        if self._sorted is None:
+            self._sorted = sorted(self._entries.values(),
+                                  key=lambda item: item[1].port_id)
+        return list(self._sorted)
 
     def _join(self, uuid, guest: GuestPort, bridge: str | None,
               tag: int | None) -> GuestPort:
