@@ -371,14 +371,17 @@ class Agent:
         LOG.debug("state: %d ports, %d without ofport, %d tag changes",
                   len(state.ports), sum(1 for p in state.ports if not p.ofport),
                   len(tags))
-        for bridge, flows in desired.items():
-            self._apply_flows(bridge, flows,
-                              None if hints is None else hints.get(bridge))
-        if not self.first_sync_done:
-            # Only now, with every port's flows in place, drop the flows of
-            # earlier runs: a restart loses no packet.
+        if self.first_sync_done:
+            for bridge, flows in desired.items():
+                self._apply_flows(bridge, flows,
+                                  None if hints is None else hints.get(bridge))
+        else:
+            # One bundle per bridge makes its table exactly these flows,
+            # with this run's cookie: the previous run's flows are replaced
+            # atomically, so a restart loses no packet.
             for bridge, flows in desired.items():
                 self._switch(bridge).replace_all(flows, self.cookie)
+                self.applied[bridge] = set(flows)
             self.first_sync_done = True
             LOG.info("first full sync done: %d flows",
                      sum(map(len, desired.values())))
