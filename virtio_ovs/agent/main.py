@@ -19,8 +19,14 @@ def setup_logging(conf) -> None:
     # pyroute2 logs every netlink message at DEBUG: with 1000 TAPs the
     # periodic check's one link dump became megabytes of log and seconds
     # of a blocked event loop. Its debug output is not ours to show.
-    for noisy in ("pyroute2", "asyncio"):
-        logging.getLogger(noisy).setLevel(logging.INFO)
+    # pyroute2 resets its logger to level 0 when it is first imported,
+    # which is later: a filter on our handler holds whatever the order.
+    handler.addFilter(_quiet_libraries)
+
+
+def _quiet_libraries(record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.INFO or \
+        not record.name.startswith(("pyroute2", "asyncio"))
 
 
 def main(argv: list[str] | None = None) -> int:
