@@ -8,10 +8,11 @@ import pathlib
 PKG = pathlib.Path(__file__).resolve().parents[2] / "virtio_ovs"
 PURE = [*sorted((PKG / "core").glob("*.py")),
         *(PKG / "network" / n for n in ("flows.py", "sg_flows.py",
-                                         "tables.py", "ovn_acls.py")),
+                                         "tables.py", "ovn_acls.py", "ofwire.py")),
         PKG / "check" / "verdicts.py"]
 PURE_STDLIB = {"__future__", "abc", "dataclasses", "functools", "hashlib",
-               "ipaddress", "json", "math", "posixpath", "re", "typing", "zlib"}
+               "ipaddress", "json", "math", "posixpath", "re", "struct", "typing",
+               "zlib"}
 
 
 def imports(path: pathlib.Path) -> set[str]:
