@@ -82,6 +82,20 @@ class FakeHostDb(HostDb):
         if outcome.refused:
             raise VswitchdError("ovs-vswitchd refused")
 
+    def unplug(self, port_ids, if_exists=False, wait=True):
+        """Removes the rows; ``lose_answer``: then times out, and the
+        read-back says committed."""
+        from virtio_ovs.core.port import GuestPort
+        removed = [GuestPort(port_id=p, name=self.rows.pop(p), kind="tap",
+                             mac="52:54:00:00:00:01", tap_created=True)
+                   for p in port_ids if p in self.rows]
+        self.steps("unplug commit")
+        if self.lose_answer:
+            exc = OvsdbTimeout("no answer").with_outcome(True, "read back")
+            exc.ports = removed
+            raise exc
+        return removed
+
     def remove_ports(self, outcome):
         self.steps("remove rows")
         for port_id in outcome.new_ports:
@@ -90,7 +104,7 @@ class FakeHostDb(HostDb):
     def _unused(self, *args, **kwargs):
         raise NotImplementedError
 
-    unplug = list_ports = get_port = create_network = delete_network = \
+    list_ports = get_port = create_network = delete_network = \
         list_networks = bind_port = agent_status = write_agent_status = \
         ensure_bridges = set_port_tags = record_verdicts = networks = \
         ofports = vhost_user_counters = start = run = wait = close = \

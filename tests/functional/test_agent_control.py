@@ -167,17 +167,29 @@ def test_sighup_with_a_bad_value_keeps_the_running_values(box, topo):
     ("[DEFAULT]\nlog_file = /nonexistent-dir/a.log\n", "[DEFAULT] log_file: "
      "directory /nonexistent-dir does not exist"),
     ("[DEFAULT]\ndebug = maybe\n", "debug: Unexpected boolean value"),
+    ("[ovs]\novsdb_timeout = abc\n", "ovsdb_timeout: could not convert"),
+    ("[ovs]\novsdb_timeout = 0\n", "ovsdb_timeout: Should be greater"),
+    ("[ovs]\nintegration_bridge = abcdefghijklmnop\n",
+     "[ovs] integration_bridge: 'abcdefghijklmnop' is longer than 15 bytes"),
+    ("[agent]\nretry_interval = -1\n", "retry_interval: Should be greater"),
+    ("[agent]\nreport_interval = inf\n", "report_interval: Should be less"),
+    (None, "config-file: [Errno 21] Is a directory"),
 ])
-def test_bad_agent_config_is_one_line_and_exit_1(box, tmp_path, config,
+def test_bad_config_is_one_line_and_exit_1_for_agent_and_cli(box, tmp_path, config,
                                                  message):
     conf = tmp_path / "bad.conf"
-    conf.write_text(config)
+    if config is None:  # a directory where the file should be
+        conf.mkdir()
+    else:
+        conf.write_text(config)
     before = db_state(box)
-    proc = box.exec([sys.executable, "-m", "virtio_ovs.agent.main",
-                     "--config-file", str(conf)], check=False, timeout=30)
-    assert proc.returncode == 1, proc.stderr
-    assert proc.stderr.count("\n") == 1 and message in proc.stderr, \
-        proc.stderr
+    for prog in ("virtio_ovs.agent.main", "virtio_ovs.cli"):
+        args = [] if prog == "virtio_ovs.agent.main" else ["list"]
+        proc = box.exec([sys.executable, "-m", prog, "--config-file",
+                         str(conf), *args], check=False, timeout=30)
+        assert proc.returncode == 1, proc.stderr
+        assert proc.stderr.count("\n") == 1 and message in proc.stderr, \
+            proc.stderr
     assert db_state(box) == before
 
 

@@ -113,3 +113,14 @@ def test_marked_taps_of_an_earlier_run_keep_tap_created():
     plug.plug(list(VIFS))
     assert seen["created"] == {"tap1", "tap2"}
     assert steps.seen == ["create tap2"]  # tap1 exists: adopted, not created
+
+
+def test_an_unplug_whose_answer_was_lost_still_deletes_its_taps():
+    """The database, read back, has the rows gone: the TAPs virtio-ovs
+    created go too, instead of leaking."""
+    plug, db, taps = plugger()
+    plug.plug(list(VIFS))
+    db.lose_answer = True
+    with pytest.raises(OvsdbTimeout):
+        plug.unplug(["p1", "p2"])
+    assert db.rows == {} and taps.links == set()
