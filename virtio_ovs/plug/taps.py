@@ -67,12 +67,9 @@ def tap_mark(name: str, sysfs: str = "/sys/class/net") -> float | None:
     except OSError:
         return None
     prefix, _, stamp = alias.rpartition(" ")
-    if prefix != MARK:
+    if prefix != MARK or not (stamp.isascii() and stamp.isdigit()):
         return None
-    try:
-        return float(stamp)
-    except ValueError:
-        return None
+    return float(stamp)
 
 
 def check_host(vif: Vif, allow_shared_socket_dir: bool = False,
