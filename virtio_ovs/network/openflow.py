@@ -77,8 +77,8 @@ class OpenFlowConnection:
         requests are answered on the way."""
         assert self.sock is not None
         while True:
-            while len(self._buf) < 8 or len(self._buf) < \
-                    ofwire.parse_header(self._buf)[2]:
+            while len(self._buf) < 8 or len(self._buf) < max(
+                    8, ofwire.parse_header(self._buf)[2]):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise TimeoutError
@@ -88,6 +88,8 @@ class OpenFlowConnection:
                     raise ConnectionResetError("closed by ovs-vswitchd")
                 self._buf += data
             version, msg_type, length, xid = ofwire.parse_header(self._buf)
+            if length < 8:
+                raise ConnectionResetError("malformed OpenFlow message")
             body, self._buf = self._buf[8:length], self._buf[length:]
             if msg_type == ofwire.OFPT_ECHO_REQUEST:
                 self.sock.sendall(ofwire.message(ofwire.OFPT_ECHO_REPLY,
