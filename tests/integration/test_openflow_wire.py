@@ -128,3 +128,22 @@ def test_messages_are_padded_to_8_bytes():
         data = ofwire.flow_mod(flow, ofwire.OFPFC_ADD, 7, 1)
         assert len(data) % 8 == 0
         assert ofwire.parse_header(data)[2] == len(data)
+
+
+def test_an_idle_connection_answers_echo_requests_and_notices_the_end():
+    """ovs-vswitchd probes an idle connection with echo requests and drops
+    it (logging an error) when they go unanswered; the agent's loop calls
+    service() when the socket is readable."""
+    import socket
+    from virtio_ovs.network.openflow import OpenFlowConnection
+    ours, switch = socket.socketpair()
+    conn = OpenFlowConnection("br-test", 1.0)
+    conn.sock = ours
+    switch.sendall(ofwire.message(ofwire.OFPT_ECHO_REQUEST, b"ping", 77))
+    conn.service()
+    reply = switch.recv(64)
+    assert ofwire.parse_header(reply)[1:] == (ofwire.OFPT_ECHO_REPLY, 12, 77)
+    assert reply[8:] == b"ping"
+    switch.close()
+    conn.service()
+    assert conn.sock is None  # closed: reopened on the next bundle

@@ -267,6 +267,9 @@ class Agent:
         for watch in self.watches.values():
             if watch.fileno() is not None:
                 poller.fd_wait(watch.fileno(), select.POLLIN)
+        for switch in self.switches.values():
+            if switch.conn.fileno() is not None:
+                poller.fd_wait(switch.conn.fileno(), select.POLLIN)
         poller.timer_wait(timeout_ms)
         poller.block()
         try:
@@ -275,6 +278,8 @@ class Agent:
             pass
 
     def _check_watches(self) -> None:
+        for switch in self.switches.values():
+            switch.conn.service()  # echo replies keep the connections
         lost = [name for name, watch in self.watches.items() if watch.lost()]
         if lost:
             LOG.warning("lost the OpenFlow connection to %s (ovs-vswitchd "

@@ -46,6 +46,34 @@ class OpenFlowConnection:
             self.sock = None
             self._buf = b""
 
+    def fileno(self) -> int | None:
+        return self.sock.fileno() if self.sock is not None else None
+
+    def service(self) -> None:
+        """Handle what ovs-vswitchd sent while idle, without blocking: its
+        echo requests are answered (unanswered, it drops the connection
+        after two minutes and logs an error); an end closes ours."""
+        if self.sock is None:
+            return
+        try:
+            self.sock.setblocking(False)
+            while True:
+                data = self.sock.recv(65536)
+                if not data:
+                    raise ConnectionResetError
+                self._buf += data
+        except BlockingIOError:
+            pass
+        except OSError:
+            self.close()
+            return
+        try:
+            while len(self._buf) >= 8 and len(self._buf) >= \
+                    ofwire.parse_header(self._buf)[2]:
+                self._read(time.monotonic() + self.timeout)
+        except OSError:
+            self.close()
+
     def _next_xid(self) -> int:
         self._xid = self._xid % 0xfffffff0 + 1
         return self._xid
