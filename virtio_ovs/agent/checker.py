@@ -31,6 +31,7 @@ class DataPlaneChecker:
         self.verdicts: dict[str, str] = {}  # port id -> last label
         self._thread: threading.Thread | None = None
         self._result: list[PortReport] | VirtioOvsError | None = None
+        self._recorded: dict[str, tuple] = {}
 
     @property
     def busy(self) -> bool:
@@ -41,7 +42,12 @@ class DataPlaneChecker:
         the background; a check still running is not started twice."""
         if self.busy:
             return
-        groups = _by_vm(self.db.list_ports())
+        ports = self.db.list_ports()
+        # What OVSDB holds now: only verdicts that differ are written, so
+        # a check that changes nothing costs no transaction.
+        self._recorded = {p.port_id: (p.verdict, p.queues_enabled)
+                          for p in ports}
+        groups = _by_vm(ports)
         self._thread = threading.Thread(
             target=self._gather, args=(groups, qmp_socket_template),
             name="data-plane-check", daemon=True)
@@ -75,8 +81,12 @@ class DataPlaneChecker:
         for report in result:
             label = report.verdict + (",queues-mismatch"
                                       if report.queues_mismatch else "")
-            verdicts[report.port_id] = (label, report.queues_enabled)
+            if self._recorded.get(report.port_id) != \
+                    (label, report.queues_enabled):
+                verdicts[report.port_id] = (label, report.queues_enabled)
             self._log_change(report, label)
+        if not verdicts:
+            return
         try:
             self.db.record_verdicts(verdicts)
         except VirtioOvsError as exc:
