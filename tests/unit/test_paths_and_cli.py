@@ -63,3 +63,24 @@ def test_missing_config_file(capsys, tmp_path):
     rc = cli.main(["--config-file", str(tmp_path / "none.conf"), "list"])
     assert rc == 1
     assert "config-file:" in capsys.readouterr().err
+
+
+def test_bash_completion_knows_every_verb_and_option():
+    """etc/bash_completion.d/virtio-ovs-ctl follows the parser."""
+    import argparse
+    import pathlib
+    import re
+    from virtio_ovs.cli.parser import build_parser
+    text = (pathlib.Path(__file__).parents[2] /
+            "etc/bash_completion.d/virtio-ovs-ctl").read_text()
+    sub = next(a for a in build_parser()._actions
+               if isinstance(a, argparse._SubParsersAction))
+    verbs = re.search(r'local verbs="([^"]*)"', text).group(1).split()
+    assert sorted(verbs) == sorted(sub.choices)
+    for verb, parser in sub.choices.items():
+        options = {o for a in parser._actions for o in a.option_strings
+                   if o.startswith("--") and o != "--help"}
+        line = next(l for l in text.splitlines()
+                    if re.match(rf"\s*(\S+\|)*{re.escape(verb)}(\|\S+)*\)", l))
+        listed = set(re.search(r'opts="([^"]*)"', line).group(1).split())
+        assert options == listed, (verb, options ^ listed)
