@@ -25,6 +25,24 @@ def default_nb_remote() -> str:
     return f"unix:{rundir}/ovnnb_db.sock"
 
 
+def vswitchd_ctl(rundir: str | None = None) -> str | None:
+    """ovs-vswitchd's control socket, found as ``ovs-appctl -t`` finds it
+    (``<rundir>/<name>.pid`` names the pid, the socket is
+    ``<name>.<pid>.ctl``), also when the DPDK build runs under its own
+    name (``ovs-vswitchd-dpdk``); None if neither is there."""
+    rundir = rundir or ovs_rundir()
+    for name in ("ovs-vswitchd", "ovs-vswitchd-dpdk"):
+        try:
+            with open(os.path.join(rundir, f"{name}.pid")) as f:
+                pid = int(f.read().strip())
+        except (OSError, ValueError):
+            continue
+        ctl = os.path.join(rundir, f"{name}.{pid}.ctl")
+        if os.path.exists(ctl):
+            return ctl
+    return None
+
+
 def vswitchd_mgmt_socket(bridge: str) -> str:
     """The OpenFlow management socket ovs-ofctl uses for ``bridge``."""
     return f"unix:{ovs_rundir()}/{bridge}.mgmt"

@@ -123,6 +123,6 @@ def test_vhost_user_counters_are_sampled_around_the_window():
     port = GuestPort(port_id="v1", name="vhu1", kind="vhost-user", mac=MAC,
                      queues=2)
     [report] = check_ports([port], CountersDb([before, after]),
-                           traffic_seconds=0.01, rxq_show=lambda: rxqs)
+                           traffic_seconds=0.01, rxq_show=lambda: (rxqs, None))
     assert report.verdict == "bypass" and report.queues_enabled == 2
     assert [q.details["rx"] for q in report.queues] == [100, 50]

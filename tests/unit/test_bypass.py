@@ -148,3 +148,44 @@ def test_vhost_user_disconnected_or_half_enabled():
                 bypass.parse_pmd_rxq_show(PMD_RXQ_SHOW)["vhu-c1"])
     assert report.verdict == bypass.BYPASS
     assert report.queues_mismatch and report.queues_enabled == 1
+
+
+def test_unreadable_pmd_rxq_show_gives_unknown_not_a_negative():
+    """ovs-appctl could not reach ovs-vswitchd (e.g. the DPDK build under
+    another name): a connected, busy port must not be called not-running."""
+    ev = bypass.VhostUserEvidence(
+        "v1", "vhu-c1", 2, {"status": "connected", "num_of_vrings": "4"}, {},
+        rxq_error="no ovs-vswitchd control socket in /run/openvswitch")
+    report = bypass.decide_vhost_user(ev)
+    assert report.verdict == bypass.UNKNOWN and not report.ok
+    assert "pmd-rxq-show unavailable (no ovs-vswitchd control socket" in \
+        report.reason
+    assert report.queues_enabled is None
+    assert [q.verdict for q in report.queues] == [bypass.UNKNOWN] * 2
+    assert any("unavailable" in line for line in report.evidence)
+
+
+def test_a_port_missing_from_pmd_rxq_show_is_unknown_all_disabled_is_not():
+    missing = vu({"status": "connected", "num_of_vrings": "4"}, {})
+    assert missing.verdict == bypass.UNKNOWN
+    assert "2 queue(s) missing from pmd-rxq-show" in missing.reason
+    disabled = {0: {"enabled": False, "pmd_core": 1},
+                1: {"enabled": False, "pmd_core": 1}}
+    assert vu({"status": "connected", "num_of_vrings": "4"},
+              disabled).verdict == bypass.NOT_RUNNING
+
+
+def test_vswitchd_control_socket_is_found_under_either_name(tmp_path,
+                                                          monkeypatch):
+    from virtio_ovs import paths
+    from virtio_ovs.check.gather import pmd_rxq_show
+    monkeypatch.setenv("OVS_RUNDIR", str(tmp_path))
+    assert paths.vswitchd_ctl() is None
+    rxqs, error = pmd_rxq_show()
+    assert rxqs == {} and error.startswith("no ovs-vswitchd control socket")
+    (tmp_path / "ovs-vswitchd-dpdk.pid").write_text("4242\n")
+    (tmp_path / "ovs-vswitchd-dpdk.4242.ctl").write_text("")
+    assert paths.vswitchd_ctl() == str(tmp_path / "ovs-vswitchd-dpdk.4242.ctl")
+    (tmp_path / "ovs-vswitchd.pid").write_text("7\n")
+    (tmp_path / "ovs-vswitchd.7.ctl").write_text("")
+    assert paths.vswitchd_ctl() == str(tmp_path / "ovs-vswitchd.7.ctl")

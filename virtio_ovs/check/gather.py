@@ -10,6 +10,7 @@ import subprocess
 import time
 from typing import Callable
 
+from virtio_ovs import paths
 from virtio_ovs.check import procfs, queues as kernel_queues
 from virtio_ovs.check import verdicts as bypass
 from virtio_ovs.check.qmp import QmpClient, virtio_net_status
@@ -22,14 +23,23 @@ from virtio_ovs.ovsdb.host.api import HostDb
 STATS_INTERVAL = 5  # ovs-vswitchd's default stats-update-interval, seconds
 
 
-def pmd_rxq_show() -> dict[str, dict[int, dict]]:
+def pmd_rxq_show() -> tuple[dict[str, dict[int, dict]], str | None]:
+    """ovs-vswitchd's PMD queue placement, or ({}, why it could not be
+    read): a missing source must make verdicts unknown, not negative."""
+    target = paths.vswitchd_ctl()
+    if target is None:
+        return {}, (f"no ovs-vswitchd control socket in {paths.ovs_rundir()}"
+                    " (ovs-vswitchd.pid or ovs-vswitchd-dpdk.pid)")
     try:
-        proc = subprocess.run(["ovs-appctl", "-t", "ovs-vswitchd",
+        proc = subprocess.run(["ovs-appctl", "-t", target,
                                "dpif-netdev/pmd-rxq-show"],
                               capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return {}
-    return bypass.parse_pmd_rxq_show(proc.stdout) if proc.returncode == 0 else {}
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return {}, f"ovs-appctl -t {target}: {exc}"
+    if proc.returncode != 0:
+        return {}, (f"ovs-appctl -t {target} dpif-netdev/pmd-rxq-show: "
+                    f"{' '.join(proc.stderr.split()) or 'failed'}")
+    return bypass.parse_pmd_rxq_show(proc.stdout), None
 
 
 class _TapProbe:
@@ -121,7 +131,8 @@ def _delta(before: dict, after: dict) -> dict[int, dict[str, int]]:
 def check_ports(records: list[GuestPort], db: HostDb,
                 traffic_seconds: float = 0.0, qmp: str | None = None,
                 proc: str = "/proc",
-                rxq_show: Callable[[], dict] = pmd_rxq_show
+                rxq_show: Callable[[], tuple[dict, str | None]] =
+                pmd_rxq_show
                 ) -> list[PortReport]:
     """One report per record; traffic mode samples counters around a wait.
 
@@ -140,7 +151,7 @@ def check_ports(records: list[GuestPort], db: HostDb,
     stale_note = (traffic_seconds > 0 and traffic_seconds < STATS_INTERVAL)
     if vhost_users:
         stats1 = db.vhost_user_counters() if traffic_seconds > 0 else stats0
-        rxqs = rxq_show()
+        rxqs, rxq_error = rxq_show()
         for record in vhost_users:
             status, stats = stats1.get(record.name, ({}, {}))
             before = _queue_counters(stats0.get(record.name, ({}, {}))[1])
@@ -148,7 +159,7 @@ def check_ports(records: list[GuestPort], db: HostDb,
                 record.port_id, record.name, record.queues, status,
                 rxqs.get(record.name, {}),
                 _delta(before, _queue_counters(stats))
-                if traffic_seconds > 0 else None)
+                if traffic_seconds > 0 else None, rxq_error=rxq_error)
             report = bypass.decide_vhost_user(ev)
             if stale_note:
                 report.evidence.append(

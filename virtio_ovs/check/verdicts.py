@@ -214,6 +214,7 @@ class VhostUserEvidence:
     rxqs: dict[int, dict]  # from pmd-rxq-show
     counters_delta: dict[int, dict[str, int]] | None = None  # queue -> rx/tx
     qmp_status: dict | None = None
+    rxq_error: str | None = None  # why pmd-rxq-show could not be read
 
 
 def decide_vhost_user(ev: VhostUserEvidence) -> PortReport:
@@ -228,6 +229,8 @@ def decide_vhost_user(ev: VhostUserEvidence) -> PortReport:
         configured = int(ev.status.get("num_of_vrings", "0")) // 2
     except ValueError:
         configured = 0
+    if ev.rxq_error is not None:
+        evidence.append(f"pmd-rxq-show: unavailable ({ev.rxq_error})")
     for index, info in sorted(ev.rxqs.items()):
         evidence.append(f"pmd-rxq-show: queue-id {index} "
                         f"{'enabled' if info['enabled'] else 'disabled'} on "
@@ -244,8 +247,9 @@ def decide_vhost_user(ev: VhostUserEvidence) -> PortReport:
             evidence.append(f"statistics: queue {index} +{details.get('rx', 0)}"
                             f" rx, +{details.get('tx', 0)} tx packets")
         if info is None:
-            queues.append(QueueReport(index, UNKNOWN, "not in pmd-rxq-show",
-                                      details))
+            queues.append(QueueReport(index, UNKNOWN, "pmd-rxq-show "
+                                      "unavailable" if ev.rxq_error else
+                                      "not in pmd-rxq-show", details))
         elif not info["enabled"]:
             queues.append(QueueReport(index, NOT_RUNNING, "vring not enabled "
                                       "by the guest", details))
@@ -254,6 +258,14 @@ def decide_vhost_user(ev: VhostUserEvidence) -> PortReport:
                                       f"{info['pmd_core']} polls the guest's "
                                       "vring", details))
     enabled = sum(1 for q in queues if q.verdict == BYPASS)
+    unknown = sum(1 for q in queues if q.verdict == UNKNOWN)
+    if enabled == 0 and unknown:
+        # Missing evidence decides nothing: no confident "not-running".
+        why = (f"pmd-rxq-show unavailable ({ev.rxq_error})" if ev.rxq_error
+               else f"{unknown} queue(s) missing from pmd-rxq-show")
+        return _report(ev, UNKNOWN, f"connected; whether its vrings are "
+                       f"enabled is unknown: {why}", configured, queues,
+                       evidence, None, "vhost-user")
     if enabled == 0:
         return _report(ev, NOT_RUNNING, "connected, but no vring is enabled",
                        configured, queues, evidence, enabled, "vhost-user")
