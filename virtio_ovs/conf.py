@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+from typing import Iterator
 
 from oslo_config import cfg
 
@@ -101,6 +102,18 @@ def list_opts():
             ("ovn", OVN_OPTS), ("agent", AGENT_OPTS)]
 
 
+def option_values(conf: cfg.ConfigOpts
+                  ) -> Iterator[tuple[str | None, cfg.Opt, object]]:
+    """(group, option, value) of every option; the group is None for
+    [DEFAULT], as ``set_override`` takes it. Reading converts the value,
+    so a bad one raises here."""
+    for group, opts in list_opts():
+        section = conf if group == "DEFAULT" else conf[group]
+        for opt in opts:
+            yield (None if group == "DEFAULT" else group), opt, \
+                section[opt.dest]
+
+
 def make_conf() -> cfg.ConfigOpts:
     conf = cfg.ConfigOpts()
     for group, opts in list_opts():
@@ -127,10 +140,8 @@ def parse(args: list[str], prog: str) -> cfg.ConfigOpts:
     try:
         conf(args=args, project="virtio-ovs", prog=prog,
              validate_default_values=True)
-        for group, opts in list_opts():
-            section = conf if group == "DEFAULT" else conf[group]
-            for opt in opts:
-                section[opt.dest]
+        for _ in option_values(conf):
+            pass
     except Exception as exc:  # oslo raises many types, and OSError
         text = str(exc).splitlines()[0]
         bad = _BAD_VALUE.search(text)
@@ -156,13 +167,12 @@ def check(conf: cfg.ConfigOpts) -> None:
     """Range and format checks oslo's types do not make (NaN and infinity
     pass its min/max; names reach OVSDB and the kernel)."""
     from virtio_ovs.core.networks import parse_bridge_mappings
-    for group, opts in list_opts():
-        for opt in opts:
-            if isinstance(opt, cfg.FloatOpt):  # all are seconds
-                section = conf if group == "DEFAULT" else conf[group]
-                _field(group, opt.dest, lambda value: v.validate_seconds(
-                    value, opt.dest, opt.type.min, opt.type.max,
-                    allow_low=True), section[opt.dest])
+    for group, opt, value in option_values(conf):
+        if isinstance(opt, cfg.FloatOpt):  # all are seconds
+            _field(group or "DEFAULT", opt.dest,
+                   lambda seconds: v.validate_seconds(
+                       seconds, opt.dest, opt.type.min, opt.type.max,
+                       allow_low=True), value)
     _field("ovs", "integration_bridge", v.validate_bridge_name,
            conf.ovs.integration_bridge)
     _field("ovs", "bridge_mappings", parse_bridge_mappings,

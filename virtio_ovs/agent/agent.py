@@ -112,19 +112,16 @@ class Agent:
 
     def _reload(self) -> None:
         self.reload_requested = False
-        before = {(g, o.dest): self.conf[g][o.dest] if g != "DEFAULT"
-                  else self.conf[o.dest]
-                  for g, opts in conf_mod.list_opts() for o in opts
-                  if o.mutable}
+        before = [(group, opt.dest, value) for group, opt, value
+                  in conf_mod.option_values(self.conf) if opt.mutable]
         try:
             self.conf.mutate_config_files()
             conf_mod.check(self.conf)
         except Exception as exc:  # oslo's errors, or ours (UserError)
             LOG.error("configuration reload refused, the running values "
                       "stay: %s", str(exc).splitlines()[0])
-            for (group, name), value in before.items():
-                self.conf.set_override(
-                    name, value, None if group == "DEFAULT" else group)
+            for group, name, value in before:
+                self.conf.set_override(name, value, group)
             return
         logging.getLogger().setLevel(logging.DEBUG if self.conf.debug
                                      else logging.INFO)

@@ -35,7 +35,7 @@ class OvsdbTimeout(EnvironmentFailure):
     None when nobody can tell. ``ports``: what an unplug removed."""
 
     committed: bool | None = False
-    ports: list = []
+    ports: list | tuple = ()
 
     def with_outcome(self, committed: bool | None, what: str
                      ) -> "OvsdbTimeout":

@@ -8,7 +8,7 @@ import os
 import time
 
 from virtio_ovs.ovsdb.host.api import HostDb
-from virtio_ovs.plug.taps import is_tap, tap_mark
+from virtio_ovs.plug.taps import is_tap, link_attr, tap_mark
 
 
 @dataclasses.dataclass
@@ -33,11 +33,7 @@ def marked_taps(sysfs: str = "/sys/class/net") -> dict[str, float]:
 
 def has_carrier(name: str) -> bool:
     """A TAP has carrier while a process (QEMU) holds one of its queues."""
-    try:
-        with open(f"/sys/class/net/{name}/carrier") as f:
-            return f.read().strip() == "1"
-    except OSError:  # EINVAL when the link is down
-        return False
+    return link_attr(name, "carrier") == "1"
 
 
 def collect(db: HostDb, taps, grace: float, dry_run: bool = False,

@@ -34,12 +34,23 @@ def link_exists(name: str) -> bool:
     return os.path.exists(f"/sys/class/net/{name}")
 
 
+def link_attr(name: str, attr: str, sysfs: str = "/sys/class/net"
+              ) -> str | None:
+    """``/sys/class/net/NAME/ATTR`` stripped, or None when it cannot be
+    read (no such link or attribute; EINVAL for ``carrier`` when down)."""
+    try:
+        with open(f"{sysfs}/{name}/{attr}") as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
 def read_tun_flags(name: str) -> int | None:
     """The TUN flags of ``name``, or None when it is not a TUN/TAP device."""
+    text = link_attr(name, "tun_flags")
     try:
-        with open(f"/sys/class/net/{name}/tun_flags") as f:
-            return int(f.read().strip(), 16)
-    except (FileNotFoundError, ValueError):
+        return int(text, 16) if text is not None else None
+    except ValueError:
         return None
 
 
@@ -61,19 +72,14 @@ MARK = "virtio-ovs created"
 
 def tap_mark(name: str, sysfs: str = "/sys/class/net") -> float | None:
     """When virtio-ovs created ``name`` (its ifalias mark), else None."""
-    try:
-        with open(f"{sysfs}/{name}/ifalias") as f:
-            alias = f.read().strip()
-    except OSError:
-        return None
-    prefix, _, stamp = alias.rpartition(" ")
+    prefix, _, stamp = (link_attr(name, "ifalias", sysfs) or "").rpartition(
+        " ")
     if prefix != MARK or not (stamp.isascii() and stamp.isdigit()):
         return None
     return float(stamp)
 
 
-def check_host(vif: Vif, allow_shared_socket_dir: bool = False,
-               ovs_uid: int | None = None) -> str:
+def check_host(vif: Vif, allow_shared_socket_dir: bool = False) -> str:
     """Check what a VIF names on this host: ABSENT, OURS or PRESENT.
 
     A TAP: see ``check_existing_tap``. vhost-user: the socket's directory
@@ -84,12 +90,11 @@ def check_host(vif: Vif, allow_shared_socket_dir: bool = False,
     if vif.kind == model.KIND_TAP:
         return check_existing_tap(vif)
     check_socket_dir(os.path.dirname(vif.socket or "/"),
-                     allow_shared_socket_dir, ovs_uid)
+                     allow_shared_socket_dir)
     return PRESENT
 
 
-def check_socket_dir(directory: str, allow_shared: bool = False,
-                     ovs_uid: int | None = None) -> None:
+def check_socket_dir(directory: str, allow_shared: bool = False) -> None:
     try:
         st = os.lstat(directory)
     except FileNotFoundError:
@@ -106,7 +111,7 @@ def check_socket_dir(directory: str, allow_shared: bool = False,
         raise UserError("vhost_user", f"{directory} is not a directory")
     if allow_shared:
         return
-    owners = {0, ovs_owner() if ovs_uid is None else ovs_uid}
+    owners = {0, ovs_owner()}
     if st.st_uid not in owners:
         raise UserError("vhost_user", f"directory {directory} is owned by uid "
                         f"{st.st_uid}, not root or the OVS user (another user "
@@ -129,10 +134,10 @@ def ovs_owner() -> int:
 
 def read_owner(name: str, what: str) -> int | None:
     """/sys/class/net/NAME/owner or group; None when unset (-1)."""
+    text = link_attr(name, what)
     try:
-        with open(f"/sys/class/net/{name}/{what}") as f:
-            value = int(f.read().strip())
-    except (OSError, ValueError):
+        value = int(text) if text is not None else -1
+    except ValueError:
         return None
     return None if value < 0 else value
 
