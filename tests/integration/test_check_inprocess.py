@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import threading
 
@@ -62,9 +63,8 @@ class FakeQmp(threading.Thread):
                 f.flush()
 
 
-def tap_port(**kw) -> GuestPort:
-    return GuestPort(port_id="g1", name="tapg1", kind="tap", mac=MAC,
-                     queues=2, **kw)
+def tap_port(name: str = "tapg1") -> GuestPort:
+    return GuestPort(port_id="g1", name=name, kind="tap", mac=MAC, queues=2)
 
 
 def test_qmp_finds_the_nic_by_mac_and_skips_events(tmp_path):
@@ -126,3 +126,66 @@ def test_vhost_user_counters_are_sampled_around_the_window():
                            traffic_seconds=0.01, rxq_show=lambda: (rxqs, None))
     assert report.verdict == "bypass" and report.queues_enabled == 2
     assert [q.details["rx"] for q in report.queues] == [100, 50]
+
+
+# ---------------------------------------------- missing evidence: unknown
+
+def _tree_with(tmp_path, tree: str, broken: str) -> str:
+    """A copy of a recorded /proc tree in which ``broken`` (relative) is a
+    file instead of a directory: reading it fails like a hidden entry."""
+    root = str(tmp_path / "proc")
+    shutil.copytree(os.path.join(FIXTURES, tree), root, symlinks=True)
+    target = os.path.join(root, broken)
+    shutil.rmtree(target, ignore_errors=True)
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    with open(target, "w") as f:
+        f.write("")
+    return root
+
+
+def test_an_unreadable_process_makes_an_unheld_tap_unknown(tmp_path):
+    root = _tree_with(tmp_path, "proc-tcg-userspace", "4242/fd")
+    [report] = check_ports([tap_port(name="tapother")], db=None, proc=root)
+    assert report.verdict == "unknown", report.reason
+    assert "4242" in report.reason and "could not be read" in report.reason
+    assert any(e.startswith("/proc: unavailable") for e in report.evidence)
+    # The TAP the readable QEMU holds is still judged from its evidence.
+    [held] = check_ports([tap_port()], db=None, proc=root)
+    assert held.verdict == "through-qemu"
+
+
+def test_hidden_threads_of_the_holder_make_the_port_unknown(tmp_path):
+    root = _tree_with(tmp_path, "proc-vhost-net-task", f"{29306}/task")
+    [report] = check_ports([tap_port()], db=None, proc=root)
+    assert report.verdict == "unknown"
+    assert "vhost-net devices and workers are unknown" in report.reason
+    assert not report.queues_mismatch
+
+
+def test_a_netlink_failure_makes_the_queue_states_unknown():
+    def failing():
+        return {}, "netlink link dump failed: [Errno 105] No buffer space"
+    [report] = check_ports([tap_port()], db=None,
+                           proc=os.path.join(FIXTURES, "proc-vhost-net-task"),
+                           tap_queues=failing)
+    assert [q.verdict for q in report.queues] == ["unknown", "unknown"]
+    assert report.queues_enabled is None and not report.queues_mismatch
+    assert "netlink: unavailable (netlink link dump failed: [Errno 105] " \
+           "No buffer space)" in report.evidence
+
+
+def test_a_refused_qmp_makes_a_would_be_bypass_unknown(tmp_path):
+    path = str(tmp_path / "qmp.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.close()  # the socket file stays, nobody listens: refused
+    [report] = check_ports([tap_port()], db=None, qmp=path,
+                           proc=os.path.join(FIXTURES, "proc-vhost-net-task"))
+    assert report.verdict == "unknown", report.reason
+    assert "Connection refused" in report.reason
+    assert any(e.startswith("qmp: unavailable") for e in report.evidence)
+    # Without vhost-net, QMP could not change the verdict: it stands.
+    [userspace] = check_ports([tap_port()], db=None, qmp=path,
+                              proc=os.path.join(FIXTURES,
+                                                "proc-tcg-userspace"))
+    assert userspace.verdict == "through-qemu"

@@ -17,7 +17,7 @@ def proc(name: str) -> str:
 
 def evidence(tree: str, expected=2, enabled=2, disabled=0, **kw):
     root = proc(tree)
-    holders = procfs.scan_tap_holders(root).get("tapg1", {})
+    holders = procfs.scan_holders(root).index.get("tapg1", {})
     return bypass.TapEvidence(
         port_id="g1", name="tapg1", queues_expected=expected, holders=holders,
         holder_comm={p: procfs.comm(root, p) for p in holders},
@@ -29,7 +29,7 @@ def evidence(tree: str, expected=2, enabled=2, disabled=0, **kw):
 
 def test_recorded_tcg_qemu_holds_two_tap_queues_and_no_vhost():
     root = proc("proc-tcg-userspace")
-    assert procfs.scan_tap_holders(root) == {"tapg1": {PID: [10, 11]}}
+    assert procfs.scan_holders(root).index == {"tapg1": {PID: [10, 11]}}
     assert procfs.vhost_net_fds(PID, root) == []
     assert procfs.vhost_workers(PID, root) == []
     assert procfs.comm(root, PID) == "qemu-system-x86"

@@ -43,17 +43,30 @@ def pmd_rxq_show() -> tuple[dict[str, dict[int, dict]], str | None]:
 
 
 class _TapProbe:
-    """Evidence for one TAP port, with before/after traffic samples."""
+    """Evidence for one TAP port, with before/after traffic samples.
 
-    def __init__(self, record: GuestPort, holders: dict[int, list[int]],
+    A /proc entry that cannot be read leaves ``proc_error`` set: the
+    verdicts it would have decided become unknown."""
+
+    def __init__(self, record: GuestPort, scan: procfs.HolderScan,
                  proc: str):
         self.record = record
-        self.holders = holders
+        self.holders = scan.index.get(record.name, {})
         self.proc = proc
-        self.pid = bypass.main_holder(holders) if holders else None
-        self.workers = (procfs.vhost_workers(self.pid, proc)
-                        if self.pid is not None else [])
-        self._before = self._sample() if self.pid is not None else None
+        self.proc_error = None if self.holders else scan.error()
+        self.pid = bypass.main_holder(self.holders) if self.holders else None
+        self.workers: list[int] = []
+        self.vhost_fds: dict[int, list[int]] = {}
+        self._before = None
+        if self.pid is None:
+            return
+        try:
+            self.workers = procfs.vhost_workers(self.pid, proc)
+            self.vhost_fds = {p: procfs.vhost_net_fds(p, proc)
+                              for p in self.holders}
+            self._before = self._sample()
+        except procfs.ProcUnreadable as exc:
+            self.proc_error = str(exc)
 
     def _sample(self):
         threads = procfs.thread_samples(self.pid, self.proc)
@@ -64,7 +77,10 @@ class _TapProbe:
         if self._before is None or not procfs.process_alive(self.pid, self.proc):
             return None
         t0, threads0, counters0 = self._before
-        t1, threads1, counters1 = self._sample()
+        try:
+            t1, threads1, counters1 = self._sample()
+        except procfs.ProcUnreadable:
+            return None
         packets = sum(counters1[k] - counters0[k] for k in counters0)
         syscalls = vhost_cpu = 0
         for tid, after in threads1.items():
@@ -80,17 +96,19 @@ class _TapProbe:
                                    vhost_cpu)
 
     def evidence(self, traffic: bool, qmp: str | None,
-                 tap_queues: dict) -> bypass.TapEvidence:
-        queues = tap_queues.get(self.record.name)
+                 tap_queues: TapQueueState) -> bypass.TapEvidence:
+        states, netlink_error = tap_queues
+        queues = states.get(self.record.name)
         ev = bypass.TapEvidence(
             port_id=self.record.port_id, name=self.record.name,
             queues_expected=self.record.queues, holders=self.holders,
             holder_comm={p: procfs.comm(self.proc, p) for p in self.holders},
             enabled=queues.enabled if queues else None,
             disabled=queues.disabled if queues else None,
-            vhost_fds={p: procfs.vhost_net_fds(p, self.proc) for p in self.holders},
+            vhost_fds=self.vhost_fds,
             vhost_workers={self.pid: self.workers} if self.pid else {},
-            traffic=self.traffic() if traffic else None)
+            traffic=self.traffic() if traffic else None,
+            proc_error=self.proc_error, netlink_error=netlink_error)
         if qmp is None:
             ev.qmp_note = "no QMP socket given (--qmp): vhost-started not checked"
         elif self.holders:
@@ -98,12 +116,23 @@ class _TapProbe:
         return ev
 
 
+TapQueueState = tuple[dict[str, kernel_queues.TapQueues], "str | None"]
+
+
+def tap_queue_state() -> TapQueueState:
+    """Every TAP's queue counts from netlink, or ({}, why not)."""
+    try:
+        return kernel_queues.all_tap_queues(), None
+    except Exception as exc:  # noqa: BLE001 - pyroute2 raises many kinds
+        return {}, f"netlink link dump failed: {exc}"
+
+
 def _qmp_evidence(ev, path: str, mac: str) -> None:
     try:
         with QmpClient(path) as client:
             status = virtio_net_status(client, mac)
     except VirtioOvsError as exc:
-        ev.qmp_note = f"not available ({exc})"
+        ev.qmp_error = str(exc)
         return
     if status is None:
         ev.qmp_note = ("x-query-virtio-status absent or no virtio-net NIC "
@@ -132,22 +161,24 @@ def check_ports(records: list[GuestPort], db: HostDb,
                 traffic_seconds: float = 0.0, qmp: str | None = None,
                 proc: str = "/proc",
                 rxq_show: Callable[[], tuple[dict, str | None]] =
-                pmd_rxq_show
+                pmd_rxq_show,
+                tap_queues: Callable[[], TapQueueState] = tap_queue_state
                 ) -> list[PortReport]:
     """One report per record; traffic mode samples counters around a wait.
 
-    ``proc`` and ``rxq_show`` are the /proc root and the source of
-    ``pmd-rxq-show``, so that recorded evidence replays a live host."""
+    ``proc``, ``rxq_show`` and ``tap_queues`` are the /proc root and the
+    sources of ``pmd-rxq-show`` and of the TAP queue counts, so that
+    recorded evidence replays a live host."""
     taps = [r for r in records if r.kind != model.KIND_VHOST_USER]
     vhost_users = [r for r in records if r.kind == model.KIND_VHOST_USER]
-    index = procfs.scan_tap_holders(proc) if taps else {}
-    probes = [_TapProbe(r, index.get(r.name, {}), proc) for r in taps]
+    scan = procfs.scan_holders(proc) if taps else procfs.HolderScan({}, {})
+    probes = [_TapProbe(r, scan, proc) for r in taps]
     stats0 = db.vhost_user_counters() if vhost_users else {}
     if traffic_seconds > 0:
         time.sleep(traffic_seconds)
-    tap_queues = kernel_queues.all_tap_queues() if taps else {}
+    queue_state = tap_queues() if taps else ({}, None)
     reports = [bypass.decide_tap(p.evidence(traffic_seconds > 0, qmp,
-                                            tap_queues)) for p in probes]
+                                            queue_state)) for p in probes]
     stale_note = (traffic_seconds > 0 and traffic_seconds < STATS_INTERVAL)
     if vhost_users:
         stats1 = db.vhost_user_counters() if traffic_seconds > 0 else stats0

@@ -7,6 +7,7 @@ trees (tests/fixtures) give the same answers as a live host.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
 
 TUN_DEV = "/dev/net/tun"
@@ -30,6 +31,24 @@ def _read(path: str) -> str | None:
         return None
 
 
+class ProcUnreadable(Exception):
+    """A live process's /proc entry could not be read (permission, a
+    broken tree): the evidence it holds is missing, not negative."""
+
+
+_GONE = (errno.ENOENT, errno.ESRCH)  # the process exited meanwhile
+
+
+def _listdir(path: str) -> list[str]:
+    """Entries of a /proc directory; [] when its process is gone."""
+    try:
+        return os.listdir(path)
+    except OSError as exc:
+        if exc.errno in _GONE:
+            return []
+        raise ProcUnreadable(f"{path}: {exc.strerror or exc}") from None
+
+
 def _pids(proc: str) -> list[int]:
     try:
         return sorted(int(p) for p in os.listdir(proc) if p.isdigit())
@@ -41,11 +60,7 @@ def _fds(proc: str, pid: int) -> dict[int, str]:
     """fd -> link target."""
     fd_dir = f"{proc}/{pid}/fd"
     result = {}
-    try:
-        names = os.listdir(fd_dir)
-    except OSError:
-        return {}
-    for name in names:
+    for name in _listdir(fd_dir):
         try:
             result[int(name)] = os.readlink(f"{fd_dir}/{name}")
         except (OSError, ValueError):
@@ -66,12 +81,35 @@ def comm(proc: str, pid: int) -> str:
     return (_read(f"{proc}/{pid}/comm") or "").strip()
 
 
-def scan_tap_holders(proc: str = "/proc") -> dict[str, dict[int, list[int]]]:
-    """TAP name -> {pid: its /dev/net/tun fds on that TAP}, one scan of
-    every process (a TAP queue is one fd)."""
+@dataclasses.dataclass
+class HolderScan:
+    """Who holds which TAP queues, and the processes whose fds could not
+    be read (any of them might hold a queue)."""
+    index: dict[str, dict[int, list[int]]]
+    unreadable: dict[int, str]
+
+    def error(self) -> str | None:
+        if not self.unreadable:
+            return None
+        pid, why = next(iter(sorted(self.unreadable.items())))
+        more = len(self.unreadable) - 1
+        return (f"the fds of {len(self.unreadable)} process(es) could not "
+                f"be read (pid {pid}: {why}"
+                + (f"; and {more} more" if more else "") + ")")
+
+
+def scan_holders(proc: str = "/proc") -> HolderScan:
+    """One scan of every process's fds (a TAP queue is one fd): TAP name
+    -> {pid: its /dev/net/tun fds on that TAP}."""
     index: dict[str, dict[int, list[int]]] = {}
+    unreadable: dict[int, str] = {}
     for pid in _pids(proc):
-        for fd, target in _fds(proc, pid).items():
+        try:
+            fds = _fds(proc, pid)
+        except ProcUnreadable as exc:
+            unreadable[pid] = str(exc).split(": ", 1)[-1]
+            continue
+        for fd, target in fds.items():
             if target != TUN_DEV:
                 continue
             ifname = _fdinfo_iff(proc, pid, fd)
@@ -80,10 +118,11 @@ def scan_tap_holders(proc: str = "/proc") -> dict[str, dict[int, list[int]]]:
     for holders in index.values():
         for fds in holders.values():
             fds.sort()
-    return index
+    return HolderScan(index, unreadable)
 
 
 def vhost_net_fds(pid: int, proc: str = "/proc") -> list[int]:
+    """Raises ProcUnreadable when the fds of a live ``pid`` are hidden."""
     return sorted(fd for fd, target in _fds(proc, pid).items()
                   if target == VHOST_NET_DEV)
 
@@ -99,7 +138,8 @@ def _ppid(proc: str, pid: int) -> int | None:
 def vhost_workers(pid: int, proc: str = "/proc") -> list[int]:
     """Thread ids of the vhost workers serving ``pid``: ``vhost-<pid>``
     threads inside it (Linux >= 6.4, vhost_task) or kernel threads of that
-    name (before 6.4)."""
+    name (before 6.4). Raises ProcUnreadable when ``pid``'s threads are
+    hidden."""
     name = f"vhost-{pid}"
     workers = [tid for tid in _task_ids(proc, pid)
                if comm(f"{proc}/{pid}/task", tid) == name]
@@ -110,11 +150,8 @@ def vhost_workers(pid: int, proc: str = "/proc") -> list[int]:
 
 
 def _task_ids(proc: str, pid: int) -> list[int]:
-    try:
-        return sorted(int(t) for t in os.listdir(f"{proc}/{pid}/task")
-                      if t.isdigit())
-    except OSError:
-        return []
+    return sorted(int(t) for t in _listdir(f"{proc}/{pid}/task")
+                  if t.isdigit())
 
 
 def thread_samples(pid: int, proc: str = "/proc") -> dict[int, ThreadSample]:

@@ -48,8 +48,11 @@ class PortReport:
 
     @property
     def queues_mismatch(self) -> bool:
+        """Fewer queues enabled than expected; never claimed when the
+        enabled count is unknown."""
         return (self.queues_expected is not None and self.verdict != NOT_RUNNING
-                and (self.queues_enabled or 0) < self.queues_expected)
+                and self.queues_enabled is not None
+                and self.queues_enabled < self.queues_expected)
 
     @property
     def ok(self) -> bool:
@@ -90,8 +93,11 @@ class TapEvidence:
     vhost_fds: dict[int, list[int]]
     vhost_workers: dict[int, list[int]]
     qmp_status: dict | None = None
-    qmp_note: str | None = None  # why there is no QMP evidence
+    qmp_note: str | None = None  # why QMP was not consulted
     traffic: TrafficDelta | None = None
+    proc_error: str | None = None  # /proc could not be read
+    netlink_error: str | None = None  # the TAP queue counts could not be read
+    qmp_error: str | None = None  # QMP was asked for and failed
 
 
 def main_holder(holders: dict[int, list[int]]) -> int:
@@ -111,11 +117,21 @@ def _traffic_says(traffic: TrafficDelta) -> tuple[str | None, str]:
 
 
 def decide_tap(ev: TapEvidence) -> PortReport:
+    """Missing evidence (``proc_error``, ``netlink_error``, ``qmp_error``)
+    makes ``unknown`` every verdict it could have changed."""
     evidence: list[str] = []
+    if ev.proc_error:
+        evidence.append(f"/proc: unavailable ({ev.proc_error})")
+    if ev.netlink_error:
+        evidence.append(f"netlink: unavailable ({ev.netlink_error})")
     if not ev.holders:
+        evidence.append(f"/proc: no /dev/net/tun fd with iff: {ev.name}")
+        if ev.proc_error:
+            return _report(ev, UNKNOWN, f"no readable process holds a queue "
+                           f"of TAP {ev.name}, and {ev.proc_error}", None, [],
+                           evidence)
         return _report(ev, NOT_RUNNING, f"no process holds a queue of TAP "
-                       f"{ev.name}", None, [], ["/proc: no /dev/net/tun fd "
-                                                f"with iff: {ev.name}"])
+                       f"{ev.name}", None, [], evidence)
     pid = main_holder(ev.holders)
     name = f"{ev.holder_comm.get(pid, '?')}[{pid}]"
     configured = sum(len(fds) for fds in ev.holders.values())
@@ -128,11 +144,20 @@ def decide_tap(ev: TapEvidence) -> PortReport:
     if ev.enabled is not None:
         evidence.append(f"netlink: {ev.name} numqueues {ev.enabled} "
                         f"numdisabled {ev.disabled}")
+    if ev.proc_error:
+        return _report(ev, UNKNOWN, f"{name} holds {configured} queue(s), "
+                       f"but its vhost-net devices and workers are unknown: "
+                       f"{ev.proc_error}", configured, [], evidence)
     verdict, reason = _tap_verdict(ev, name, vhost, workers, evidence)
     queues = []
+    # The kernel reports queue counts for multiqueue TAPs only; a
+    # single-queue TAP's one queue is enabled while it is attached.
     enabled = ev.enabled if ev.enabled is not None else configured
     for index in range(configured):
-        if index >= enabled:
+        if ev.netlink_error and ev.enabled is None:
+            queues.append(QueueReport(index, UNKNOWN, "enabled or not is "
+                                      f"unknown: {ev.netlink_error}"))
+        elif index >= enabled:
             queues.append(QueueReport(index, NOT_RUNNING, "queue disabled by "
                                       "the guest (numdisabled)"))
         elif verdict == BYPASS and index >= vhost:
@@ -144,6 +169,8 @@ def decide_tap(ev: TapEvidence) -> PortReport:
         verdict = THROUGH_QEMU
         reason = (f"only {vhost} of {enabled} enabled queues have a "
                   "vhost-net device")
+    if ev.netlink_error and ev.enabled is None:
+        enabled = None
     return _report(ev, verdict, reason, configured, queues, evidence,
                    enabled=enabled)
 
@@ -155,6 +182,8 @@ def _tap_verdict(ev: TapEvidence, name: str, vhost: int, workers: int,
         qmp_started = bool(ev.qmp_status.get("vhost-started"))
         evidence.append(f"qmp: x-query-virtio-status vhost-started="
                         f"{str(qmp_started).lower()}")
+    elif ev.qmp_error:
+        evidence.append(f"qmp: unavailable ({ev.qmp_error})")
     elif ev.qmp_note:
         evidence.append(f"qmp: {ev.qmp_note}")
     traffic_verdict = None
@@ -172,6 +201,10 @@ def _tap_verdict(ev: TapEvidence, name: str, vhost: int, workers: int,
     if traffic_verdict == THROUGH_QEMU:
         return THROUGH_QEMU, ("QEMU's syscalls track the TAP's packets "
                               "although vhost-net is open")
+    if ev.qmp_error:
+        # vhost-started=false would have meant a fallback to userspace.
+        return UNKNOWN, (f"{vhost} vhost-net device(s) open, but whether "
+                         f"QEMU started them is unknown: {ev.qmp_error}")
     return BYPASS, (f"{vhost} vhost-net device(s) and {workers} vhost "
                     f"worker(s) serve {name}'s queues")
 
