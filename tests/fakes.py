@@ -109,7 +109,8 @@ class FakeHostDb(HostDb):
         ensure_bridges = set_port_tags = record_verdicts = networks = \
         ofports = vhost_user_counters = start = run = wait = close = \
         standby_status = write_standby_status = lock_state = \
-        wait_ovn_installed = controller_of = create_group = delete_group = \
+        wait_ovn_installed = controller_of = bridge_names = create_group = \
+        delete_group = \
         list_groups = add_rule = delete_rule = set_port_groups = groups = \
         _unused
     seqno = 0

@@ -73,6 +73,10 @@ AGENT_OPTS = [
                help="QMP socket of a VM, with {vm} replaced by the port's "
                     "vm-id, e.g. /var/run/virtio-ovs/{vm}.qmp; adds QEMU's "
                     "vhost-started to the check's evidence."),
+    cfg.StrOpt("metrics_bind", default="",
+               help="HOST:PORT where the agent serves Prometheus metrics at "
+                    "/metrics, e.g. 127.0.0.1:9477 (9477 is virtio-ovs's "
+                    "suggested port); empty: off. Read at start."),
     cfg.FloatOpt("retry_interval", default=1.0, min=0.1, max=3600.0,
                  mutable=True,
                  help="Seconds before retrying a failed reconcile (for "
@@ -184,6 +188,9 @@ def check(conf: cfg.ConfigOpts) -> None:
     if conf.agent.qmp_socket_template:
         _field("agent", "qmp_socket_template", v.validate_qmp_template,
                conf.agent.qmp_socket_template)
+    if conf.agent.metrics_bind:
+        _field("agent", "metrics_bind", v.validate_bind,
+               conf.agent.metrics_bind)
     directory = os.path.dirname(os.path.abspath(conf.log_file or "/"))
     if conf.log_file and not os.path.isdir(directory):
         raise UserError("[DEFAULT] log_file", f"directory {directory} does "

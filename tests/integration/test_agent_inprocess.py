@@ -104,3 +104,54 @@ def test_a_port_with_bad_ids_does_not_block_the_others(agent, db, ovs):
     ofport = db.get_port("p4").ofport
     wait_until(lambda: port_flow_installed(agent, ofport), "p4's flows")
     assert "zz" not in ovs.ofctl("dump-flows", "br-int")
+
+
+def test_metrics_time_the_wiring_and_the_reconciles(agent, db):
+    from prometheus_client import generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+    db.create_network("blue", "local", None, None, {})
+    plug(db, "m1", "tapm1", MAC, network="blue")
+    ofport = db.get_port("m1").ofport
+    wait_until(lambda: port_flow_installed(agent, ofport), "flows")
+    wait_until(lambda: agent.metrics.registry.get_sample_value(
+        "virtio_ovs_port_wiring_seconds_count"), "a wiring time")
+    got = {}
+    for family in text_string_to_metric_families(
+            generate_latest(agent.metrics.registry).decode()):
+        for s in family.samples:
+            got[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    assert got[("virtio_ovs_port_wiring_seconds_count", ())] == 1
+    assert 0 < got[("virtio_ovs_port_wiring_seconds_sum", ())] < 1
+    assert got[("virtio_ovs_reconcile_seconds_count", ())] >= 2
+    assert got[("virtio_ovs_flows", (("bridge", "br-int"),))] == \
+        len(agent.applied["br-int"])
+    assert got[("virtio_ovs_port_info", (("kind", "system"), ("network", "blue"),
+                                         ("port_id", "m1"), ("vm", "")))] == 1
+    assert got[("virtio_ovs_agent_active", ())] == 1
+    assert abs(got[("virtio_ovs_agent_last_sync_timestamp_seconds", ())]
+               - time.time()) < 60
+
+
+def test_watch_sees_a_plug_within_a_second(ovs, db):
+    from virtio_ovs.cli.watch import Watcher
+    from virtio_ovs.ovsdb.host.impl import IdlHostDb
+    from tests.integration.conftest import TAPS
+    seen: list[dict] = []
+    watch_db = IdlHostDb(ovs.remote, 5.0, is_tap=lambda name: name in TAPS)
+    watcher = Watcher(watch_db, seen.append)
+    try:
+        watcher.start()
+        assert seen[0]["event"] == "watch-started"
+        plug(db, "w1", "tapw1", MAC)
+        plugged_at = time.monotonic()
+        took = wait_until(lambda: watcher.step() or any(
+            e["event"] == "port-plugged" for e in seen), "the plug event", 1.0)
+        print(f"plug committed -> watch event: {took * 1000:.1f} ms")
+        [event] = [e for e in seen if e["event"] == "port-plugged"]
+        assert event["port_id"] == "w1" and event["name"] == "tapw1"
+        db.unplug(["w1"])
+        wait_until(lambda: watcher.step() or any(
+            e["event"] == "port-unplugged" for e in seen), "the unplug", 1.0)
+        assert time.monotonic() - plugged_at < 5
+    finally:
+        watch_db.close()

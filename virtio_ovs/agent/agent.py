@@ -21,7 +21,9 @@ import ovs.poller
 
 from virtio_ovs import conf as conf_mod
 from virtio_ovs.agent.checker import DataPlaneChecker
-from virtio_ovs.core.errors import UserError, VirtioOvsError
+from virtio_ovs.core.errors import EnvironmentFailure, UserError, VirtioOvsError
+from virtio_ovs.core.validate import validate_bind
+from virtio_ovs.metrics import AgentMetrics, WiringClock, reports_by_port
 from virtio_ovs.core.networks import (int_patch_name, parse_bridge_mappings,
                                       phy_patch_name)
 from virtio_ovs.network.flows import (Flow, FlowDiff, FlowPlanner,
@@ -84,7 +86,12 @@ class Agent:
         self._wake_r, self._wake_w = os.pipe()
         for fd in (self._wake_r, self._wake_w):
             os.set_blocking(fd, False)
-        self.checker = DataPlaneChecker(self.db, self._wake_loop)
+        self.metrics = AgentMetrics()
+        self.wiring = WiringClock()
+        self.checker = DataPlaneChecker(
+            self.db, self._wake_loop,
+            lambda reports: self.metrics.update(
+                reports=reports_by_port(reports)))
 
     # ------------------------------------------------------------- control
     def install_signal_handlers(self) -> None:
@@ -130,9 +137,23 @@ class Agent:
                  self.conf.agent.report_interval)
 
     # ---------------------------------------------------------------- loop
+    def serve_metrics(self) -> None:
+        """Listen on [agent] metrics_bind (read once, at start)."""
+        if not self.conf.agent.metrics_bind:
+            return
+        host, port = validate_bind(self.conf.agent.metrics_bind)
+        try:
+            self.metrics.serve(host, port)
+        except OSError as exc:
+            raise EnvironmentFailure(f"[agent] metrics_bind {host}:{port}: "
+                                     f"{exc.strerror or exc}") from None
+        LOG.info("serving Prometheus metrics on http://%s:%d/metrics",
+                 *self.metrics.address)
+
     def run(self) -> int:
         LOG.info("starting: OVSDB %s, integration bridge %s, cookie %#x",
                  self.db.remote, self.integration_bridge, self.cookie)
+        self.serve_metrics()
         self._connect()
         while not self.stopping:
             if self.reload_requested:
@@ -169,6 +190,7 @@ class Agent:
         self._stop_watches()
         for switch in self.switches.values():
             switch.close()
+        self.metrics.close()
         self.db.close()
         return 0
 
@@ -182,6 +204,7 @@ class Agent:
             if self.role == "standby":
                 self._clear_standby_record()
             self.role = "active"
+            self.metrics.update(active=True)
             self._resync()
             self.first_sync_done = False
             self.next_report = 0.0
@@ -191,6 +214,7 @@ class Agent:
                         "goes", LOCK_NAME)
             self._resync()  # closes the OpenFlow connections too
             self.role = "standby"
+            self.metrics.update(active=False)
             self.standby_since = time.time()
             self.next_report = 0.0
         return self.role == "active"
@@ -291,6 +315,7 @@ class Agent:
 
     def _resync(self) -> None:
         self.planner.invalidate()
+        self.wiring.reset()
         for switch in self.switches.values():
             switch.close()
         self._stop_watches()
@@ -321,7 +346,10 @@ class Agent:
         self.dirty = self.db.seqno != seqno
         self.retry_at = None
         self.last_reconcile = time.time()
-        self.last_reconcile_ms = round((time.monotonic() - start) * 1000, 2)
+        elapsed = time.monotonic() - start
+        self.last_reconcile_ms = round(elapsed * 1000, 2)
+        self.metrics.reconcile.observe(elapsed)
+        self.metrics.update(last_sync=self.last_reconcile)
         LOG.debug("reconciled in %.1f ms", self.last_reconcile_ms)
 
     def _host_state(self) -> HostState:
@@ -352,12 +380,24 @@ class Agent:
                 LOG.warning("port %r skipped: %s", port_id, problem)
         self.warned = problems
 
+    def _time_wiring(self, ports, wanted: set[str], wired: set[str],
+                     seen_at: float) -> None:
+        for seconds in self.wiring.update(wanted, wired, seen_at,
+                                          time.monotonic()):
+            self.metrics.wiring.observe(seconds)
+        self.metrics.update(ports=tuple(ports), flows={
+            bridge: len(flows) for bridge, flows in self.applied.items()})
+
     def _reconcile_once(self) -> None:
+        seen_at = time.monotonic()
         if not self.owns_flows:
             ports = self.db.list_ports()
             self.counts = {"ports": len(ports), "bound_ports": sum(
                 1 for p in ports if p.ovn_installed)}
             self.first_sync_done = True
+            self._time_wiring(ports, {p.port_id for p in ports},
+                              {p.port_id for p in ports if p.ovn_installed},
+                              seen_at)
             return
         if self.need_setup:
             self._refuse_foreign_bridge()
@@ -392,12 +432,14 @@ class Agent:
                 LOG.info("patch pairs joined to %s", self.integration_bridge)
             self._start_watches(desired)
             self.need_setup = False
+        bound = {p.port_id: p for p in state.ports
+                 if p.valid and p.bound_network in state.networks}
         self.counts = {
-            "ports": len(state.ports),
-            "bound_ports": sum(1 for p in state.ports
-                               if p.bound_network in state.networks),
+            "ports": len(state.ports), "bound_ports": len(bound),
             "networks": len(state.networks),
             "flows": sum(map(len, desired.values()))}
+        self._time_wiring(state.ports, set(bound),
+                          {i for i, p in bound.items() if p.ofport}, seen_at)
 
     def _refuse_foreign_bridge(self) -> None:
         owner = self.db.controller_of(self.integration_bridge)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Callable
 
 from virtio_ovs.check.gather import check_ports
 from virtio_ovs.check.verdicts import THROUGH_QEMU, PortReport
@@ -25,9 +26,11 @@ class DataPlaneChecker:
     the verdicts after, so it keeps reacting meanwhile. ``wake()`` tells
     the loop that a result is ready."""
 
-    def __init__(self, db: HostDb, wake):
+    def __init__(self, db: HostDb, wake,
+                 publish: Callable[[list[PortReport]], None]):
         self.db = db
         self.wake = wake
+        self.publish = publish  # every finished check's reports
         self.verdicts: dict[str, str] = {}  # port id -> last label
         self._thread: threading.Thread | None = None
         self._result: list[PortReport] | VirtioOvsError | None = None
@@ -74,6 +77,7 @@ class DataPlaneChecker:
         if isinstance(result, VirtioOvsError) or result is None:
             LOG.warning("data-plane check failed: %s", result)
             return
+        self.publish(result)
         verdicts = {}
         live = {report.port_id for report in result}
         for gone in set(self.verdicts) - live:  # bounded by the live ports

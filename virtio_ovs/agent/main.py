@@ -5,7 +5,7 @@ import logging
 import sys
 
 from virtio_ovs import conf as conf_mod
-from virtio_ovs.core.errors import UserError
+from virtio_ovs.core.errors import UserError, VirtioOvsError
 
 
 def setup_logging(conf) -> None:
@@ -48,7 +48,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"virtio-ovs-agent: {exc}", file=sys.stderr)
         return 1
     agent.install_signal_handlers()
-    return agent.run()
+    try:
+        return agent.run()
+    except VirtioOvsError as exc:  # e.g. metrics_bind's port is taken
+        logging.getLogger("virtio-ovs-agent").error("%s", exc)
+        print(f"virtio-ovs-agent: {exc}", file=sys.stderr)
+        return exc.exit_code
 
 
 if __name__ == "__main__":

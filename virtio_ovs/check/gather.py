@@ -186,11 +186,12 @@ def check_ports(records: list[GuestPort], db: HostDb,
         for record in vhost_users:
             status, stats = stats1.get(record.name, ({}, {}))
             before = _queue_counters(stats0.get(record.name, ({}, {}))[1])
+            after = _queue_counters(stats)
             ev = bypass.VhostUserEvidence(
                 record.port_id, record.name, record.queues, status,
                 rxqs.get(record.name, {}),
-                _delta(before, _queue_counters(stats))
-                if traffic_seconds > 0 else None, rxq_error=rxq_error)
+                _delta(before, after) if traffic_seconds > 0 else None,
+                rxq_error=rxq_error, counters_total=after)
             report = bypass.decide_vhost_user(ev)
             if stale_note:
                 report.evidence.append(

@@ -248,6 +248,7 @@ class VhostUserEvidence:
     counters_delta: dict[int, dict[str, int]] | None = None  # queue -> rx/tx
     qmp_status: dict | None = None
     rxq_error: str | None = None  # why pmd-rxq-show could not be read
+    counters_total: dict[int, dict[str, int]] | None = None  # OVS's counts
 
 
 def decide_vhost_user(ev: VhostUserEvidence) -> PortReport:
@@ -275,6 +276,9 @@ def decide_vhost_user(ev: VhostUserEvidence) -> PortReport:
     for index in range(configured):
         info = ev.rxqs.get(index)
         details: dict = {"pmd_core": info["pmd_core"] if info else None}
+        for direction, total in (ev.counters_total or {}).get(index,
+                                                             {}).items():
+            details[f"{direction}_packets"] = total
         if ev.counters_delta is not None:
             details.update(ev.counters_delta.get(index, {}))
             evidence.append(f"statistics: queue {index} +{details.get('rx', 0)}"

@@ -18,6 +18,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"virtio-ovs-ctl: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
+        if args.verb == "watch":  # the normal way to end a watch
+            return 0
         print("virtio-ovs-ctl: interrupted", file=sys.stderr)
         return 2
 

@@ -111,6 +111,19 @@ def _add_network_verbs(verbs) -> None:
     check.add_argument("--qmp", metavar="SOCKET",
                        help="the VM's QMP socket (x-query-virtio-status)")
     _add_format(check)
+    verbs.add_parser(
+        "metrics", help="print the Prometheus metrics once",
+        description="Check every port and print the metrics the agent serves "
+        "(without its histograms), in the Prometheus text format: for "
+        "node_exporter's textfile collector.")
+    watch = verbs.add_parser(
+        "watch", help="print one line per event until interrupted",
+        description="Events from OVSDB change notifications: "
+        "port-plugged, port-unplugged, port-bound, port-unbound, "
+        "port-ovn-installed, verdict-changed, queues-changed, agent-up, "
+        "agent-down (and watch-started first). --format json: one JSON "
+        "object per line, for jq.")
+    _add_format(watch)
 
 
 def _add_format(parser: argparse.ArgumentParser) -> None:

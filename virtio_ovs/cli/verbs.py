@@ -14,6 +14,7 @@ from virtio_ovs.cli.output import (LIST_COLUMNS, print_check, print_json,
                                    print_records)
 from virtio_ovs.core import model
 from virtio_ovs.core.errors import UserError
+from virtio_ovs.core.events import agent_alive
 from virtio_ovs.core.validate import is_utf8, validate_seconds
 
 
@@ -182,9 +183,7 @@ def cmd_gc(ctx: Context, args) -> int:
 def agent_state(status: dict | None, now: float) -> str:
     if not status:
         return "never-ran"
-    interval = float(status.get("report_interval") or 30)
-    return "down" if now - float(status.get("heartbeat", 0)) > 3 * interval \
-        else "up"
+    return "up" if agent_alive(status, now) else "down"
 
 
 def cmd_status(ctx: Context, args) -> int:
@@ -231,7 +230,33 @@ def cmd_check(ctx: Context, args) -> int:
     return 0 if all(r.ok for r in reports) else 1
 
 
-VERBS = {**SG_VERBS, "check": cmd_check, "plug": cmd_plug, "unplug": cmd_unplug, "list": cmd_list,
+def cmd_metrics(ctx: Context, args) -> int:
+    """The agent's per-port families, computed here once (no agent
+    needed), for node_exporter's textfile collector."""
+    from virtio_ovs.check.gather import check_ports
+    from virtio_ovs.metrics import Snapshot, render, reports_by_port
+    ports = ctx.db.list_ports()
+    reports = check_ports(ports, ctx.db)
+    status = ctx.db.agent_status() or {}
+    flows = {}
+    if ctx.conf.agent.backend == "standalone":
+        from virtio_ovs.network.openflow import OpenFlowBridge
+        ours = {ctx.conf.ovs.integration_bridge,
+                *ctx.backend.mappings.values()}
+        for bridge in sorted(ours & ctx.db.bridge_names()):
+            flows[bridge] = OpenFlowBridge(bridge, ctx.timeout).flow_count()
+    sys.stdout.write(render(Snapshot(
+        tuple(ports), reports_by_port(reports), flows,
+        last_sync=status.get("last_reconcile"))).decode())
+    return 0
+
+
+def cmd_watch(ctx: Context, args) -> int:
+    from virtio_ovs.cli import watch
+    return watch.run(ctx.db, args.format)
+
+
+VERBS = {**SG_VERBS, "metrics": cmd_metrics, "watch": cmd_watch, "check": cmd_check, "plug": cmd_plug, "unplug": cmd_unplug, "list": cmd_list,
          "show": cmd_show, "net-create": cmd_net_create,
          "net-delete": cmd_net_delete, "net-list": cmd_net_list,
          "bind": cmd_bind, "unbind": cmd_unbind, "status": cmd_status,

@@ -164,6 +164,27 @@ def validate_remote(value: Any, field: str = "db") -> str:
     return value
 
 
+def validate_bind(value: Any, field: str = "metrics_bind") -> tuple[str, int]:
+    """HOST:PORT to listen on ([::1]:PORT for IPv6); port 1..65535."""
+    if not isinstance(value, str) or not is_utf8(value) \
+            or _BAD_CHARS.search(value):
+        raise UserError(field, "must be HOST:PORT")
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isascii() or not port.isdigit() \
+            or len(port) > 5 or not 1 <= int(port) <= 65535:
+        raise UserError(field, f"{value!r}: must be HOST:PORT with a port "
+                        "1..65535")
+    host = host.removeprefix("[").removesuffix("]") if host.startswith("[") \
+        else host
+    if not _HOST_RE.fullmatch(host):
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise UserError(field, f"{host!r} is not an IP address or host "
+                            "name") from None
+    return host, int(port)
+
+
 def validate_ips(values: Any) -> tuple[str, ...]:
     if values is None:
         return ()

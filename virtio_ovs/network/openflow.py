@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import socket
+import re
 import subprocess
 import time
 from typing import Iterable
@@ -248,6 +249,15 @@ class OpenFlowBridge:
         cookies (an earlier run's leftovers) go."""
         text = "".join(f"{f.text(cookie)}\n" for f in flows)
         self._ofctl("--bundle", "replace-flows", self.target, "-", stdin=text)
+
+    def flow_count(self) -> int:
+        """Every flow in the bridge's tables (dump-aggregate)."""
+        out = self._ofctl("dump-aggregate", self.target)
+        match = re.search(r"flow_count=(\d+)", out)
+        if match is None:
+            raise EnvironmentFailure(f"ovs-ofctl dump-aggregate {self.bridge}:"
+                                     f" no flow_count in {out.strip()!r}")
+        return int(match.group(1))
 
     def has_canary(self, cookie: int) -> bool:
         out = self._ofctl("dump-flows", self.target,

@@ -123,6 +123,10 @@ class HostDb(abc.ABC):
         ``controller`` targets."""
 
     @abc.abstractmethod
+    def bridge_names(self) -> set[str]:
+        """The names of every Bridge row."""
+
+    @abc.abstractmethod
     def remove_ports(self, outcome: PlugOutcome) -> None:
         """Roll back a committed plug: delete the Ports (and Interfaces) it
         inserted, ``outcome.new_ports``. Ports already gone are skipped."""

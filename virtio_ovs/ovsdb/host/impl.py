@@ -170,6 +170,10 @@ class IdlHostDb(HostDb):
             return f"an OpenFlow controller ({targets})"
         return None
 
+    def bridge_names(self) -> set[str]:
+        self.conn.start()
+        return set(DbView(self.conn).bridges_by_name)
+
     def remove_ports(self, outcome: PlugOutcome) -> None:
         self._transact([commands.DeletePorts(outcome.new_ports)])
 
