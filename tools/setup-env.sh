@@ -4,7 +4,9 @@
 # everything is already there.
 DEBS=(openvswitch-switch openvswitch-common openvswitch-switch-dpdk dpdk-dev
       iproute2 ethtool iputils-ping python3-venv procps qemu-system-x86
-      busybox-static shellcheck ovn-central ovn-host iperf3)
+      busybox-static shellcheck ovn-central ovn-host iperf3
+      libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt-dev
+      pkg-config gcc python3-dev)
 VENV=${VENV:-$PWD/.venv}
 
 missing=()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import subprocess
 import time
-from typing import Callable
+from typing import Any, Callable
 
 from virtio_ovs import paths
 from virtio_ovs.check import procfs, queues as kernel_queues
@@ -21,6 +21,7 @@ from virtio_ovs.core.port import GuestPort
 from virtio_ovs.ovsdb.host.api import HostDb
 
 STATS_INTERVAL = 5  # ovs-vswitchd's default stats-update-interval, seconds
+QmpSource = str | Callable[[], Any]  # a socket path, or a client factory
 
 
 def pmd_rxq_show() -> tuple[dict[str, dict[int, dict]], str | None]:
@@ -95,7 +96,7 @@ class _TapProbe:
         return bypass.TrafficDelta(round(t1 - t0, 2), packets, syscalls,
                                    vhost_cpu)
 
-    def evidence(self, traffic: bool, qmp: str | None,
+    def evidence(self, traffic: bool, qmp: QmpSource | None,
                  tap_queues: TapQueueState) -> bypass.TapEvidence:
         states, netlink_error = tap_queues
         queues = states.get(self.record.name)
@@ -127,9 +128,10 @@ def tap_queue_state() -> TapQueueState:
         return {}, f"netlink link dump failed: {exc}"
 
 
-def _qmp_evidence(ev, path: str, mac: str) -> None:
+def _qmp_evidence(ev, qmp: QmpSource, mac: str) -> None:
+    opener = (lambda: QmpClient(qmp)) if isinstance(qmp, str) else qmp
     try:
-        with QmpClient(path) as client:
+        with opener() as client:
             status = virtio_net_status(client, mac)
     except VirtioOvsError as exc:
         ev.qmp_error = str(exc)
@@ -158,7 +160,7 @@ def _delta(before: dict, after: dict) -> dict[int, dict[str, int]]:
 
 
 def check_ports(records: list[GuestPort], db: HostDb,
-                traffic_seconds: float = 0.0, qmp: str | None = None,
+                traffic_seconds: float = 0.0, qmp: QmpSource | None = None,
                 proc: str = "/proc",
                 rxq_show: Callable[[], tuple[dict, str | None]] =
                 pmd_rxq_show,

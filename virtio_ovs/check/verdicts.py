@@ -45,6 +45,7 @@ class PortReport:
     queues_enabled: int | None
     queues: list[QueueReport]
     evidence: list[str]
+    advisories: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def queues_mismatch(self) -> bool:
@@ -65,7 +66,8 @@ class PortReport:
                 "queues_configured": self.queues_configured,
                 "queues_enabled": self.queues_enabled,
                 "queues_mismatch": self.queues_mismatch,
-                "flags": [QUEUES_MISMATCH] if self.queues_mismatch else [],
+                "flags": ([QUEUES_MISMATCH] if self.queues_mismatch else [])
+                + self.advisories,
                 "queues": [q.to_json() for q in self.queues],
                 "evidence": self.evidence}
 

@@ -110,6 +110,17 @@ def _add_network_verbs(verbs) -> None:
                        help="sample counters over SECONDS of live traffic")
     check.add_argument("--qmp", metavar="SOCKET",
                        help="the VM's QMP socket (x-query-virtio-status)")
+    check.add_argument("--libvirt-domain", action="append", metavar="NAME",
+                       dest="libvirt_domains",
+                       help="check this running domain's NICs, with the "
+                       "queues and backend its XML asks for (repeat)")
+    check.add_argument("--libvirt-uri", metavar="URI",
+                       help=f"libvirt connection (default "
+                       "qemu:///system)")
+    check.add_argument("--libvirt-qmp", action="store_true",
+                       help="ask QEMU for vhost-started through libvirt's "
+                       "monitor passthrough (libvirt marks the domain "
+                       "tainted)")
     _add_format(check)
     verbs.add_parser(
         "metrics", help="print the Prometheus metrics once",

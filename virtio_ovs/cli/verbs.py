@@ -15,7 +15,7 @@ from virtio_ovs.cli.output import (LIST_COLUMNS, print_check, print_json,
 from virtio_ovs.core import model
 from virtio_ovs.core.errors import UserError
 from virtio_ovs.core.events import agent_alive
-from virtio_ovs.core.validate import is_utf8, validate_seconds
+from virtio_ovs.core.validate import is_utf8, validate_seconds, validate_text
 
 
 def resolve_ids(owner: Any, group: Any) -> tuple[Any, Any]:
@@ -218,11 +218,37 @@ def _select_ports(ctx: Context, args) -> list:
     return records
 
 
+def _check_libvirt(ctx: Context, args) -> list:
+    from virtio_ovs.check import libvirt as lv
+    for name, value in (("port-id", args.port_ids), ("vm", args.vm),
+                        ("qmp", args.qmp), ("traffic", args.traffic)):
+        if value:
+            raise UserError(name, "cannot be combined with --libvirt-domain")
+    for name in args.libvirt_domains:
+        if not name or not is_utf8(name) or \
+                any(ord(c) < 32 or c == "\x7f" for c in name):
+            raise UserError("libvirt-domain", "must be a domain name: "
+                            "UTF-8 without control characters")
+    uri = validate_text(args.libvirt_uri or lv.DEFAULT_URI, "libvirt-uri")
+    source = lv.Libvirt(uri, ctx.timeout, qmp=args.libvirt_qmp)
+    try:
+        return lv.check_domains(args.libvirt_domains, ctx.db.list_ports(),
+                                ctx.db, source, args.libvirt_qmp)
+    finally:
+        source.close()
+
+
 def cmd_check(ctx: Context, args) -> int:
     validate_seconds(args.traffic, "traffic", 0, 3600, allow_low=True)
-    from virtio_ovs.check.gather import check_ports
-    reports = check_ports(_select_ports(ctx, args), ctx.db, args.traffic,
-                          args.qmp)
+    if args.libvirt_domains:
+        reports = _check_libvirt(ctx, args)
+    elif args.libvirt_uri or args.libvirt_qmp:
+        raise UserError("libvirt-uri" if args.libvirt_uri else "libvirt-qmp",
+                        "needs --libvirt-domain")
+    else:
+        from virtio_ovs.check.gather import check_ports
+        reports = check_ports(_select_ports(ctx, args), ctx.db, args.traffic,
+                              args.qmp)
     if args.format == "json":
         print_json([r.to_json() for r in reports])
     else:
