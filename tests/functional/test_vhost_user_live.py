@@ -5,25 +5,21 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
 import sys
 import time
 
 import pytest
 
 from tests.functional.conftest import _MISSING
-from virtio_ovs.testing.sandbox import Hugepages, OvsSandbox
+from virtio_ovs.process import terminate
+from virtio_ovs.testing import testpmd
+from virtio_ovs.testing.sandbox import OvsSandbox
 
 MAC = "52:54:00:00:03:01"
 
 
 def _skip_reason() -> str | None:
-    if _MISSING:
-        return _MISSING
-    if shutil.which("dpdk-testpmd") is None:
-        return "dpdk-testpmd is not installed (package dpdk-dev)"
-    return Hugepages.available()
+    return _MISSING or testpmd.missing()
 
 
 @pytest.fixture(scope="module")
@@ -33,39 +29,17 @@ def dpdk():
         pytest.skip(reason)
     box = OvsSandbox(prefix="vu", dpdk_memory_mb=256, guest_memory_mb=256)
     box.start()
-    testpmd = None
+    box.testpmd = None
     try:
         box.add_bridge("br-int")
         sock = os.path.join(box.dir, "vhu-t1")
         box.exec([sys.executable, "-m", "virtio_ovs.cli", "plug", "--port-id",
                   "t1", "--mac", MAC, "--vhost-user", sock, "--queues", "2",
                   "--pmd-rxq-affinity", "0:1,1:1"])
-        testpmd = subprocess.Popen(
-            ["dpdk-testpmd", "-l", "0,1", "--no-pci",
-             f"--file-prefix={box.name}tp",
-             f"--huge-dir={box.hugepages.mountpoint}", "-m", "200",
-             "--single-file-segments",
-             f"--vdev=net_virtio_user0,path={sock},server=1,queues=2,mac={MAC}",
-             "--", "--rxq=2", "--txq=2", "--nb-cores=1",
-             "--total-num-mbufs=4096", "--forward-mode=txonly",
-             "--stats-period=1", "--auto-start"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL)
-        end = time.monotonic() + 30
-        while "status=connected" not in box.vsctl("get", "Interface", "vhu-t1",
-                                                  "status"):
-            assert time.monotonic() < end, "testpmd never connected"
-            time.sleep(0.2)
-        box.testpmd = testpmd
+        box.testpmd = testpmd.start(box, sock, MAC, 2, "vhu-t1")
         yield box
     finally:
-        if testpmd is not None and testpmd.poll() is None:
-            testpmd.terminate()
-            try:
-                testpmd.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                testpmd.kill()
-                testpmd.wait()
+        terminate(box.testpmd)
         box.stop()
 
 
