@@ -1,6 +1,6 @@
 """Benchmark virtio-ovs-agent on a private OVS (not a test: it prints).
 
-    .venv/bin/python bench/agent_scale.py [--ports 1000] [--new 100] [--rss-ports 5000]
+    .venv/bin/python bench/agent_scale.py [--ports 1000] [--new 100] [--rss-ports N] [--json]
 
 1. cold start: ``--ports`` bound ports exist; time from starting the agent
    until every port's flows are in br-int;
@@ -8,7 +8,7 @@
    until their flows are installed, seen by an ``ovs-ofctl monitor watch:``
    connection; p50/p99;
 3. idle CPU of the agent over 10 s with nothing changing;
-4. agent RSS with ``--rss-ports`` bound ports.
+4. agent RSS, and with ``--rss-ports`` bound ports.
 """
 from __future__ import annotations
 
@@ -171,52 +171,89 @@ def reaction_times(box: OvsSandbox, first: int, count: int) -> list[float]:
     return latencies
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--ports", type=int, default=1000)
-    parser.add_argument("--new", type=int, default=100)
-    parser.add_argument("--rss-ports", type=int, default=5000)
-    args = parser.parse_args()
+def measure(args) -> dict:
     per_port = flows_per_port()
+    result: dict = {"ports": args.ports}
     with OvsSandbox(prefix="vbench") as box:
         box.add_bridge("br-int")
         ctl(box, "net-create", "blue", "--type", "local")
         plug_bound(box, 0, args.ports)
         start = time.monotonic()
         agent = start_agent(box)
-        # Ports with flows in br-int: every port's flow set is complete.
-        wait_flows(box, args.ports * per_port)
-        cold = time.monotonic() - start
-        log_start = len(agent_log(box))
-        latencies = sorted(reaction_times(box, args.ports, args.new))
-        with_flows, without = reconcile_times(agent_log(box)[log_start:])
-        time.sleep(2)
-        cpu0, t0 = cpu_seconds(agent.pid), time.monotonic()
-        time.sleep(10)
-        idle = (cpu_seconds(agent.pid) - cpu0) / (time.monotonic() - t0) * 100
-        rss_small = rss_mb(agent.pid)
-        total = args.ports + args.new
-        plug_bound(box, total, args.rss_ports - total)
-        wait_flows(box, args.rss_ports * per_port, timeout=600)
-        rss_big = rss_mb(agent.pid)
-        agent.terminate()
-        agent.wait()
-    p50 = statistics.median(latencies)
-    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
-    print(f"agent cold start, {args.ports} bound ports until all flows are in: "
-          f"{cold:.2f} s")
-    print(f"new port row committed -> its flows installed ({args.new} ports, "
-          f"{args.ports} already bound): p50 {p50:.1f} ms, p99 {p99:.1f} ms, "
-          f"max {latencies[-1]:.1f} ms")
-    print(f"  the agent's reconciles meanwhile: p50 "
-          f"{statistics.median(without):.1f} ms without flows to send, p50 "
-          f"{statistics.median(with_flows):.1f} ms with them (including the "
-          "wait for ovs-vswitchd)")
-    print(f"agent CPU while idle (10 s): {idle:.2f} %")
-    print(f"agent RSS: {rss_small:.0f} MB with {total} ports, {rss_big:.0f} MB "
-          f"with {args.rss_ports} ports")
-    print("command: .venv/bin/python bench/agent_scale.py --ports "
-          f"{args.ports} --new {args.new} --rss-ports {args.rss_ports}")
+        try:
+            # Ports with flows in br-int: every port's flow set is complete.
+            wait_flows(box, args.ports * per_port, timeout=args.timeout)
+            result["cold_start_s"] = time.monotonic() - start
+            if args.new:
+                log_start = len(agent_log(box))
+                latencies = sorted(reaction_times(box, args.ports, args.new))
+                with_flows, without = reconcile_times(
+                    agent_log(box)[log_start:])
+                result.update(
+                    reaction_p50_ms=statistics.median(latencies),
+                    reaction_p99_ms=latencies[min(len(latencies) - 1,
+                                                  int(len(latencies) * .99))],
+                    reaction_max_ms=latencies[-1],
+                    reconcile_without_flows_p50_ms=statistics.median(without)
+                    if without else None,
+                    reconcile_with_flows_p50_ms=statistics.median(with_flows)
+                    if with_flows else None)
+            time.sleep(2)
+            cpu0, t0 = cpu_seconds(agent.pid), time.monotonic()
+            time.sleep(10)
+            result["idle_cpu_percent"] = (cpu_seconds(agent.pid) - cpu0) / \
+                (time.monotonic() - t0) * 100
+            total = args.ports + args.new
+            result["rss_mb"] = rss_mb(agent.pid)
+            result["rss_ports"] = total
+            if args.rss_ports > total:
+                plug_bound(box, total, args.rss_ports - total)
+                wait_flows(box, args.rss_ports * per_port, timeout=600)
+                result["rss_big_mb"] = rss_mb(agent.pid)
+                result["rss_big_ports"] = args.rss_ports
+        finally:
+            agent.terminate()
+            agent.wait()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--ports", type=int, default=1000)
+    parser.add_argument("--new", type=int, default=100,
+                        help="ports plugged one at a time (0: no reaction "
+                        "figures)")
+    parser.add_argument("--rss-ports", type=int, default=0,
+                        help="also measure RSS with this many bound ports")
+    parser.add_argument("--timeout", type=float, default=600,
+                        help="give up waiting for the cold start's flows")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    result = measure(args)
+    result["command"] = (f".venv/bin/python bench/agent_scale.py --ports "
+                         f"{args.ports} --new {args.new} --rss-ports "
+                         f"{args.rss_ports}")
+    if args.json:
+        print(json.dumps(result))
+        return
+    print(f"agent cold start, {args.ports} bound ports until all flows are "
+          f"in: {result['cold_start_s']:.2f} s")
+    if args.new:
+        print(f"new port row committed -> its flows installed ({args.new} "
+              f"ports, {args.ports} already bound): p50 "
+              f"{result['reaction_p50_ms']:.1f} ms, p99 "
+              f"{result['reaction_p99_ms']:.1f} ms, max "
+              f"{result['reaction_max_ms']:.1f} ms")
+        print(f"  the agent's reconciles meanwhile: p50 "
+              f"{result['reconcile_without_flows_p50_ms']} ms without flows "
+              f"to send, p50 {result['reconcile_with_flows_p50_ms']} ms with "
+              "them (including the wait for ovs-vswitchd)")
+    print(f"agent CPU while idle (10 s): {result['idle_cpu_percent']:.2f} %")
+    print(f"agent RSS: {result['rss_mb']:.0f} MB with {result['rss_ports']} "
+          "ports" + (f", {result['rss_big_mb']:.0f} MB with "
+                     f"{result['rss_big_ports']} ports"
+                     if "rss_big_mb" in result else ""))
+    print(f"command: {result['command']}")
 
 
 if __name__ == "__main__":

@@ -45,7 +45,10 @@ VERB_OPTIONS = {
     "net-delete": [],
     "bind": ["--port-id", "--network", "--ip", "--security-group"],
     "unbind": ["--port-id"],
-    "check": ["--port-id", "--vm", "--traffic", "--qmp"],
+    # libvirt URIs are left out: any text would be handed to libvirt,
+    # which may start daemons for some; the default URI is exercised.
+    "check": ["--port-id", "--vm", "--traffic", "--qmp", "--libvirt-domain"],
+    "metrics": [],
     "sg-create": [],
     "sg-rule-add": ["--direction", "--ethertype", "--protocol", "--port-min",
                     "--port-max", "--icmp-type", "--icmp-code",

@@ -75,7 +75,15 @@ class Watcher:
         for event in found:
             self.emit({"time": round(now, 3), **event})
 
+    @property
+    def pending(self) -> bool:
+        """Updates processed by the facade's own reads (they run the IDL)
+        but not yet diffed: blocking now would wait for the next message."""
+        return self.db.seqno != self.seqno
+
     def block(self) -> None:
+        if self.pending:
+            return
         poller = ovs.poller.Poller()
         self.db.wait(poller)
         if self.agent_up and self.agent is not None:

@@ -1,0 +1,192 @@
+"""Benchmark: plug N TAP VIFs four ways, each on a fresh private OVS, each
+until ovs-vswitchd has given every port an ofport. Not a test: it prints.
+
+    .venv/bin/python bench/plug_compare.py [--count 1000] [--json]
+
+1. virtio-ovs-ctl plug --from-file: one transaction, TAP creation included;
+2. N x ovs-vsctl --may-exist add-port (pre-created TAPs);
+3. N x one ovsdbapp transaction per VIF, os-vif's way: add_br may_exist,
+   add_port, db_set of the Interface's external_ids (pre-created TAPs;
+   ovsdbapp is a bench-only dependency: pip install -e .[bench]);
+4. the floor: one raw python-ovs IDL transaction inserting every Port and
+   Interface (pre-created TAPs), then next_cfg.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from virtio_ovs.testing.sandbox import OvsSandbox  # noqa: E402
+
+BRIDGE = "br-int"
+
+
+def mac(i: int) -> str:
+    return f"52:54:00:{i >> 16 & 255:02x}:{i >> 8 & 255:02x}:{i & 255:02x}"
+
+
+def ids(i: int) -> dict[str, str]:
+    return {"iface-id": f"p{i}", "attached-mac": mac(i),
+            "iface-status": "active", "vm-uuid": f"vm-{i}"}
+
+
+def precreate_taps(box: OvsSandbox, n: int) -> list[str]:
+    names = [f"t{i}" for i in range(n)]
+    with tempfile.NamedTemporaryFile("w", suffix=".ip") as batch:
+        batch.writelines(f"tuntap add dev {n} mode tap vnet_hdr\n"
+                         for n in names)
+        batch.flush()
+        box.exec(["ip", "-batch", batch.name], timeout=300)
+    return names
+
+
+def all_ofports(box: OvsSandbox, n: int, timeout: float = 600) -> None:
+    end = time.monotonic() + timeout
+    while True:
+        out = box.vsctl("--format=json", "--columns=ofport", "list",
+                        "Interface")
+        if sum(1 for [o] in json.loads(out)["data"]
+               if isinstance(o, int) and 0 < o < 65534) >= n:
+            return
+        if time.monotonic() > end:
+            raise SystemExit("ovs-vswitchd did not assign every ofport")
+        time.sleep(0.05)
+
+
+def virtio_ovs(box: OvsSandbox, n: int) -> float:
+    fd, path = tempfile.mkstemp(suffix=".jsonl")
+    with os.fdopen(fd, "w") as f:
+        for i in range(n):
+            f.write(json.dumps({"port_id": f"p{i}", "mac": mac(i),
+                                "tap": f"t{i}", "vm": f"vm-{i}"}) + "\n")
+    cmd = box.exec_cmd([sys.executable, "-m", "virtio_ovs.cli", "--timeout",
+                        "600", "plug", "--from-file", path])
+    start = time.monotonic()
+    proc = subprocess.run(cmd, env=box.env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"virtio-ovs-ctl failed: {proc.stderr}")
+    all_ofports(box, n)
+    elapsed = time.monotonic() - start
+    os.unlink(path)
+    return elapsed
+
+
+def ovs_vsctl(box: OvsSandbox, n: int) -> float:
+    names = precreate_taps(box, n)
+    start = time.monotonic()
+    for i, name in enumerate(names):
+        subprocess.run(["ovs-vsctl", f"--db={box.remote}", "--timeout=60",
+                        "--may-exist", "add-port", BRIDGE, name, "--", "set",
+                        "Interface", name,
+                        *[f"external-ids:{k}={v}" for k, v in ids(i).items()]],
+                       check=True, capture_output=True, env=box.env)
+    all_ofports(box, n)
+    return time.monotonic() - start
+
+
+def ovsdbapp_per_vif(box: OvsSandbox, n: int) -> float:
+    try:
+        from ovsdbapp.backend.ovs_idl import connection
+        from ovsdbapp.schema.open_vswitch import impl_idl
+    except ImportError:
+        raise SystemExit("ovsdbapp is not installed: .venv/bin/pip install "
+                         "-e .[bench]") from None
+    names = precreate_taps(box, n)
+    idl = connection.OvsdbIdl.from_server(box.remote, "Open_vSwitch")
+    api = impl_idl.OvsdbIdl(connection.Connection(idl=idl, timeout=60))
+    start = time.monotonic()
+    for i, name in enumerate(names):
+        with api.transaction(check_error=True) as txn:
+            txn.add(api.add_br(BRIDGE, may_exist=True,
+                               datapath_type="netdev"))
+            txn.add(api.add_port(BRIDGE, name, may_exist=True))
+            txn.add(api.db_set("Interface", name,
+                               ("external_ids", ids(i))))
+    all_ofports(box, n)
+    elapsed = time.monotonic() - start
+    api.ovsdb_connection.stop()
+    return elapsed
+
+
+def raw_idl(box: OvsSandbox, n: int) -> float:
+    import ovs.db.idl
+    import ovs.poller
+    from virtio_ovs.testing.sandbox import SCHEMA
+    names = precreate_taps(box, n)
+    helper = ovs.db.idl.SchemaHelper(SCHEMA)
+    helper.register_columns("Open_vSwitch", ["bridges", "next_cfg"])
+    helper.register_columns("Bridge", ["name", "ports"])
+    helper.register_columns("Port", ["name", "interfaces"])
+    helper.register_columns("Interface", ["name", "external_ids"])
+    idl = ovs.db.idl.Idl(box.remote, helper)
+    while not idl.has_ever_connected():
+        idl.run()
+        poller = ovs.poller.Poller()
+        idl.wait(poller)
+        poller.block()
+    start = time.monotonic()
+    txn = ovs.db.idl.Transaction(idl)
+    bridge = next(b for b in idl.tables["Bridge"].rows.values()
+                  if b.name == BRIDGE)
+    ports = list(bridge.ports)
+    for i, name in enumerate(names):
+        iface = txn.insert(idl.tables["Interface"])
+        iface.name = name
+        iface.external_ids = ids(i)
+        port = txn.insert(idl.tables["Port"])
+        port.name = name
+        port.interfaces = [iface]
+        ports.append(port)
+    bridge.ports = ports
+    next(iter(idl.tables["Open_vSwitch"].rows.values())).increment("next_cfg")
+    while (status := txn.commit()) == ovs.db.idl.Transaction.INCOMPLETE:
+        idl.run()
+        poller = ovs.poller.Poller()
+        idl.wait(poller)
+        txn.wait(poller)
+        poller.block()
+    if status != ovs.db.idl.Transaction.SUCCESS:
+        raise SystemExit(f"raw IDL transaction: {status} {txn.get_error()}")
+    all_ofports(box, n)
+    elapsed = time.monotonic() - start
+    idl.close()
+    return elapsed
+
+
+METHODS = {"virtio_ovs_bulk": virtio_ovs, "ovs_vsctl_per_vif": ovs_vsctl,
+           "ovsdbapp_per_vif": ovsdbapp_per_vif, "raw_idl_floor": raw_idl}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--count", type=int, default=1000)
+    parser.add_argument("--json", action="store_true",
+                        help="one JSON object with the seconds of each way")
+    args = parser.parse_args()
+    seconds = {}
+    for name, method in METHODS.items():
+        with OvsSandbox(prefix="vpc") as box:
+            box.add_bridge(BRIDGE)
+            seconds[name] = method(box, args.count)
+        print(f"{name:18} {seconds[name]:8.2f} s", file=sys.stderr)
+    command = f".venv/bin/python bench/plug_compare.py --count {args.count}"
+    if args.json:
+        print(json.dumps({"count": args.count, "seconds": seconds,
+                          "command": command}))
+        return
+    floor = seconds["raw_idl_floor"]
+    print(f"plug {args.count} TAP VIFs until every one has an ofport "
+          "(each way on a fresh OVS):")
+    for name, value in seconds.items():
+        print(f"  {name:18} {value:8.2f} s  {value / floor:5.2f}x the floor")
+    print(f"command: {command}")
+
+
+if __name__ == "__main__":
+    main()
