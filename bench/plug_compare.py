@@ -129,6 +129,7 @@ def raw_idl(box: OvsSandbox, n: int) -> float:
         idl.run()
         poller = ovs.poller.Poller()
         idl.wait(poller)
+        poller.timer_wait(100)  # the session's reconnect FSM needs a tick
         poller.block()
     start = time.monotonic()
     txn = ovs.db.idl.Transaction(idl)
@@ -150,6 +151,7 @@ def raw_idl(box: OvsSandbox, n: int) -> float:
         poller = ovs.poller.Poller()
         idl.wait(poller)
         txn.wait(poller)
+        poller.timer_wait(100)
         poller.block()
     if status != ovs.db.idl.Transaction.SUCCESS:
         raise SystemExit(f"raw IDL transaction: {status} {txn.get_error()}")

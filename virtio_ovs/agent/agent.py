@@ -21,16 +21,17 @@ import ovs.poller
 
 from virtio_ovs import conf as conf_mod
 from virtio_ovs.agent.checker import DataPlaneChecker
-from virtio_ovs.core.errors import EnvironmentFailure, UserError, VirtioOvsError
-from virtio_ovs.core.validate import validate_bind
-from virtio_ovs.metrics import AgentMetrics, WiringClock, reports_by_port
+from virtio_ovs.core.errors import (EnvironmentFailure, UserError,
+                                    VirtioOvsError)
 from virtio_ovs.core.networks import (int_patch_name, parse_bridge_mappings,
                                       phy_patch_name)
+from virtio_ovs.core.validate import validate_bind
+from virtio_ovs.metrics import AgentMetrics, WiringClock, reports_by_port
 from virtio_ovs.network.flows import (Flow, FlowDiff, FlowPlanner,
                                       HostState, PatchPorts, diff_flows,
                                       port_tag)
 from virtio_ovs.network.openflow import PROTOCOLS, OpenFlowBridge, SwitchWatch
-from virtio_ovs.ovsdb.connection import set_ssl_files
+from virtio_ovs.ovsdb.connection import json_parser, set_ssl_files
 from virtio_ovs.ovsdb.host.api import BridgeSpec, HostDb
 from virtio_ovs.ovsdb.host.impl import connect
 
@@ -153,6 +154,10 @@ class Agent:
     def run(self) -> int:
         LOG.info("starting: OVSDB %s, integration bridge %s, cookie %#x",
                  self.db.remote, self.integration_bridge, self.cookie)
+        if json_parser() != "C":
+            LOG.warning("python-ovs parses OVSDB's JSON in pure Python (no "
+                        "ovs._json C extension): updates of thousands of "
+                        "rows take about 20x longer")
         self.serve_metrics()
         self._connect()
         while not self.stopping:

@@ -28,6 +28,13 @@ Tables = Mapping[str, tuple[str, ...]]
 # python-ovs logs nothing unless ovs.vlog.Vlog.init() is called; we never call it.
 
 
+def json_parser() -> str:
+    """"C" when python-ovs parses JSON with its C extension (ovs._json),
+    "Python" when with its pure-Python parser (about 20x slower)."""
+    import ovs.json
+    return "C" if ovs.json.PARSER == ovs.json.PARSER_C else "Python"
+
+
 def set_ssl_files(private_key: str | None, certificate: str | None,
                   ca_cert: str | None) -> None:
     """ssl: remotes need these, as ovs-vsctl's -p/-c/-C options."""
