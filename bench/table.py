@@ -1,0 +1,96 @@
+"""tools/bench.sh's table: reads the benchmarks' JSON results from a
+directory and prints one row per figure with its target and command."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+MISSING = "-"
+
+
+def load(directory: str, name: str) -> dict:
+    try:
+        with open(os.path.join(directory, f"{name}.json")) as f:
+            text = f.read().strip().splitlines()
+        return json.loads(text[-1]) if text else {"error": "no output"}
+    except (OSError, ValueError) as exc:
+        return {"error": f"unreadable result: {exc}"}
+
+
+def verdict(value, target) -> str:
+    if value is None or target is None:
+        return ""
+    return "met" if value <= target else "NOT met"
+
+
+def rows(d: str):
+    plug = load(d, "plug")
+    seconds = plug.get("seconds", {})
+    floor = seconds.get("raw_idl_floor")
+    for key, label in (("virtio_ovs_bulk", "virtio-ovs bulk plug (1 txn, "
+                        "creates the TAPs)"),
+                       ("ovs_vsctl_per_vif", "ovs-vsctl, one per VIF"),
+                       ("ovsdbapp_per_vif", "ovsdbapp, one txn per VIF "
+                        "(os-vif's way)"),
+                       ("raw_idl_floor", "raw python-ovs IDL, one txn "
+                        "(floor)")):
+        value = seconds.get(key)
+        ratio = value / floor if value is not None and floor else None
+        target = 1.5 if key == "virtio_ovs_bulk" else None
+        yield (f"plug 1,000 TAP VIFs: {label}",
+               f"{value:.2f} s ({ratio:.2f}x floor)" if ratio else
+               plug.get("error", MISSING),
+               "<= 1.5x floor" if target else "",
+               verdict(ratio, target), plug.get("command", ""))
+    for name, ports, targets in (("scale1k", "1,000", (30, 60, 1.5)),
+                                 ("cold5k", "5,000", (None, None, 5)),
+                                 ("scale10k", "10,000", (None, 100, 10))):
+        r = load(d, name)
+        cmd = r.get("command", "")
+        if "error" in r:
+            if os.path.exists(os.path.join(d, f"{name}.json")):
+                yield (f"agent at {ports} bound ports", r["error"], "", "",
+                       cmd)
+            continue
+        p50_target, p99_target, cold_target = targets
+        yield (f"agent cold start, {ports} bound ports",
+               f"{r['cold_start_s']:.2f} s", f"<= {cold_target} s",
+               verdict(r["cold_start_s"], cold_target), cmd)
+        if "reaction_p50_ms" in r:
+            yield (f"reaction p50 at {ports} (row -> flows)",
+                   f"{r['reaction_p50_ms']:.1f} ms",
+                   f"<= {p50_target} ms" if p50_target else "",
+                   verdict(r["reaction_p50_ms"], p50_target), cmd)
+            yield (f"reaction p99 at {ports}",
+                   f"{r['reaction_p99_ms']:.1f} ms", f"<= {p99_target} ms",
+                   verdict(r["reaction_p99_ms"], p99_target), cmd)
+        rss_target = 300 if name == "scale10k" else None
+        yield (f"agent RSS at {r['rss_ports']:,} ports",
+               f"{r['rss_mb']:.0f} MB",
+               f"<= {rss_target} MB" if rss_target else "",
+               verdict(r["rss_mb"], rss_target), cmd)
+        yield (f"agent idle CPU at {ports}",
+               f"{r['idle_cpu_percent']:.2f} %", "", "", cmd)
+    iperf = load(d, "iperf")
+    yield ("iperf3 through the agent's flows / NORMAL bridge",
+           f"{iperf['agent_gbps']:.2f} / {iperf['normal_gbps']:.2f} Gbit/s "
+           f"= {iperf['ratio']:.2f}" if "ratio" in iperf else
+           iperf.get("error", MISSING), "", "", iperf.get("command", ""))
+    check = load(d, "check1k")
+    yield ("virtio-ovs-ctl check over 1,000 ports",
+           f"{check['check_s']:.2f} s" if "check_s" in check else
+           check.get("error", MISSING), "", "", check.get("command", ""))
+
+
+def main() -> None:
+    table = [("figure", "result", "target", "", "command")]
+    table += list(rows(sys.argv[1]))
+    widths = [max(len(r[i]) for r in table) for i in range(4)]
+    for r in table:
+        print("  ".join(v.ljust(w) for v, w in zip(r[:4], widths)) +
+              "  " + r[4])
+
+
+if __name__ == "__main__":
+    main()

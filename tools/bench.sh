@@ -1,0 +1,49 @@
+#!/bin/bash
+# The benchmark table (not part of the test command): each figure with its
+# target and the command that produced it, comparisons in the same run.
+#   tools/bench.sh [--quick]      # --quick: 1,000 ports only (no 5k/10k)
+# Runs as root on a fresh Debian 12 (installs what it needs, like
+# tools/test.sh); every benchmark runs on its own private OVS in its own
+# network namespace and removes it at the end.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=tools/setup-env.sh
+source tools/setup-env.sh
+"$VENV/bin/pip" install -q --disable-pip-version-check -e ".[bench]" >&2
+quick=0
+[ "${1:-}" = "--quick" ] && quick=1
+out=$(mktemp -d /tmp/virtio-ovs-bench.XXXXXX)
+trap 'rm -rf "$out"' EXIT
+
+# run NAME SECONDS SCRIPT ARGS...: the script's --json line into NAME.json,
+# or a record of why it has none (failure, or over its time limit).
+run() {
+    local name=$1 limit=$2
+    shift 2
+    echo "== $* (limit ${limit} s)" >&2
+    local start rc=0
+    start=$(date +%s)
+    timeout --kill-after=30 "$limit" "$VENV/bin/python" "$@" --json \
+        > "$out/$name.json" 2> "$out/$name.err" || rc=$?
+    if [ "$rc" -ne 0 ]; then
+        "$VENV/bin/python" - "$out/$name" "$rc" "$(( $(date +%s) - start ))" "$*" <<'PY'
+import json, sys
+path, rc, took, cmd = sys.argv[1:]
+err = open(path + ".err").read().strip().splitlines()
+why = (f"over its {took} s limit" if rc in ("124", "137")
+       else (err[-1] if err else f"exit {rc}"))
+json.dump({"error": why, "command": ".venv/bin/python " + cmd},
+          open(path + ".json", "w"))
+PY
+    fi
+}
+
+run plug 1800 bench/plug_compare.py --count 1000
+run scale1k 1200 bench/agent_scale.py --ports 1000 --new 100
+run check1k 900 bench/check_scale.py --ports 1000
+run iperf 600 bench/iperf_ratio.py --seconds 5
+if [ "$quick" -eq 0 ]; then
+    run cold5k 1800 bench/agent_scale.py --ports 5000 --new 0 --timeout 900
+    run scale10k 2400 bench/agent_scale.py --ports 10000 --new 100 --timeout 1500
+fi
+"$VENV/bin/python" bench/table.py "$out"
