@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import socket
 import re
+import signal
 import subprocess
 import time
 from typing import Iterable
@@ -204,22 +205,33 @@ class OpenFlowBridge:
         self.bridge = bridge
         self.target = paths.vswitchd_mgmt_socket(bridge)
         self.timeout = timeout
+        self._patience = 1  # doubles after each ovs-ofctl timeout
         self.conn = OpenFlowConnection(bridge, timeout)
 
     def close(self) -> None:
         self.conn.close()
 
     def _ofctl(self, *args: str, stdin: str | None = None) -> str:
-        # A busy ovs-vswitchd (thousands of polled ports) takes its time
-        # over a large bundle: allow a second per 2000 flow mods on top.
-        timeout = max(1, int(self.timeout + (stdin or "").count("\n") / 2000))
+        # A busy ovs-vswitchd takes its time over a large bundle: with 5000
+        # TAPs on the userspace datapath it staged ~1000 flow mods a second
+        # (its main loop polls every port between OpenFlow messages). So a
+        # second per 200 flow mods on top, doubled after each timeout: a
+        # fixed limit under the real rate made the agent's first sync fail
+        # and retry the same way forever.
+        flows = (stdin or "").count("\n")
+        timeout = max(1, int((self.timeout + flows / 200) * self._patience))
         cmd = [*OFCTL, f"--timeout={timeout}", *args]
         try:
             proc = subprocess.run(cmd, input=stdin, capture_output=True,
                                   text=True, timeout=timeout + 5)
         except subprocess.TimeoutExpired:
+            self._patience = min(self._patience * 2, 64)
             raise EnvironmentFailure(f"ovs-ofctl {args[0]} {self.bridge} "
-                                     "timed out") from None
+                                     f"timed out after {timeout} s") from None
+        if proc.returncode == -signal.SIGALRM:  # ovs-ofctl's --timeout
+            self._patience = min(self._patience * 2, 64)
+            raise EnvironmentFailure(f"ovs-ofctl {args[0]} {self.bridge} "
+                                     f"timed out after {timeout} s")
         if proc.returncode != 0:
             raise EnvironmentFailure(f"ovs-ofctl {args[0]} {self.bridge}: "
                                      f"{proc.stderr.strip()}")
