@@ -23,14 +23,15 @@ run() {
     echo "== $* (limit ${limit} s)" >&2
     local start rc=0
     start=$(date +%s)
-    timeout --kill-after=30 "$limit" "$VENV/bin/python" "$@" --json \
+    # SIGINT: Python unwinds, so each benchmark removes its sandbox.
+    timeout --signal=INT --kill-after=60 "$limit" "$VENV/bin/python" "$@" --json \
         > "$out/$name.json" 2> "$out/$name.err" || rc=$?
     if [ "$rc" -ne 0 ]; then
         "$VENV/bin/python" - "$out/$name" "$rc" "$(( $(date +%s) - start ))" "$*" <<'PY'
 import json, sys
 path, rc, took, cmd = sys.argv[1:]
 err = open(path + ".err").read().strip().splitlines()
-why = (f"over its {took} s limit" if rc in ("124", "137")
+why = (f"over its {took} s limit" if rc in ("124", "130", "137")
        else (err[-1] if err else f"exit {rc}"))
 json.dump({"error": why, "command": ".venv/bin/python " + cmd},
           open(path + ".json", "w"))
@@ -43,7 +44,7 @@ run scale1k 1200 bench/agent_scale.py --ports 1000 --new 100
 run check1k 900 bench/check_scale.py --ports 1000
 run iperf 600 bench/iperf_ratio.py --seconds 5
 if [ "$quick" -eq 0 ]; then
-    run cold5k 1800 bench/agent_scale.py --ports 5000 --new 0 --timeout 900
-    run scale10k 2400 bench/agent_scale.py --ports 10000 --new 100 --timeout 1500
+    run cold5k 1200 bench/agent_scale.py --ports 5000 --new 0 --timeout 900
+    run scale10k 1800 bench/agent_scale.py --ports 10000 --new 20 --timeout 1200
 fi
 "$VENV/bin/python" bench/table.py "$out"
