@@ -294,3 +294,30 @@ def test_ssl_remote_with_certificates(box, ctl, tmp_path):
     proc = ctl("--db", f"ssl:127.0.0.1:{port}", "--timeout", "2", "list")
     assert proc.returncode == 1
     assert proc.stderr.startswith("virtio-ovs-ctl: private-key: an ssl: remote")
+
+
+def test_the_checks_link_dump_agrees_with_pyroute2(box):
+    """The check reads the TAP queue counts with its own rtnetlink dump
+    (check/queues.py); pyroute2's full parse is the reference."""
+    for args in (["tap", "name", "tqd1"], ["tap", "name", "tqd2",
+                                           "multi_queue"]):
+        box.exec(["ip", "tuntap", "add", "mode", *args])
+    script = (
+        "from pyroute2 import IPRoute\n"
+        "from virtio_ovs.check import queues as q\n"
+        "ref = {}\n"
+        "with IPRoute() as ipr:\n"
+        "    for m in ipr.get_links():\n"
+        "        info = m.get_attr('IFLA_LINKINFO')\n"
+        "        if info is None or info.get_attr('IFLA_INFO_KIND') != 'tun':\n"
+        "            continue\n"
+        "        d = info.get_attr('IFLA_INFO_DATA')\n"
+        "        ref[m.get_attr('IFLA_IFNAME')] = q.TapQueues(\n"
+        "            d.get_attr('IFLA_TUN_NUM_QUEUES'),\n"
+        "            d.get_attr('IFLA_TUN_NUM_DISABLED_QUEUES'))\n"
+        "ours = q.all_tap_queues()\n"
+        "assert ours == ref, (ours, ref)\n"
+        "print(ours['tqd1'], ours['tqd2'])\n")
+    out = box.exec([sys.executable, "-c", script]).stdout
+    assert out.split() == ["TapQueues(enabled=None,", "disabled=None)",
+                           "TapQueues(enabled=0,", "disabled=0)"]
