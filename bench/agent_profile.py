@@ -21,20 +21,11 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from bench.common import dummy_with_ports, vif  # noqa: E402
 from virtio_ovs import conf as conf_mod  # noqa: E402
 from virtio_ovs.agent.agent import Agent  # noqa: E402
-from virtio_ovs.core import model  # noqa: E402
 from virtio_ovs.ovsdb.host.api import PlugOutcome  # noqa: E402
 from virtio_ovs.ovsdb.host.impl import IdlHostDb  # noqa: E402
-from virtio_ovs.testing.dummy import DummyOvs  # noqa: E402
-
-
-def vif(i: int) -> model.Vif:
-    mac = f"52:54:00:{i >> 16 & 255:02x}:{i >> 8 & 255:02x}:{i & 255:02x}"
-    return model.make_vif(port_id=f"p{i}", mac=mac, tap=f"t{i}",
-                          bridge="br-int", network="blue",
-                          ips=[f"10.{i >> 16 & 255}.{i >> 8 & 255}."
-                               f"{(i & 255) or 254}/8"])
 
 
 def main() -> None:
@@ -42,20 +33,8 @@ def main() -> None:
     parser.add_argument("--ports", type=int, default=1000)
     parser.add_argument("--new", type=int, default=20)
     args = parser.parse_args()
-    ovs = DummyOvs("vprof").start()
-    try:
-        os.environ["OVS_RUNDIR"] = ovs.dir
-        ovs.vsctl("add-br", "br-int", "--", "set", "bridge", "br-int",
-                  "fail_mode=secure")
+    with dummy_with_ports("vprof", args.ports) as (ovs, path):
         db = IdlHostDb(ovs.remote, 120, is_tap=lambda name: True)
-        db.create_network("blue", "local", None, None, {})
-        db.plug([vif(i) for i in range(args.ports)], PlugOutcome())
-        path = os.path.join(ovs.dir, "agent.conf")
-        with open(path, "w") as f:
-            f.write(f"[ovs]\novsdb_connection = {ovs.remote}\n"
-                    "datapath_type = system\novsdb_timeout = 30\n"
-                    "[agent]\nreport_interval = 30\ncheck_interval = 0\n"
-                    "gc_interval = 0\n")
         agent = Agent(conf_mod.load([path], prog="virtio-ovs-agent"))
         profile, reconciles = cProfile.Profile(), []
         original = agent._reconcile_once
@@ -88,8 +67,7 @@ def main() -> None:
             time.sleep(0.05)
         agent.stop()
         thread.join(10)
-    finally:
-        ovs.stop()
+        db.close()
     print(f"command: .venv/bin/python bench/agent_profile.py --ports "
           f"{args.ports} --new {args.new}")
     print(f"commit -> flows applied by the agent: p50 "

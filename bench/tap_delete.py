@@ -14,6 +14,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from bench.common import private_netns  # noqa: E402
 
 WORKER = """
 import sys, time
@@ -36,16 +37,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--taps", type=int, default=1000)
     args = parser.parse_args()
-    netns = f"vtd{os.getpid()}"
-    subprocess.run(["ip", "netns", "add", netns], check=True)
-    try:
+    with private_netns("vtd") as netns:
         out = subprocess.run(["ip", "netns", "exec", netns, sys.executable,
                               "-c", WORKER, str(args.taps)], check=True,
                              capture_output=True, text=True,
                              cwd=os.path.dirname(os.path.dirname(
                                  os.path.abspath(__file__)))).stdout
-    finally:
-        subprocess.run(["ip", "netns", "del", netns], check=False)
     single, batch = out.split()
     print(f"command: .venv/bin/python bench/tap_delete.py --taps {args.taps}")
     print(f"{args.taps} TAPs deleted one RTM_DELLINK each: {single} s; "

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import secrets
 import subprocess
 import sys
 import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+from bench.common import private_netns  # noqa: E402
 MEASURE = """
 import sys, time
 def rss():
@@ -40,9 +41,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--taps", type=int, default=5000)
     args = parser.parse_args()
-    netns = f"vtqd{secrets.token_hex(3)}"
-    subprocess.run(["ip", "netns", "add", netns], check=True)
-    try:
+    with private_netns("vtqd") as netns:
         with tempfile.NamedTemporaryFile("w", suffix=".ip") as batch:
             batch.writelines(f"tuntap add dev t{i} mode tap\n"
                              for i in range(args.taps))
@@ -56,8 +55,6 @@ def main() -> None:
                                  text=True).stdout.split()
             print(f"{way:9} {float(out[0]):6.2f} s, RSS +{float(out[1]):.0f} "
                   f"MB, {out[2]} links read")
-    finally:
-        subprocess.run(["ip", "netns", "del", netns], check=False)
     print(f"command: .venv/bin/python bench/tap_queue_dump.py --taps "
           f"{args.taps}")
 

@@ -1,0 +1,62 @@
+"""Set-ups shared by the benchmarks (not tests)."""
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import subprocess
+import sys
+from typing import Iterator
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from virtio_ovs.core import model  # noqa: E402
+from virtio_ovs.ovsdb.host.api import PlugOutcome  # noqa: E402
+from virtio_ovs.ovsdb.host.impl import IdlHostDb  # noqa: E402
+from virtio_ovs.testing.dummy import DummyOvs  # noqa: E402
+
+
+def vif(i: int) -> model.Vif:
+    """Bound port number ``i`` of network blue on br-int."""
+    mac = f"52:54:00:{i >> 16 & 255:02x}:{i >> 8 & 255:02x}:{i & 255:02x}"
+    return model.make_vif(port_id=f"p{i}", mac=mac, tap=f"t{i}",
+                          bridge="br-int", network="blue",
+                          ips=[f"10.{i >> 16 & 255}.{i >> 8 & 255}."
+                               f"{(i & 255) or 254}/8"])
+
+
+@contextlib.contextmanager
+def dummy_with_ports(prefix: str, ports: int) -> Iterator[tuple[DummyOvs,
+                                                                 str]]:
+    """A private OVS with the dummy datapath (no root) holding ``ports``
+    bound ports, and an agent config for it: (ovs, config path)."""
+    ovs = DummyOvs(prefix).start()
+    try:
+        os.environ["OVS_RUNDIR"] = ovs.dir
+        ovs.vsctl("add-br", "br-int", "--", "set", "bridge", "br-int",
+                  "fail_mode=secure")
+        db = IdlHostDb(ovs.remote, 300, is_tap=lambda name: True)
+        db.create_network("blue", "local", None, None, {})
+        for first in range(0, ports, 1000):
+            db.plug([vif(i) for i in range(first, min(ports, first + 1000))],
+                    PlugOutcome())
+        db.close()
+        path = os.path.join(ovs.dir, "agent.conf")
+        with open(path, "w") as f:
+            f.write(f"[ovs]\novsdb_connection = {ovs.remote}\n"
+                    "datapath_type = system\novsdb_timeout = 120\n"
+                    "[agent]\nreport_interval = 30\ncheck_interval = 0\n"
+                    "gc_interval = 0\n")
+        yield ovs, path
+    finally:
+        ovs.stop()
+
+
+@contextlib.contextmanager
+def private_netns(prefix: str) -> Iterator[str]:
+    """A network namespace of our own (root), deleted at the end."""
+    netns = f"{prefix}{secrets.token_hex(3)}"
+    subprocess.run(["ip", "netns", "add", netns], check=True)
+    try:
+        yield netns
+    finally:
+        subprocess.run(["ip", "netns", "del", netns], check=False)
