@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from virtio_ovs.check.qmp import QmpError
 from virtio_ovs.check.verdicts import THROUGH_QEMU, PortReport
-from virtio_ovs.core.errors import EnvironmentFailure, OvsdbTimeout, UserError
+from virtio_ovs.core.errors import EnvironmentFailure, UserError
 from virtio_ovs.core.port import GuestPort
 
 DEFAULT_URI = "qemu:///system"
@@ -78,7 +78,7 @@ def _bounded(call: Callable[[], Any], timeout: float, what: str) -> Any:
     worker.start()
     worker.join(timeout)
     if worker.is_alive():
-        raise OvsdbTimeout(f"{what}: no answer from libvirt within "
+        raise EnvironmentFailure(f"{what}: no answer from libvirt within "
                            f"{timeout:g} s")
     if "error" in result:
         raise result["error"]
