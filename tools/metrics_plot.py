@@ -44,8 +44,7 @@ def scrape(url: str) -> list[tuple[str, dict, float]]:
             for f in text_string_to_metric_families(text) for s in f.samples]
 
 
-def record(url: str, seconds: float, interval: float, out: str,
-           tick=None) -> None:
+def record(url: str, seconds: float, interval: float, out: str) -> None:
     end = time.monotonic() + seconds
     with open(out, "w") as f:
         while time.monotonic() < end:
@@ -57,8 +56,6 @@ def record(url: str, seconds: float, interval: float, out: str,
                 samples = []
             f.write(json.dumps({"t": stamp, "samples": samples}) + "\n")
             f.flush()
-            if tick is not None:
-                tick(stamp)
             time.sleep(max(0.0, interval - (time.time() - stamp)))
 
 
@@ -289,26 +286,21 @@ def scenario(out: str, seconds: float, recording: str | None) -> None:
             "--vhost-user", sock, "--queues", "2", "--network", "blue")
         pmd = testpmd.start(box, sock, "52:54:00:00:0c:02", 2, "vhu-mp1")
         recording = recording or os.path.join(box.dir, "run.jsonl")
-        start = time.time()
-        plugged = []
-
-        def tick(now: float) -> None:
-            n = int((now - start) // 4)
-            if n > len(plugged) and len(plugged) < 6:
-                port = f"p{len(plugged) + 1}"
-                ctl("plug", "--port-id", port, "--mac",
-                    f"52:54:00:00:0d:{len(plugged) + 1:02x}", "--tap",
-                    f"tapmpx{len(plugged) + 1}", "--network", "blue")
-                plugged.append(port)
-            if now - start > seconds / 2 and not getattr(tick, "lowered", 0):
-                tick.lowered = 1
-                guest.run("ethtool -L eth0 combined 1")
         url = "http://127.0.0.1:9477/metrics"
         recorder = subprocess.Popen(box.exec_cmd([
             sys.executable, os.path.abspath(__file__), "record", "--url", url,
             "--seconds", str(seconds), "--out", recording]), env=box.env)
+        start, plugged, lowered = time.time(), 0, False
         while recorder.poll() is None:
-            tick(time.time())
+            elapsed = time.time() - start
+            if elapsed // 4 > plugged and plugged < 6:  # a TAP every 4 s
+                plugged += 1
+                ctl("plug", "--port-id", f"p{plugged}", "--mac",
+                    f"52:54:00:00:0d:{plugged:02x}", "--tap",
+                    f"tapmpx{plugged}", "--network", "blue")
+            if not lowered and elapsed > seconds / 2:
+                lowered = True
+                guest.run("ethtool -L eth0 combined 1")
             time.sleep(0.5)
         render(load(recording), out, f"virtio-ovs-agent /metrics, "
                f"{seconds:g} s on a private OVS-DPDK sandbox: a QEMU guest "

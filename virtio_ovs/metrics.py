@@ -165,6 +165,10 @@ class WiringClock:
     cold start, not a reaction)."""
 
     def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything: the next update is a first sync again."""
         self.since: dict[str, float] = {}  # waiting ports -> seen at
         self.wired: set[str] = set()
         self.primed = False
@@ -188,6 +192,3 @@ class WiringClock:
                 del self.since[port_id]
                 self.wired.add(port_id)
         return durations
-
-    def reset(self) -> None:
-        self.__init__()

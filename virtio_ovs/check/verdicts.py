@@ -155,8 +155,9 @@ def decide_tap(ev: TapEvidence) -> PortReport:
     # The kernel reports queue counts for multiqueue TAPs only; a
     # single-queue TAP's one queue is enabled while it is attached.
     enabled = ev.enabled if ev.enabled is not None else configured
+    enabled_unknown = bool(ev.netlink_error) and ev.enabled is None
     for index in range(configured):
-        if ev.netlink_error and ev.enabled is None:
+        if enabled_unknown:
             queues.append(QueueReport(index, UNKNOWN, "enabled or not is "
                                       f"unknown: {ev.netlink_error}"))
         elif index >= enabled:
@@ -171,10 +172,8 @@ def decide_tap(ev: TapEvidence) -> PortReport:
         verdict = THROUGH_QEMU
         reason = (f"only {vhost} of {enabled} enabled queues have a "
                   "vhost-net device")
-    if ev.netlink_error and ev.enabled is None:
-        enabled = None
     return _report(ev, verdict, reason, configured, queues, evidence,
-                   enabled=enabled)
+                   enabled=None if enabled_unknown else enabled)
 
 
 def _tap_verdict(ev: TapEvidence, name: str, vhost: int, workers: int,

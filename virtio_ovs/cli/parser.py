@@ -115,8 +115,7 @@ def _add_network_verbs(verbs) -> None:
                        help="check this running domain's NICs, with the "
                        "queues and backend its XML asks for (repeat)")
     check.add_argument("--libvirt-uri", metavar="URI",
-                       help=f"libvirt connection (default "
-                       "qemu:///system)")
+                       help="libvirt connection (default qemu:///system)")
     check.add_argument("--libvirt-qmp", action="store_true",
                        help="ask QEMU for vhost-started through libvirt's "
                        "monitor passthrough (libvirt marks the domain "

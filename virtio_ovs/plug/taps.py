@@ -9,6 +9,7 @@ import errno
 import fcntl
 import os
 import secrets
+import socket
 import stat
 import struct
 import time
@@ -265,7 +266,6 @@ def _write_ifalias(name: str, text: str,
 
 def _set_up(name: str) -> None:
     """IFF_UP, as ``ip link set NAME up`` (SIOCGIFFLAGS/SIOCSIFFLAGS)."""
-    import socket
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         ifr = fcntl.ioctl(sock, SIOCGIFFLAGS, struct.pack("16sH", name.encode(),
                                                           0) + bytes(22))
