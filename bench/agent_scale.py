@@ -22,6 +22,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from bench.common import add_taps  # noqa: E402
 from virtio_ovs.testing.sandbox import OvsSandbox  # noqa: E402
 
 PY = sys.executable
@@ -150,8 +151,7 @@ def reaction_times(box: OvsSandbox, first: int, count: int) -> list[float]:
     from virtio_ovs.ovsdb.host.impl import connect
     db = connect(box.remote, 30)
     db.start()
-    box.exec(["sh", "-c", " ; ".join(
-        f"ip tuntap add dev t{i} mode tap" for i in range(first, first + count))])
+    add_taps(box.netns, [f"t{i}" for i in range(first, first + count)])
     latencies = []
     for i in range(first, first + count):
         vif = model.make_vif(port_id=f"p{i}", mac=mac(i), tap=f"t{i}",

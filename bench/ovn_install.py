@@ -18,6 +18,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from bench.common import add_taps  # noqa: E402
 import ovs.poller  # noqa: E402
 from virtio_ovs.core import model  # noqa: E402
 from virtio_ovs.ovsdb.host.api import PlugOutcome  # noqa: E402
@@ -60,8 +61,7 @@ def main() -> None:
     try:
         h1 = topo.hosts[0]
         h1.ctl_ok("net-create", "bench", "--type", "geneve")
-        h1.box.exec(["sh", "-c", "; ".join(
-            f"ip tuntap add dev tb{i} mode tap" for i in range(args.ports))])
+        add_taps(h1.box.netns, [f"tb{i}" for i in range(args.ports)])
         host = connect(h1.box.remote, 30, is_tap=lambda name: True)
         vifs = [model.make_vif(port_id=f"b{i}", mac=mac(i), tap=f"tb{i}",
                                bridge="br-int", network="bench")

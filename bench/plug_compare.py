@@ -22,6 +22,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from bench.common import add_taps, count_ofports  # noqa: E402
 from virtio_ovs.testing.sandbox import OvsSandbox  # noqa: E402
 
 BRIDGE = "br-int"
@@ -38,21 +39,14 @@ def ids(i: int) -> dict[str, str]:
 
 def precreate_taps(box: OvsSandbox, n: int) -> list[str]:
     names = [f"t{i}" for i in range(n)]
-    with tempfile.NamedTemporaryFile("w", suffix=".ip") as batch:
-        batch.writelines(f"tuntap add dev {n} mode tap vnet_hdr\n"
-                         for n in names)
-        batch.flush()
-        box.exec(["ip", "-batch", batch.name], timeout=300)
+    add_taps(box.netns, names, vnet_hdr=True)
     return names
 
 
 def all_ofports(box: OvsSandbox, n: int, timeout: float = 600) -> None:
     end = time.monotonic() + timeout
     while True:
-        out = box.vsctl("--format=json", "--columns=ofport", "list",
-                        "Interface")
-        if sum(1 for [o] in json.loads(out)["data"]
-               if isinstance(o, int) and 0 < o < 65534) >= n:
+        if count_ofports(box.vsctl) >= n:
             return
         if time.monotonic() > end:
             raise SystemExit("ovs-vswitchd did not assign every ofport")

@@ -23,6 +23,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from bench.common import add_taps  # noqa: E402
 import agent_scale as scale  # noqa: E402
 from virtio_ovs.process import terminate  # noqa: E402
 from virtio_ovs.testing.sandbox import OvsSandbox  # noqa: E402
@@ -131,9 +132,7 @@ def main() -> None:
         try:
             scale.ctl(box, "net-create", "blue", "--type", "local")
             throughput(box, args.rounds, args.seconds)
-            box.exec(["sh", "-c", "; ".join(
-                f"ip tuntap add dev t{i} mode tap" for i in range(args.ports))],
-                timeout=300)
+            add_taps(box.netns, [f"t{i}" for i in range(args.ports)])
             rule_change(box, args.ports)
         finally:
             terminate(agent)

@@ -12,11 +12,10 @@ import argparse
 import os
 import subprocess
 import sys
-import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from bench.common import private_netns  # noqa: E402
+from bench.common import add_taps, private_netns  # noqa: E402
 MEASURE = """
 import sys, time
 def rss():
@@ -42,12 +41,7 @@ def main() -> None:
     parser.add_argument("--taps", type=int, default=5000)
     args = parser.parse_args()
     with private_netns("vtqd") as netns:
-        with tempfile.NamedTemporaryFile("w", suffix=".ip") as batch:
-            batch.writelines(f"tuntap add dev t{i} mode tap\n"
-                             for i in range(args.taps))
-            batch.flush()
-            subprocess.run(["ip", "netns", "exec", netns, "ip", "-batch",
-                            batch.name], check=True)
+        add_taps(netns, [f"t{i}" for i in range(args.taps)])
         for way in ("ours", "pyroute2"):
             out = subprocess.run(["ip", "netns", "exec", netns,
                                   sys.executable, "-c", MEASURE, way],

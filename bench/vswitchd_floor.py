@@ -19,6 +19,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from bench.common import add_taps  # noqa: E402
 import agent_scale as scale  # noqa: E402
 import ovs.poller  # noqa: E402
 from virtio_ovs.core import model  # noqa: E402
@@ -62,9 +63,7 @@ def main() -> None:
         scale.plug_bound(box, 0, args.ports)
         db = connect(box.remote, 30)
         db.start()
-        box.exec(["sh", "-c", " ; ".join(
-            f"ip tuntap add dev t{i} mode tap"
-            for i in range(first, first + args.new))])
+        add_taps(box.netns, [f"t{i}" for i in range(first, first + args.new)])
         numbered, busy, idle = [], [], []
         for i in range(first, first + args.new):
             vif = model.make_vif(port_id=f"p{i}", mac=scale.mac(i), tap=f"t{i}",

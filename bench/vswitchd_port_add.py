@@ -13,17 +13,11 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from bench.common import add_taps, count_ofports  # noqa: E402
 from virtio_ovs.testing.sandbox import OvsSandbox  # noqa: E402
-
-
-def ofports(box: OvsSandbox) -> int:
-    out = box.vsctl("--format=json", "--columns=ofport", "list", "Interface")
-    return sum(1 for [o] in json.loads(out)["data"]
-               if isinstance(o, int) and 0 < o < 65534)
 
 
 def main() -> None:
@@ -39,17 +33,13 @@ def main() -> None:
         for b in range(args.batches):
             names = [f"t{i}" for i in range(b * args.batch,
                                             (b + 1) * args.batch)]
-            with tempfile.NamedTemporaryFile("w", suffix=".ip") as batch:
-                batch.writelines(f"tuntap add dev {n} mode tap vnet_hdr\n"
-                                 for n in names)
-                batch.flush()
-                box.exec(["ip", "-batch", batch.name], timeout=300)
+            add_taps(box.netns, names, vnet_hdr=True)
             cmd = []
             for name in names:
                 cmd += ["--", "add-port", "br-int", name]
             start = time.monotonic()
             box.vsctl("--no-wait", *cmd, timeout=300)
-            while ofports(box) < (b + 1) * args.batch:
+            while count_ofports(box.vsctl) < (b + 1) * args.batch:
                 if time.monotonic() - start > args.timeout:
                     break
                 time.sleep(0.1)
