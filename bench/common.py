@@ -64,12 +64,16 @@ def private_netns(prefix: str) -> Iterator[str]:
         subprocess.run(["ip", "netns", "del", netns], check=False)
 
 
-def add_taps(netns: str, names: list[str], vnet_hdr: bool = False) -> None:
+def add_taps(netns: str, names: list[str], vnet_hdr: bool = False,
+             promisc: bool = False) -> None:
     """Create TAPs in ``netns`` with one ``ip -batch`` (no process per TAP)."""
     flags = " vnet_hdr" if vnet_hdr else ""
     with tempfile.NamedTemporaryFile("w", suffix=".ip") as batch:
         batch.writelines(f"tuntap add dev {name} mode tap{flags}\n"
                          for name in names)
+        if promisc:
+            batch.writelines(f"link set {name} promisc on\n"
+                             for name in names)
         batch.flush()
         subprocess.run(["ip", "netns", "exec", netns, "ip", "-batch",
                         batch.name], check=True, timeout=300)

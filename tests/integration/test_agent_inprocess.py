@@ -71,6 +71,29 @@ def test_binding_sets_the_tag_and_installs_flows_within_100_ms(agent, db, ovs):
     wait_until(lambda: db.get_port("p1").tag == 1, "the local VLAN")
 
 
+def test_flows_are_sent_before_the_ofport_is_reported(agent, db, ovs):
+    """A plug requests the port's OpenFlow number, so the agent computes and
+    sends the port's flows from the new row alone. ovs-vswitchd is paused
+    across the plug: it cannot have reported an ofport while the agent
+    planned the flows."""
+    db.create_network("blue", "local", None, None, {})
+    with ovs.vswitchd_paused():
+        db.plug([model.make_vif(port_id="p0", mac=MAC, tap="tapa0",
+                                bridge="br-int", network="blue")],
+                PlugOutcome(), wait=False)
+        requested = db.get_port("p0").ofport  # the requested number
+        wait_until(lambda: any(f.match.startswith(f"in_port={requested},")
+                               for f in agent.planner.desired["br-int"]),
+                   "the agent's flows for the new port")
+        assert ovs.vsctl("--no-wait", "get", "Interface", "tapa0",
+                         "ofport") == "[]"
+    wait_until(lambda: port_flow_installed(agent, requested),
+               "the flows acknowledged by ovs-vswitchd")
+    assert f"in_port={requested},dl_src={MAC}" in ovs.ofctl(
+        "dump-flows", "br-int").replace("vlan_tci=0x0000/0x1fff,", "")
+    assert ovs.vsctl("get", "Interface", "tapa0", "ofport") == str(requested)
+
+
 def test_unbinding_removes_flows_and_isolates(agent, db, ovs):
     db.create_network("blue", "local", None, None, {})
     plug(db, "p2", "tapa2", MAC, network="blue")

@@ -32,6 +32,7 @@ TUNSETGROUP = 0x400454CE
 SIOCGIFFLAGS = 0x8913
 SIOCSIFFLAGS = 0x8914
 IFF_UP = 0x1
+IFF_PROMISC = 0x100
 
 
 def link_exists(name: str) -> bool:
@@ -217,7 +218,7 @@ class TapManager:
         # netlink: 1000 TAPs in 0.3 s instead of 1.8 s.
         try:
             _write_ifalias(name, f"{MARK} {time.time():.0f}")
-            _set_up(name)
+            _set_up_promisc(name)
             fcntl.ioctl(fd, TUNSETPERSIST, 1)
         except OSError as exc:
             raise EnvironmentFailure(f"cannot set up TAP {name}: "
@@ -264,14 +265,22 @@ def _write_ifalias(name: str, text: str,
         f.write(text)
 
 
-def _set_up(name: str) -> None:
-    """IFF_UP, as ``ip link set NAME up`` (SIOCGIFFLAGS/SIOCSIFFLAGS)."""
+def _set_up_promisc(name: str) -> None:
+    """IFF_UP and IFF_PROMISC, as ``ip link set NAME up promisc on``
+    (SIOCGIFFLAGS/SIOCSIFFLAGS).
+
+    Promiscuous because ovs-vswitchd turns it on anyway (a switch port
+    takes every frame): done by its userspace datapath after the port is
+    added, that link change makes it reconfigure every bridge a second
+    time for each new port (``bench/vswitchd_profile.py --promisc``:
+    2 reconfigurations per plug, 1 with it)."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         ifr = fcntl.ioctl(sock, SIOCGIFFLAGS, struct.pack("16sH", name.encode(),
                                                           0) + bytes(22))
         flags = struct.unpack_from("16sH", ifr)[1]
         fcntl.ioctl(sock, SIOCSIFFLAGS, struct.pack("16sH", name.encode(),
-                                                    flags | IFF_UP)
+                                                    flags | IFF_UP
+                                                    | IFF_PROMISC)
                     + bytes(22))
 
 

@@ -9,10 +9,13 @@ sandbox (``sandbox.py``).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
+from typing import Iterator
 
 from virtio_ovs.testing.sandbox import SCHEMA, _read_pid, _run, _stop_pid
 
@@ -50,6 +53,17 @@ class DummyOvs:
         self._daemon("ovs-vswitchd", "ovs-vswitchd",
                      f"unix:{self.dir}/db.sock", "--enable-dummy=override",
                      "--disable-system")
+
+    @contextlib.contextmanager
+    def vswitchd_paused(self) -> Iterator[None]:
+        """ovs-vswitchd stopped (SIGSTOP) for the block: it neither reads
+        OVSDB nor answers OpenFlow, so it reports no ofport meanwhile."""
+        pid = _read_pid(f"{self.dir}/ovs-vswitchd.pid")
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            os.kill(pid, signal.SIGCONT)
 
     def stop(self) -> None:
         for name in ("ovs-vswitchd", "ovsdb-server"):
