@@ -7,13 +7,17 @@ A private OVS (userspace datapath, in its own namespace) holds ``--ports``
 bound TAP ports plugged by virtio-ovs, with no agent. Then ``--new`` ports
 are plugged one at a time, each until ovs-vswitchd has applied it, while
 ``perf record -g`` samples ovs-vswitchd. Prints the time per plug and the
-functions with most samples (inclusive, then exclusive).
+number of bridge reconfigurations per plug (ovs-vswitchd's coverage
+counter); then, over as many plugs again, ovs-vswitchd's system calls per
+plug; then, over as many more, the functions with most samples (ovs-vswitchd is stripped: only
+libc's and the kernel's names show).
 """
 from __future__ import annotations
 
 import argparse
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -54,6 +58,32 @@ def reconfigures(box: OvsSandbox) -> int:
     return int(out.strip())
 
 
+def traced(box: OvsSandbox, tracer: list[str], db: IdlHostDb, count: int,
+           first: int) -> None:
+    """``count`` plugs with ``tracer`` (a command) attached to
+    ovs-vswitchd."""
+    proc = subprocess.Popen([*tracer, "-p", str(box.pid("ovs-vswitchd"))],
+                            stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    time.sleep(1)
+    try:
+        plug_timed(db, count, first)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(60)
+
+
+def syscall_counts(path: str) -> dict[str, int]:
+    """``strace -c`` output: calls per system call."""
+    calls = {}
+    with open(path) as f:
+        for line in f:
+            fields = line.split()
+            if len(fields) >= 5 and fields[3].isdigit():
+                calls[fields[-1]] = int(fields[3])
+    return calls
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--ports", type=int, default=1000)
@@ -62,22 +92,15 @@ def main() -> None:
     parser.add_argument("--keep", metavar="PATH",
                         help="copy perf.data there for perf report")
     parser.add_argument("--promisc", action="store_true",
-                        help="TAPs created promiscuous (ovs-vswitchd's "
-                        "userspace datapath turns it on for each port)")
-    parser.add_argument("--no-ipv6", action="store_true",
-                        help="TAPs without IPv6 (sysctl default in the "
-                        "sandbox's namespace, before they are created)")
+                        help="TAPs created promiscuous, as virtio-ovs "
+                        "creates them (ovs-vswitchd's userspace datapath "
+                        "turns it on for each port it adds)")
     args = parser.parse_args()
     with OvsSandbox(prefix="vprof") as box, \
             tempfile.TemporaryDirectory(prefix="vprof-") as tmp:
         box.add_bridge("br-int")
-        total = args.ports + args.new
-        if args.no_ipv6:
-            subprocess.run(["ip", "netns", "exec", box.netns, "sysctl", "-qw",
-                            "net.ipv6.conf.default.disable_ipv6=1"],
-                           check=True)
-        add_taps(box.netns, [f"t{i}" for i in range(total)], vnet_hdr=True,
-                 promisc=args.promisc)
+        add_taps(box.netns, [f"t{i}" for i in range(args.ports + 3 * args.new)],
+                 vnet_hdr=True, promisc=args.promisc)
         db = IdlHostDb(box.remote, 600, is_tap=lambda name: True)
         try:
             db.create_network("blue", "local", None, None, {})
@@ -86,31 +109,35 @@ def main() -> None:
                                                           first + 1000))],
                         PlugOutcome())
             time.sleep(2)
-            data = os.path.join(tmp, "perf.data")
-            perf = subprocess.Popen(
-                ["perf", "record", "-g", "-F", "999", "-o", data, "-p",
-                 str(box.pid("ovs-vswitchd"))],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            time.sleep(1)
             before = reconfigures(box)
             took = plug_timed(db, args.new, args.ports)
             per_plug = (reconfigures(box) - before) / args.new
-            perf.send_signal(2)
-            perf.wait(60)
+            counts = os.path.join(tmp, "strace")
+            traced(box, ["strace", "-c", "-f", "-o", counts], db, args.new,
+                   args.ports + args.new)
+            data = os.path.join(tmp, "perf.data")
+            traced(box, ["perf", "record", "-g", "-F", "999", "-o", data],
+                   db, args.new, args.ports + 2 * args.new)
+            calls = syscall_counts(counts)
         finally:
             db.close()
         print(f"plug of one port with {args.ports} ports there, until "
               f"ovs-vswitchd applied it: p50 {statistics.median(took):.1f} ms,"
               f" max {max(took):.1f} ms ({args.new} plugs); bridge "
               f"reconfigurations per plug: {per_plug:.2f}")
+        print(f"\nsystem calls of ovs-vswitchd per plug (strace -c -f over "
+              f"{args.new} more plugs; strace slows it down):")
+        for name, n in sorted(calls.items(), key=lambda kv: -kv[1])[:6]:
+            print(f"  {name}: {n / args.new:.0f}")
         if args.keep:
             shutil.copy(data, args.keep)
-        print("\nperf, inclusive (children):")
+        print(f"\nperf, inclusive (children), over {args.new} more plugs:")
         print(perf_report(data, children=True, top=args.top))
         print("\nperf, exclusive (self):")
         print(perf_report(data, children=False, top=args.top))
     print(f"\ncommand: .venv/bin/python bench/vswitchd_profile.py --ports "
-          f"{args.ports} --new {args.new}")
+          f"{args.ports} --new {args.new}"
+          + (" --promisc" if args.promisc else ""))
 
 
 if __name__ == "__main__":

@@ -189,7 +189,8 @@ class Agent:
             # updates: sleeping on them would wait for the next message.
             if self.db.seqno != self.reconciled_seqno:
                 self.dirty = True
-            if not self.dirty or self.retry_at is not None:
+            if (not self.dirty or self.retry_at is not None) and \
+                    not self.checker.writing:
                 self._block()
         LOG.info("stopping (flows stay in place)")
         self._stop_watches()

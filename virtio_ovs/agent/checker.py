@@ -17,6 +17,12 @@ from virtio_ovs.core.validate import qmp_socket_path
 from virtio_ovs.ovsdb.host.api import HostDb
 
 LOG = logging.getLogger("virtio-ovs-agent")
+# Verdicts written per transaction. Each written row comes back to every
+# IDL client, the agent's included, which converts it again: the first
+# check of 1000 ports wrote 1000 rows at once, and a plug arriving then
+# waited about 400 ms (bench/agent_scale.py). A slice of 100 costs the
+# loop a few ms; the loop reacts to changes between slices.
+VERDICT_SLICE = 100
 
 
 class DataPlaneChecker:
@@ -35,15 +41,21 @@ class DataPlaneChecker:
         self._thread: threading.Thread | None = None
         self._result: list[PortReport] | VirtioOvsError | None = None
         self._recorded: dict[str, tuple] = {}
+        self._unwritten: list[tuple[str, tuple]] = []
 
     @property
     def busy(self) -> bool:
         return self._thread is not None
 
+    @property
+    def writing(self) -> bool:
+        """Verdicts of a finished check are still to be written."""
+        return bool(self._unwritten)
+
     def start(self, qmp_socket_template: str | None) -> None:
         """Snapshot the ports (main thread) and gather their evidence in
         the background; a check still running is not started twice."""
-        if self.busy:
+        if self.busy or self.writing:
             return
         ports = self.db.list_ports()
         # What OVSDB holds now: only verdicts that differ are written, so
@@ -69,7 +81,11 @@ class DataPlaneChecker:
         self.wake()
 
     def collect(self) -> None:
-        """Record a finished check's verdicts (main thread: the IDL)."""
+        """Take a finished check's results and write the next slice of its
+        verdicts (main thread: the IDL). Call again while ``writing``."""
+        if self._unwritten:
+            self._write_slice()
+            return
         if self._thread is None or self._thread.is_alive():
             return
         self._thread.join()
@@ -89,12 +105,18 @@ class DataPlaneChecker:
                     (label, report.queues_enabled):
                 verdicts[report.port_id] = (label, report.queues_enabled)
             self._log_change(report, label)
-        if not verdicts:
-            return
+        self._unwritten = sorted(verdicts.items())
+        if self._unwritten:
+            self._write_slice()
+
+    def _write_slice(self) -> None:
+        batch = dict(self._unwritten[:VERDICT_SLICE])
+        del self._unwritten[:VERDICT_SLICE]
         try:
-            self.db.record_verdicts(verdicts)
+            self.db.record_verdicts(batch)
         except VirtioOvsError as exc:
             LOG.warning("could not record the verdicts: %s", exc)
+            self._unwritten.clear()  # the next check writes them
 
     def _log_change(self, report: PortReport, label: str) -> None:
         previous = self.verdicts.get(report.port_id)
