@@ -62,3 +62,25 @@ def test_a_plug_outside_groups_is_computed_incrementally():
     assert hints is not None and hints["br-int"].add
     assert all("in_port=2" in f.match for f in hints["br-int"].add)
     assert not hints["br-int"].delete
+
+
+def test_a_number_two_ports_claim_gives_neither_flows():
+    """A requested OpenFlow number can lose a race to another plug until
+    ovs-vswitchd reports the real numbers: no port gets the other's flows
+    meanwhile, and both get their own once the numbers differ."""
+    def port(i: int, ofport: int, net: str) -> GuestPort:
+        return GuestPort(port_id=f"p{i}", name=f"t{i}", kind="tap",
+                         mac=f"52:54:00:00:00:0{i}", network=net,
+                         ofport=ofport)
+    planner = FlowPlanner()
+    clash = HostState("br-int", (port(1, 5, "blue"), port(2, 5, "red")),
+                      NETS, {})
+    planner.plan(clash)
+    assert not any("in_port=5" in f.match for f in planner.desired["br-int"])
+    assert planner.desired == compute_flows(clash)
+    settled = HostState("br-int", (port(1, 5, "blue"), port(2, 6, "red")),
+                        NETS, {})
+    hints = planner.plan(settled)
+    assert planner.desired == compute_flows(settled)
+    added = {f.match.split(",")[0] for f in hints["br-int"].add}
+    assert added == {"in_port=5", "in_port=6"}

@@ -168,9 +168,25 @@ def integration_flows(state: HostState, cache: PortFlowCache | None = None
 
 
 def bound_ports(state: HostState) -> list[GuestPort]:
-    """Ports bound to a known network and numbered by ovs-vswitchd."""
-    return [p for p in state.ports
-            if p.bound_network in state.networks and p.ofport]
+    """Ports bound to a known network and numbered: by ovs-vswitchd, or by
+    the plug's request while ovs-vswitchd has not reported the port yet.
+    A number two ports claim (a request that lost a race, until
+    ovs-vswitchd reports the real numbers) gives neither of them flows:
+    a switch holds one flow per match, so either port would get the
+    other's."""
+    shared = shared_ofports(state.ports)
+    return [p for p in state.ports if p.bound_network in state.networks
+            and p.ofport and p.ofport not in shared]
+
+
+def shared_ofports(ports: Iterable[GuestPort]) -> set[int]:
+    """OpenFlow port numbers that more than one port claims."""
+    seen: set[int] = set()
+    shared: set[int] = set()
+    for port in ports:
+        if port.ofport:
+            (shared if port.ofport in seen else seen).add(port.ofport)
+    return shared
 
 
 def provider_flows(state: HostState, patch: PatchPorts) -> set[Flow]:
@@ -257,8 +273,9 @@ class FlowPlanner:
         recomputation (the caller diffs against what it applied)."""
         context = (state.integration_bridge, dict(state.networks),
                    dict(state.patches), dict(state.groups))
-        keys = {p.name: k for p in state.ports
-                if (k := port_key(p, state.networks)) is not None}
+        shared = shared_ofports(state.ports)
+        keys = {p.name: k for p in state.ports if p.ofport not in shared
+                and (k := port_key(p, state.networks)) is not None}
         changed = {n for n in keys.keys() | self._keys.keys()
                    if keys.get(n) != self._keys.get(n)}
         incremental = context == self._context and not any(

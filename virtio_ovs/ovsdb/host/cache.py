@@ -14,7 +14,8 @@ from typing import Callable
 from virtio_ovs.core.port import (GuestPort, IfaceValues, canonical_tag,
                                   guest_port, is_guest, valid_ofport)
 from virtio_ovs.ovsdb.connection import Connection
-from virtio_ovs.ovsdb.host.views import optional, ref_uuids
+from virtio_ovs.ovsdb.host.views import (map_of, optional_of, ref_uuids,
+                                         set_of, string_of)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,23 +46,26 @@ def guest_port_of_row(iface, view, is_tap: Callable[[str], bool]
 
 
 def _iface_values(row) -> IfaceValues:
-    return IfaceValues(name=row.name, type=row.type,
-                       external_ids=dict(row.external_ids),
-                       options=dict(row.options), ofport=optional(row.ofport),
-                       mtu_request=optional(row.mtu_request),
-                       ofport_request=optional(row.ofport_request),
-                       error=optional(row.error),
-                       link_state=optional(row.link_state))
+    return IfaceValues(name=string_of(row, "name"),
+                       type=string_of(row, "type"),
+                       external_ids=map_of(row, "external_ids"),
+                       options=map_of(row, "options"),
+                       ofport=optional_of(row, "ofport"),
+                       mtu_request=optional_of(row, "mtu_request"),
+                       ofport_request=optional_of(row, "ofport_request"),
+                       error=optional_of(row, "error"),
+                       link_state=optional_of(row, "link_state"))
 
 
 def _port_values(row) -> PortValues:
-    return PortValues(row.name, tuple(i.uuid for i in row.interfaces),
-                      canonical_tag(list(row.tag), list(row.vlan_mode),
-                                    list(row.trunks)))
+    return PortValues(string_of(row, "name"), ref_uuids(row, "interfaces"),
+                      canonical_tag(set_of(row, "tag"),
+                                    set_of(row, "vlan_mode"),
+                                    set_of(row, "trunks")))
 
 
 def _bridge_values(row) -> BridgeValues:
-    return BridgeValues(row.name, ref_uuids(row, "ports"))
+    return BridgeValues(string_of(row, "name"), ref_uuids(row, "ports"))
 
 
 CONVERTERS: dict[str, Callable] = {"Interface": _iface_values,

@@ -80,6 +80,30 @@ def string_of(row, column: str) -> str:
     return getattr(row, column)
 
 
+def map_of(row, column: str) -> dict:
+    """A map column as a dict."""
+    datum = _datum(row, column)
+    if datum is not None:
+        return {k.value: v.value for k, v in datum.values.items()}
+    return dict(getattr(row, column, {}))
+
+
+def optional_of(row, column: str):
+    """An optional (0 or 1 element) column's value, or None."""
+    datum = _datum(row, column)
+    if datum is not None:
+        return next((atom.value for atom in datum.values), None)
+    return optional(getattr(row, column, []))
+
+
+def set_of(row, column: str) -> list:
+    """A set column's values, sorted."""
+    datum = _datum(row, column)
+    if datum is not None:
+        return sorted(atom.value for atom in datum.values)
+    return list(getattr(row, column, []))
+
+
 def map_value(row, column: str, key: str) -> str | None:
     """``row.column.get(key)`` for a string-to-string map column."""
     datum = _datum(row, column)
