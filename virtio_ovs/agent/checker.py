@@ -33,8 +33,10 @@ class DataPlaneChecker:
     the loop that a result is ready."""
 
     def __init__(self, db: HostDb, wake,
-                 publish: Callable[[list[PortReport]], None]):
+                 publish: Callable[[list[PortReport]], None],
+                 trim: Callable[[], None] = lambda: None):
         self.db = db
+        self.trim = trim  # after each check: memory its evidence held
         self.wake = wake
         self.publish = publish  # every finished check's reports
         self.verdicts: dict[str, str] = {}  # port id -> last label
@@ -94,6 +96,7 @@ class DataPlaneChecker:
             LOG.warning("data-plane check failed: %s", result)
             return
         self.publish(result)
+        self.trim()
         verdicts = {}
         live = {report.port_id for report in result}
         for gone in set(self.verdicts) - live:  # bounded by the live ports
