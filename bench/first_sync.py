@@ -15,6 +15,7 @@ bundle is committed:
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -30,6 +31,8 @@ from virtio_ovs.ovsdb.host.impl import IdlHostDb  # noqa: E402
 from virtio_ovs.testing.sandbox import OvsSandbox  # noqa: E402
 
 COOKIE = 0x1234
+OFCTL = "ovs-ofctl --bundle replace-flows"
+OPEN = "one bundle over an open connection"
 
 
 def desired_flows(box: OvsSandbox) -> list:
@@ -71,6 +74,7 @@ def by_open_connection(box: OvsSandbox, flows: list) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--ports", type=int, default=1000)
+    parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     with OvsSandbox(prefix="vsync") as box:
         box.add_bridge("br-int")
@@ -80,19 +84,23 @@ def main() -> None:
         scale.plug_bound(box, 0, args.ports)
         flows = desired_flows(box)
         results = {}
-        for name, way in (("ovs-ofctl --bundle replace-flows", by_ovs_ofctl),
-                          ("one bundle over an open connection",
-                           by_open_connection)):
+        for name, way in ((OFCTL, by_ovs_ofctl), (OPEN, by_open_connection)):
             empty_table(box)
             time.sleep(1)
             results[name] = way(box, flows)
             count = scale.flow_count(box)
             assert count == len(flows), (name, count, len(flows))
+    command = f".venv/bin/python bench/first_sync.py --ports {args.ports}"
+    if args.json:
+        print(json.dumps({"ports": args.ports, "flows": len(flows),
+                          "ovs_ofctl_s": results[OFCTL],
+                          "open_connection_s": results[OPEN],
+                          "command": command}))
+        return
     for name, seconds in results.items():
         print(f"{len(flows)} flows ({args.ports} ports) into an empty table, "
               f"{name}: {seconds:.2f} s")
-    print(f"command: .venv/bin/python bench/first_sync.py --ports "
-          f"{args.ports}")
+    print(f"command: {command}")
 
 
 if __name__ == "__main__":

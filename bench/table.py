@@ -57,6 +57,13 @@ def rows(d: str):
         yield (f"agent cold start, {ports} bound ports",
                f"{r['cold_start_s']:.2f} s", f"<= {cold_target} s",
                verdict(r["cold_start_s"], cold_target), cmd)
+        parts = r.get("cold_start_parts", {})
+        if parts:
+            yield ("  its parts: start / replica / computing / ovs-vswitchd "
+                   "taking the flows",
+                   " / ".join(f"{parts[k]:.2f}" if k in parts else MISSING
+                              for k in ("start_s", "replica_s", "compute_s",
+                                        "vswitchd_s")) + " s", "", "", cmd)
         if "reaction_p50_ms" in r:
             yield (f"reaction p50 at {ports} (row -> flows)",
                    f"{r['reaction_p50_ms']:.1f} ms",
@@ -65,6 +72,15 @@ def rows(d: str):
             yield (f"reaction p99 at {ports}",
                    f"{r['reaction_p99_ms']:.1f} ms", f"<= {p99_target} ms",
                    verdict(r["reaction_p99_ms"], p99_target), cmd)
+            if "ofport_p50_ms" in r:
+                yield ("  ovs-vswitchd's part: row -> ofport reported, "
+                       "p50 / p99", f"{r['ofport_p50_ms']:.1f} / "
+                       f"{r['ofport_p99_ms']:.1f} ms", "", "", cmd)
+                yield ("  the agent's share: flows in minus ofport "
+                       "reported, p50 / p99",
+                       f"{r['flows_after_ofport_p50_ms']:.1f} / "
+                       f"{r['flows_after_ofport_p99_ms']:.1f} ms", "", "",
+                       cmd)
         rss_target = 300 if name == "scale10k" else None
         yield (f"agent RSS at {r['rss_ports']:,} ports",
                f"{r['rss_mb']:.0f} MB",
@@ -72,6 +88,12 @@ def rows(d: str):
                verdict(r["rss_mb"], rss_target), cmd)
         yield (f"agent idle CPU at {ports}",
                f"{r['idle_cpu_percent']:.2f} %", "", "", cmd)
+    sync = load(d, "sync1k")
+    yield ("ovs-vswitchd alone taking the 1,000-port table: ovs-ofctl "
+           "replace-flows / one bundle on an open connection",
+           f"{sync['ovs_ofctl_s']:.2f} / {sync['open_connection_s']:.2f} s "
+           f"({sync['flows']:,} flows)" if "flows" in sync else
+           sync.get("error", MISSING), "", "", sync.get("command", ""))
     iperf = load(d, "iperf")
     yield ("iperf3 through the agent's flows / NORMAL bridge",
            f"{iperf['agent_gbps']:.2f} / {iperf['normal_gbps']:.2f} Gbit/s "

@@ -41,6 +41,7 @@ PY
 
 run plug 1800 bench/plug_compare.py --count 1000
 run scale1k 1200 bench/agent_scale.py --ports 1000 --new 100
+run sync1k 900 bench/first_sync.py --ports 1000
 run check1k 900 bench/check_scale.py --ports 1000
 run iperf 600 bench/iperf_ratio.py --seconds 5
 if [ "$quick" -eq 0 ]; then
