@@ -79,6 +79,16 @@ def add_taps(netns: str, names: list[str], vnet_hdr: bool = False,
                         batch.name], check=True, timeout=300)
 
 
+def add_integration_bridge(box) -> None:
+    """br-int in a sandbox as the agent makes it (secure, OpenFlow 1.4), so
+    that a plug gives each port its network's VLAN at once, as it does
+    once an agent has run: otherwise the agent's first sync would retag
+    every port, which a restart on a real host never does."""
+    box.add_bridge("br-int")
+    box.vsctl("set", "Bridge", "br-int", "fail_mode=secure",
+              "protocols=OpenFlow10,OpenFlow13,OpenFlow14")
+
+
 def count_ofports(vsctl) -> int:
     """Interfaces ovs-vswitchd has numbered (bridges' own ports excluded);
     ``vsctl`` is a sandbox's ``vsctl``."""

@@ -23,6 +23,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import agent_scale as scale  # noqa: E402
+from bench.common import add_integration_bridge  # noqa: E402
 from virtio_ovs.network import ofwire  # noqa: E402
 from virtio_ovs.network.flows import (HostState, PortFlowCache,  # noqa: E402
                                       compute_flows)
@@ -77,9 +78,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     with OvsSandbox(prefix="vsync") as box:
-        box.add_bridge("br-int")
-        box.vsctl("set", "Bridge", "br-int", "fail_mode=secure",
-                  "protocols=OpenFlow10,OpenFlow13,OpenFlow14")
+        add_integration_bridge(box)
         scale.ctl(box, "net-create", "blue", "--type", "local")
         scale.plug_bound(box, 0, args.ports)
         flows = desired_flows(box)
