@@ -77,6 +77,10 @@ def test_flows_are_sent_before_the_ofport_is_reported(agent, db, ovs):
     across the plug: it cannot have reported an ofport while the agent
     planned the flows."""
     db.create_network("blue", "local", None, None, {})
+    # The first heartbeat's canary check (ovs-ofctl) is over: it would wait
+    # for the paused ovs-vswitchd.
+    wait_until(lambda: "heartbeat" in ovs.vsctl(
+        "get", "Open_vSwitch", ".", "external_ids"), "the first heartbeat")
     with ovs.vswitchd_paused():
         db.plug([model.make_vif(port_id="p0", mac=MAC, tap="tapa0",
                                 bridge="br-int", network="blue")],

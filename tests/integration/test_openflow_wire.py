@@ -133,17 +133,50 @@ def test_messages_are_padded_to_8_bytes():
 def test_an_idle_connection_answers_echo_requests_and_notices_the_end():
     """ovs-vswitchd probes an idle connection with echo requests and drops
     it (logging an error) when they go unanswered; the agent's loop calls
-    service() when the socket is readable."""
+    service() when the socket is readable. It must answer without waiting
+    for anything more: it used to wait for a next message until its
+    timeout (the agent's loop blocked), then drop the connection."""
     import socket
+    import time
     from virtio_ovs.network.openflow import OpenFlowConnection
     ours, switch = socket.socketpair()
-    conn = OpenFlowConnection("br-test", 1.0)
+    conn = OpenFlowConnection("br-test", 5.0)
     conn.sock = ours
     switch.sendall(ofwire.message(ofwire.OFPT_ECHO_REQUEST, b"ping", 77))
+    start = time.monotonic()
     conn.service()
+    assert time.monotonic() - start < 0.5
     reply = switch.recv(64)
     assert ofwire.parse_header(reply)[1:] == (ofwire.OFPT_ECHO_REPLY, 12, 77)
     assert reply[8:] == b"ping"
+    assert conn.sock is ours and not conn.ended
     switch.close()
     conn.service()
-    assert conn.sock is None  # closed: reopened on the next bundle
+    assert conn.sock is None and conn.ended  # the agent re-programs
+
+
+def test_an_echo_probe_is_answered_and_a_restart_ends_the_watch(bridges):
+    """The agent's watch on ovs-vswitchd is its OpenFlow connection: an
+    echo request is answered (liveness), a restart ends the connection."""
+    import time
+    from virtio_ovs.network.openflow import OpenFlowConnection
+    conn = OpenFlowConnection("bra", 5.0)
+    try:
+        conn.open()
+        conn.probe()
+        assert conn.silent_for() > 0
+        deadline = time.monotonic() + 5
+        while conn.silent_for() and time.monotonic() < deadline:
+            time.sleep(0.01)
+            conn.service()
+        assert conn.silent_for() == 0 and not conn.ended
+        bridges.restart_vswitchd()
+        deadline = time.monotonic() + 5
+        while not conn.ended and time.monotonic() < deadline:
+            time.sleep(0.01)
+            conn.service()
+        assert conn.ended
+        conn.open()  # the agent's next setup: watching again
+        assert not conn.ended and conn.sock is not None
+    finally:
+        conn.close()

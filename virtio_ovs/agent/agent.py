@@ -1,8 +1,9 @@
 """The agent's event loop.
 
 It sleeps in one poll on: the OVSDB connection (IDL change notifications),
-one ``ovs-ofctl monitor`` pipe per bridge (EOF = ovs-vswitchd went away),
-a signal wake-up pipe, and a timer for the next heartbeat (or retry). Any
+the OpenFlow connection kept open to each bridge (its end: ovs-vswitchd
+went away, with every flow), a signal wake-up pipe, and a timer for the
+next heartbeat (or retry). Any
 wake-up that changed the replica triggers a reconcile: compute the state's
 flows and tags (a pure function), write what differs.
 """
@@ -31,7 +32,7 @@ from virtio_ovs.metrics import AgentMetrics, WiringClock, reports_by_port
 from virtio_ovs.network.flows import (Flow, FlowDiff, FlowPlanner,
                                       HostState, PatchPorts, diff_flows,
                                       port_tag)
-from virtio_ovs.network.openflow import PROTOCOLS, OpenFlowBridge, SwitchWatch
+from virtio_ovs.network.openflow import PROTOCOLS, OpenFlowBridge
 from virtio_ovs.ovsdb.connection import json_parser, set_ssl_files
 from virtio_ovs.ovsdb.host.api import BridgeSpec, HostDb
 from virtio_ovs.ovsdb.host.impl import connect
@@ -80,8 +81,9 @@ class Agent:
         self.applied: dict[str, set[Flow]] = {}
         self.planner = FlowPlanner()
         self.warned: dict[str, str] = {}  # port id -> problem logged
-        self.watches: dict[str, SwitchWatch] = {}
         self.switches: dict[str, OpenFlowBridge] = {}  # connections kept
+        self.watched = False  # since the last setup: their ends count
+        self.silent: set[str] = set()  # bridges whose echo is unanswered
         self.need_setup = True
         self.first_sync_done = False
         self.dirty = True
@@ -187,7 +189,7 @@ class Agent:
             # transaction commits are processed inside the commit loop.
             if self.db.seqno != self.reconciled_seqno:
                 self.dirty = True
-            self._check_watches()
+            self._check_switches()
             now = time.monotonic()
             if self.dirty and (self.retry_at is None or now >= self.retry_at):
                 self._reconcile()
@@ -208,7 +210,6 @@ class Agent:
                     not self.checker.writing:
                 self._block()
         LOG.info("stopping (flows stay in place)")
-        self._stop_watches()
         for switch in self.switches.values():
             switch.close()
         self.metrics.close()
@@ -306,9 +307,6 @@ class Agent:
         poller = ovs.poller.Poller()
         self.db.wait(poller)
         poller.fd_wait(self._wake_r, select.POLLIN)
-        for watch in self.watches.values():
-            if watch.fileno() is not None:
-                poller.fd_wait(watch.fileno(), select.POLLIN)
         for switch in self.switches.values():
             if switch.conn.fileno() is not None:
                 poller.fd_wait(switch.conn.fileno(), select.POLLIN)
@@ -319,11 +317,14 @@ class Agent:
         except BlockingIOError:
             pass
 
-    def _check_watches(self) -> None:
+    def _check_switches(self) -> None:
+        """Serve the OpenFlow connections (echo replies keep them); one
+        that ended means ovs-vswitchd restarted: program it again."""
         for switch in self.switches.values():
-            switch.conn.service()  # echo replies keep the connections
-        lost = [name for name, watch in self.watches.items() if watch.lost()]
-        if lost:
+            switch.conn.service()
+        lost = [name for name, switch in self.switches.items()
+                if switch.conn.ended]
+        if lost and self.watched:
             LOG.warning("lost the OpenFlow connection to %s (ovs-vswitchd "
                         "restarted?): re-programming", ", ".join(lost))
             self._resync()
@@ -339,15 +340,10 @@ class Agent:
         self.wiring.reset()
         for switch in self.switches.values():
             switch.close()
-        self._stop_watches()
+        self.watched = False
         self.applied.clear()
         self.need_setup = True
         self.dirty = True
-
-    def _stop_watches(self) -> None:
-        for watch in self.watches.values():
-            watch.stop()
-        self.watches.clear()
 
     # ----------------------------------------------------------- reconcile
     def _reconcile(self) -> None:
@@ -456,7 +452,7 @@ class Agent:
         if self.need_setup:
             if self.db.ensure_bridges(self.bridges, connect=True):
                 LOG.info("patch pairs joined to %s", self.integration_bridge)
-            self._start_watches(desired)
+            self._watch_switches(desired)
             self.need_setup = False
         bound = {p.port_id: p for p in state.ports
                  if p.valid and p.bound_network in state.networks}
@@ -487,17 +483,35 @@ class Agent:
                       len(diff.delete))
         self.applied[bridge] = set(flows)  # the planner's set changes
 
-    def _start_watches(self, desired: dict[str, set[Flow]]) -> None:
+    def _watch_switches(self, desired: dict[str, set[Flow]]) -> None:
+        """From the first sync on, each bridge's connection stays open:
+        its end is the sign that ovs-vswitchd restarted."""
         for bridge in desired:
-            watch = SwitchWatch(bridge)
-            watch.start()
-            self.watches[bridge] = watch
+            self._switch(bridge).conn.open()
+        self.watched = True
 
     # -------------------------------------------------------------- status
+    def _probe_switches(self, interval: float) -> None:
+        """OpenFlow echo as liveness: an echo request unanswered for a
+        whole heartbeat interval (and at least 10 s) is logged once; the
+        reply is logged when it comes. (A busy ovs-vswitchd answers late,
+        a hung one never; the flows stay either way.)"""
+        for name, switch in self.switches.items():
+            silent = switch.conn.silent_for()
+            if silent > max(interval, 10.0) and name not in self.silent:
+                self.silent.add(name)
+                LOG.warning("%s has not answered an OpenFlow echo for %.0f "
+                            "s: ovs-vswitchd is busy or hung", name, silent)
+            elif silent == 0.0 and name in self.silent:
+                self.silent.discard(name)
+                LOG.info("%s answers OpenFlow echoes again", name)
+            switch.conn.probe()
+
     def _report(self) -> None:
         interval = self.conf.agent.report_interval
         self.next_report = time.monotonic() + interval
-        if self.owns_flows and self.watches and self.first_sync_done:
+        self._probe_switches(interval)
+        if self.owns_flows and self.watched and self.first_sync_done:
             try:
                 if not self._switch(self.integration_bridge).has_canary(
                         self.cookie):

@@ -12,7 +12,6 @@ sync, the canary's dump) still use ``ovs-ofctl --no-names``.
 """
 from __future__ import annotations
 
-import os
 import socket
 import re
 import signal
@@ -24,7 +23,6 @@ from virtio_ovs import paths
 from virtio_ovs.core.errors import EnvironmentFailure
 from virtio_ovs.network import ofwire
 from virtio_ovs.network.flows import T_CANARY, Flow
-from virtio_ovs.process import terminate
 
 OFCTL = ("ovs-ofctl", "-O", "OpenFlow14", "--no-names")
 PROTOCOLS = ["OpenFlow10", "OpenFlow13", "OpenFlow14"]
@@ -32,21 +30,58 @@ PROTOCOLS = ["OpenFlow10", "OpenFlow13", "OpenFlow14"]
 
 class OpenFlowConnection:
     """One OpenFlow 1.4 connection to a bridge's management socket, opened
-    on first use and reopened once when it broke (ovs-vswitchd restarted)."""
+    on first use and reopened once when it broke (ovs-vswitchd restarted).
+
+    It is also the agent's watch on ovs-vswitchd: ``ended`` says the
+    connection broke since ``open()`` (a restarted ovs-vswitchd has lost
+    every flow), and an echo request (``probe``) that stays unanswered
+    (``silent_for``) says ovs-vswitchd is alive but not serving OpenFlow."""
 
     def __init__(self, bridge: str, timeout: float):
         self.bridge = bridge
         self.path = paths.vswitchd_mgmt_socket(bridge).removeprefix("unix:")
         self.timeout = timeout
         self.sock: socket.socket | None = None
+        self.ended = False
         self._buf = b""
         self._xid = 0
+        self._probe: tuple[int, float] | None = None  # (xid, sent at)
+
+    def open(self) -> None:
+        """Connect now, and watch from now on (``ended`` is reset)."""
+        if self.sock is None:
+            self._connect(time.monotonic() + self.timeout)
+        self.ended = False
+
+    def probe(self) -> None:
+        """Send an echo request, unless one is still unanswered."""
+        if self.sock is None or self._probe is not None:
+            return
+        xid = self._next_xid()
+        try:
+            self.sock.sendall(ofwire.message(ofwire.OFPT_ECHO_REQUEST, b"",
+                                             xid))
+        except OSError:
+            self._lost()
+            return
+        self._probe = (xid, time.monotonic())
+
+    def silent_for(self) -> float:
+        """Seconds the last echo request has waited for its reply (0 when
+        it was answered)."""
+        return 0.0 if self._probe is None else \
+            time.monotonic() - self._probe[1]
+
+    def _lost(self) -> None:
+        self.ended = True
+        self.close()
 
     def close(self) -> None:
         if self.sock is not None:
             self.sock.close()
             self.sock = None
             self._buf = b""
+        self._probe = None
 
     def fileno(self) -> int | None:
         return self.sock.fileno() if self.sock is not None else None
@@ -67,14 +102,13 @@ class OpenFlowConnection:
         except BlockingIOError:
             pass
         except OSError:
-            self.close()
+            self._lost()
             return
         try:
-            while len(self._buf) >= 8 and len(self._buf) >= \
-                    ofwire.parse_header(self._buf)[2]:
-                self._read(time.monotonic() + self.timeout)
+            while self._take_message() is not None:
+                pass  # nothing else is expected while idle
         except OSError:
-            self.close()
+            self._lost()
 
     def _next_xid(self) -> int:
         self._xid = self._xid % 0xfffffff0 + 1
@@ -103,29 +137,43 @@ class OpenFlowConnection:
                                      "OpenFlow 1.4 (its protocols column)")
 
     def _read(self, deadline: float) -> tuple[int, int, int, int, bytes]:
-        """The next message: (version, type, length, xid, body); echo
-        requests are answered on the way."""
+        """The next message: (version, type, length, xid, body); echoes
+        are handled on the way."""
         assert self.sock is not None
         while True:
-            while len(self._buf) < 8 or len(self._buf) < max(
-                    8, ofwire.parse_header(self._buf)[2]):
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError
-                self.sock.settimeout(remaining)
-                data = self.sock.recv(65536)
-                if not data:
-                    raise ConnectionResetError("closed by ovs-vswitchd")
-                self._buf += data
+            message = self._take_message()
+            if message is not None:
+                return message
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError
+            self.sock.settimeout(remaining)
+            data = self.sock.recv(65536)
+            if not data:
+                raise ConnectionResetError("closed by ovs-vswitchd")
+            self._buf += data
+
+    def _take_message(self) -> tuple[int, int, int, int, bytes] | None:
+        """The next whole message already received, without waiting (None
+        if there is none): an echo request is answered and an echo reply
+        ends the probe, and neither is returned."""
+        assert self.sock is not None
+        while len(self._buf) >= 8:
             version, msg_type, length, xid = ofwire.parse_header(self._buf)
             if length < 8:
                 raise ConnectionResetError("malformed OpenFlow message")
+            if len(self._buf) < length:
+                return None
             body, self._buf = self._buf[8:length], self._buf[length:]
             if msg_type == ofwire.OFPT_ECHO_REQUEST:
                 self.sock.sendall(ofwire.message(ofwire.OFPT_ECHO_REPLY,
                                                  body, xid))
-                continue
-            return version, msg_type, length, xid, body
+            elif msg_type == ofwire.OFPT_ECHO_REPLY:
+                if self._probe is not None and self._probe[0] == xid:
+                    self._probe = None
+            else:
+                return version, msg_type, length, xid, body
+        return None
 
     def bundle(self, build) -> None:
         """Send one atomic bundle whose messages ``build(bundle_id, xid)``
@@ -139,7 +187,7 @@ class OpenFlowConnection:
                 self._bundle_once(build, deadline)
                 return
             except (ConnectionError, BrokenPipeError) as exc:
-                self.close()
+                self._lost()  # the flows went with the old ovs-vswitchd
                 if attempt == 2:
                     raise EnvironmentFailure(
                         f"OpenFlow connection to {self.bridge} lost: {exc}"
@@ -275,40 +323,3 @@ class OpenFlowBridge:
         out = self._ofctl("dump-flows", self.target,
                           f"table={T_CANARY},cookie={cookie:#x}/-1")
         return "actions=drop" in out
-
-class SwitchWatch:
-    """A long-lived ``ovs-ofctl monitor`` connection to a bridge: its end
-    (EOF on the pipe) tells that ovs-vswitchd went away, with no polling."""
-
-    def __init__(self, bridge: str):
-        self.bridge = bridge
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self.stop()
-        self.proc = subprocess.Popen(
-            [*OFCTL, "monitor", paths.vswitchd_mgmt_socket(self.bridge)],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        os.set_blocking(self.proc.stdout.fileno(), False)
-
-    def fileno(self) -> int | None:
-        return self.proc.stdout.fileno() if self.proc else None
-
-    def lost(self) -> bool:
-        """Drain the pipe; True when the connection ended."""
-        if self.proc is None:
-            return True
-        try:
-            while True:
-                data = os.read(self.proc.stdout.fileno(), 65536)
-                if not data:
-                    self.stop()
-                    return True
-        except BlockingIOError:
-            return False
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            terminate(self.proc, timeout=2)
-            self.proc.stdout.close()
-            self.proc = None
