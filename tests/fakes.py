@@ -108,6 +108,7 @@ class FakeHostDb(HostDb):
         list_networks = bind_port = agent_status = write_agent_status = \
         ensure_bridges = set_port_tags = record_verdicts = networks = \
         ofports = vhost_user_counters = start = run = wait = close = \
+        wiring_version = \
         standby_status = write_standby_status = lock_state = \
         wait_ovn_installed = controller_of = bridge_names = create_group = \
         delete_group = \

@@ -205,3 +205,28 @@ def test_a_port_not_yet_numbered_gets_its_requested_ofport():
                                      None, ofport_request=7), True)
     assert (pending.ofport, pending.status) == (7, "no-ofport")
     assert refused.ofport is None  # ovs-vswitchd refused it: no flows
+
+
+def test_the_wiring_version_moves_only_with_what_flows_depend_on(db, ovs):
+    """A verdict or a heartbeat leaves it (the agent then skips its
+    reconcile); a bind, a network, a MAC or a port on another bridge's
+    side moves it."""
+    db.create_network("blue", "local", None, None, {})
+    TAPS.add("tapw1")
+    db.plug([vif("w1", "tapw1", network="blue")], PlugOutcome())
+    eventually(lambda: db.get_port("w1").status != "no-ofport")
+    before = db.wiring_version()
+    db.record_verdicts({"w1": ("not-running", None)})
+    db.write_agent_status({"heartbeat": 1.0})
+    ovs.vsctl("set", "Interface", "tapw1", "external_ids:other=1")
+    assert eventually(lambda: db.get_port("w1").verdict == "not-running")
+    assert db.wiring_version() == before
+    for change in (
+            lambda: db.bind_port("w1", "blue", ("10.0.0.9/24",)),
+            lambda: db.create_network("red", "local", None, None, {}),
+            lambda: ovs.vsctl("set", "Interface", "tapw1",
+                              f'external_ids:attached-mac="{MAC[:-1]}9"'),
+            lambda: ovs.vsctl("add-port", "br-int", "other0")):
+        version = db.wiring_version()
+        change()
+        assert eventually(lambda: db.wiring_version() != version)

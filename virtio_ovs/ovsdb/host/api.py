@@ -150,6 +150,14 @@ class HostDb(abc.ABC):
         ``attached-mac``, whoever plugged it), sorted by port id."""
 
     @abc.abstractmethod
+    def wiring_version(self) -> int:
+        """A number that changes whenever something a port's flows or tag
+        depend on may have changed (its ids, MAC, IPs, network, groups,
+        ofport, bridge, tag; any Port or Bridge row; any other Interface;
+        the networks and groups), and only then: a verdict, a status or a
+        heartbeat written leaves it. From the replica (no round trip)."""
+
+    @abc.abstractmethod
     def get_port(self, port_id: str) -> GuestPort | None:
         """The guest port with ``iface-id=port_id``, or None."""
 

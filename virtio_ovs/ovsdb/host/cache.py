@@ -64,6 +64,16 @@ def _port_values(row) -> PortValues:
                                     set_of(row, "trunks")))
 
 
+def _wiring(entry) -> tuple | None:
+    """What of a guest entry its flows, tag and labels depend on (not its
+    verdict, status or link state)."""
+    if entry is None:
+        return None
+    port_uuid, p = entry
+    return (port_uuid, p.port_id, p.name, p.kind, p.vm, p.bridge, p.mac,
+            p.ips, p.network, p.ofport, p.tag, p.security_groups, p.problem)
+
+
 def _bridge_values(row) -> BridgeValues:
     return BridgeValues(string_of(row, "name"), ref_uuids(row, "ports"))
 
@@ -93,6 +103,8 @@ class StateCache:
         self._iface_port: dict = {}  # Interface uuid -> Port uuid
         self._entries: dict = {}  # Interface uuid -> (Port uuid, GuestPort)
         self._sorted: list | None = None
+        self._wiring = 0  # see wiring_version
+        self._context: dict | None = None
         conn.add_listener(self._on_notify)
 
     def _on_notify(self, event, row) -> None:
@@ -108,6 +120,8 @@ class StateCache:
             live = self.conn.rows(table)
             cache = self.rows[table]
             changed, self._changed[table] = self._changed[table], set()
+            if changed and table != "Interface":
+                self._wiring += 1  # Port, Bridge: ports' bridges and tags
             for uuid in changed:
                 row = live.get(uuid)
                 old = cache.pop(uuid, None)
@@ -164,6 +178,7 @@ class StateCache:
                 for i in ports[port].ifaces}
 
     def _rebuild(self) -> None:
+        self._wiring += 1
         self._guests.clear()
         self._joined.clear()
         self._port_bridge = {p: b.name for b in self.rows["Bridge"].values()
@@ -176,12 +191,26 @@ class StateCache:
     def _update(self, dirty: set) -> None:
         for uuid in dirty:
             entry = self._entry(uuid)
+            before = self._entries.get(uuid)
             if entry is None:
                 self._entries.pop(uuid, None)
             else:
                 self._entries[uuid] = entry
+            # Not a guest before or after: a patch port, say, whose ofport
+            # the provider flows use.
+            if entry is None and before is None or \
+                    _wiring(entry) != _wiring(before):
+                self._wiring += 1
         if dirty:
             self._sorted = None
+
+    def wiring_version(self, context: dict) -> int:
+        """See HostDb.wiring_version; ``context``: the networks' and
+        groups' records (refresh first)."""
+        if context != self._context:
+            self._context = context
+            self._wiring += 1
+        return self._wiring
 
     def _entry(self, uuid):
         guest = self._guest(uuid)

@@ -7,9 +7,10 @@ from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
 from virtio_ovs.core.model import EXT_IFACE_ID, Vif
 from virtio_ovs.core.errors import OvsdbTimeout, VirtioOvsError
-from virtio_ovs.core.networks import Network, parse_networks
+from virtio_ovs.core.networks import NET_KEY_PREFIX, Network, parse_networks
 from virtio_ovs.core.port import GuestPort
-from virtio_ovs.core.secgroups import Rule, SecurityGroup, parse_groups
+from virtio_ovs.core.secgroups import (SG_KEY_PREFIX, Rule, SecurityGroup,
+                                       parse_groups)
 from virtio_ovs.ovsdb.connection import Connection, Deadline
 from virtio_ovs.ovsdb.host import commands, net_commands as nc
 from virtio_ovs.ovsdb.host import sg_commands as sg
@@ -22,6 +23,7 @@ from virtio_ovs.ovsdb.transaction import (ADDED, UNCHANGED, UPDATED, Commit,
                                           TxnContext, transact)
 
 OVN_INSTALLED = "ovn-installed"
+WIRING_KEYS = (NET_KEY_PREFIX, SG_KEY_PREFIX)  # of Open_vSwitch:external_ids
 # Statistics are replicated only by a short-lived connection.
 COUNTER_TABLES = {"Interface": ("name", "type", "status", "statistics")}
 
@@ -210,6 +212,12 @@ class IdlHostDb(HostDb):
 
     def list_ports(self) -> list[GuestPort]:
         return [port for _, port in self._guest_ports()]
+
+    def wiring_version(self) -> int:
+        self._guest_ports()  # takes in what arrived
+        ids = the_open_vswitch(self.conn).external_ids
+        return self.cache.wiring_version(
+            {k: v for k, v in ids.items() if k.startswith(WIRING_KEYS)})
 
     def get_port(self, port_id: str) -> GuestPort | None:
         ports = self._get_ports([port_id])
