@@ -46,6 +46,6 @@ run check1k 900 bench/check_scale.py --ports 1000
 run iperf 600 bench/iperf_ratio.py --seconds 5
 if [ "$quick" -eq 0 ]; then
     run cold5k 1200 bench/agent_scale.py --ports 5000 --new 0 --timeout 900
-    run scale10k 1800 bench/agent_scale.py --ports 10000 --new 20 --timeout 1200
+    run scale10k 3000 bench/agent_scale.py --ports 10000 --new 5 --cap 120 --timeout 1500
 fi
 "$VENV/bin/python" bench/table.py "$out"
