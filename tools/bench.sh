@@ -1,7 +1,10 @@
 #!/bin/bash
 # The benchmark table (not part of the test command): each figure with its
 # target and the command that produced it, comparisons in the same run.
-#   tools/bench.sh [--quick]      # --quick: 1,000 ports only (no 5k/10k)
+#   tools/bench.sh [--quick] [--out DIR]
+#     --quick: 1,000 ports only (no 5k/10k)
+#     --out DIR: keep each benchmark's JSON result there (bench/table.py DIR
+#                prints the table again, with results of other runs added)
 # Runs as root on a fresh Debian 12 (installs what it needs, like
 # tools/test.sh); every benchmark runs on its own private OVS in its own
 # network namespace and removes it at the end.
@@ -11,9 +14,21 @@ cd "$(dirname "$0")/.."
 source tools/setup-env.sh
 "$VENV/bin/pip" install -q --disable-pip-version-check -e ".[bench]" >&2
 quick=0
-[ "${1:-}" = "--quick" ] && quick=1
-out=$(mktemp -d /tmp/virtio-ovs-bench.XXXXXX)
-trap 'rm -rf "$out"' EXIT
+out=
+while [ $# -gt 0 ]; do
+    case $1 in
+        --quick) quick=1 ;;
+        --out) out=${2:?--out needs a directory}; shift ;;
+        *) echo "usage: tools/bench.sh [--quick] [--out DIR]" >&2; exit 1 ;;
+    esac
+    shift
+done
+if [ -n "$out" ]; then
+    mkdir -p "$out"
+else
+    out=$(mktemp -d /tmp/virtio-ovs-bench.XXXXXX)
+    trap 'rm -rf "$out"' EXIT
+fi
 
 # run NAME SECONDS SCRIPT ARGS...: the script's --json line into NAME.json,
 # or a record of why it has none (failure, or over its time limit).
