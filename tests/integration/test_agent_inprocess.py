@@ -125,6 +125,40 @@ def test_a_verdict_write_costs_no_reconcile(agent, db, ovs):
     assert reconciles() > before
 
 
+def heartbeat_now(agent) -> None:
+    """Make the agent's loop run its heartbeat (with the canary check)."""
+    agent.next_report = 0.0
+    agent._wake_loop()
+
+
+def test_a_lost_canary_reprograms_every_flow(agent, db, ovs):
+    db.create_network("blue", "local", None, None, {})
+    plug(db, "c1", "tapc1", MAC, network="blue")
+    ofport = db.get_port("c1").ofport
+    wait_until(lambda: port_flow_installed(agent, ofport), "flows")
+    ovs.ofctl("del-flows", "br-int")  # someone wiped the table
+    heartbeat_now(agent)
+    wait_until(lambda: f"in_port={ofport}," in ovs.ofctl("dump-flows",
+                                                         "br-int"),
+               "the flows re-installed", timeout=10)
+    assert f"cookie={agent.cookie:#x}" in ovs.ofctl("dump-flows", "br-int")
+
+
+def test_a_busy_switch_is_not_a_lost_canary(agent, db, ovs, caplog):
+    """A canary check that times out (ovs-vswitchd busy: seconds per new
+    port at 10,000 TAPs) must not re-program every flow."""
+    wait_until(lambda: "heartbeat" in ovs.vsctl(
+        "get", "Open_vSwitch", ".", "external_ids"), "the first heartbeat")
+    with ovs.vswitchd_paused():
+        heartbeat_now(agent)
+        wait_until(lambda: agent.next_report > 0, "the heartbeat to start")
+        time.sleep(6)  # past the canary check's 5 s limit
+    wait_until(lambda: not agent.dirty, "a settled agent")
+    assert "canary check failed" in caplog.text
+    assert "re-programming" not in caplog.text
+    assert agent.first_sync_done and not agent.need_setup
+
+
 def test_unbinding_removes_flows_and_isolates(agent, db, ovs):
     db.create_network("blue", "local", None, None, {})
     plug(db, "p2", "tapa2", MAC, network="blue")
