@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -336,6 +337,8 @@ def measure(args) -> dict:
         finally:
             agent.terminate()
             agent.wait()
+            if args.logs:
+                shutil.copytree(box.logdir, args.logs, dirs_exist_ok=True)
     return result
 
 
@@ -351,6 +354,9 @@ def main() -> None:
                         help="also measure RSS with this many bound ports")
     parser.add_argument("--timeout", type=float, default=600,
                         help="give up waiting for the cold start's flows")
+    parser.add_argument("--logs", metavar="DIR",
+                        help="copy the sandbox's logs (agent, ovs-vswitchd, "
+                        "ovsdb-server) there at the end")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     result = measure(args)
