@@ -22,6 +22,7 @@ import subprocess
 import sys
 import threading
 import time
+from typing import Callable
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench.common import add_integration_bridge, add_taps  # noqa: E402
@@ -175,52 +176,46 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-class FlowWatch:
-    """Timestamps of the first flow added for each MAC (dl_src)."""
+class PipeWatch:
+    """Timestamps of the first time each key shows in a monitor's output
+    (a process inside the sandbox, read line by line in a thread);
+    ``key_of(line)`` gives a line's key, or None."""
 
-    def __init__(self, box: OvsSandbox):
+    def __init__(self, box: OvsSandbox, cmd: list[str],
+                 key_of: Callable[[str], str | None]):
         self.seen: dict[str, float] = {}
+        self.key_of = key_of
         self.proc = subprocess.Popen(
-            box.exec_cmd(["ovs-ofctl", "monitor", "br-int", "watch:!initial"]),
-            env=box.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True)
+            box.exec_cmd(cmd), env=box.env, stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL, text=True)
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
         for line in self.proc.stdout:
             now = time.monotonic()
-            if "event=ADDED" in line and "dl_src=" in line:
-                m = line.split("dl_src=")[1][:17]
-                self.seen.setdefault(m, now)
+            key = self.key_of(line)
+            if key is not None:
+                self.seen.setdefault(key, now)
 
     def stop(self) -> None:
         self.proc.terminate()
 
 
-class OfportWatch:
-    """Timestamps of ovs-vswitchd reporting each interface's ofport (an
-    OVSDB monitor, read the way the flows are: through a pipe)."""
+def added_flow_mac(line: str) -> str | None:
+    """``ovs-ofctl monitor watch:`` output: the MAC (dl_src) of an added
+    flow."""
+    if "event=ADDED" in line and "dl_src=" in line:
+        return line.split("dl_src=")[1][:17]
+    return None
 
-    def __init__(self, box: OvsSandbox):
-        self.seen: dict[str, float] = {}
-        self.proc = subprocess.Popen(
-            box.exec_cmd(["ovsdb-client", "monitor", box.remote,
-                          "Open_vSwitch", "Interface", "name,ofport",
-                          "--format=csv"]),
-            env=box.env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-            text=True)
-        threading.Thread(target=self._read, daemon=True).start()
 
-    def _read(self) -> None:
-        for line in self.proc.stdout:
-            now = time.monotonic()
-            fields = line.strip().split(",")
-            if len(fields) >= 4 and fields[-1].isdigit() and \
-                    int(fields[-1]) > 0:
-                self.seen.setdefault(fields[-2].strip('"'), now)
-
-    def stop(self) -> None:
-        self.proc.terminate()
+def numbered_iface(line: str) -> str | None:
+    """``ovsdb-client monitor ... name,ofport --format=csv`` output: the
+    name of an interface that has an ofport."""
+    fields = line.strip().split(",")
+    if len(fields) >= 4 and fields[-1].isdigit() and int(fields[-1]) > 0:
+        return fields[-2].strip('"')
+    return None
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -232,7 +227,11 @@ def reaction_times(box: OvsSandbox, first: int, count: int,
                    cap: float) -> tuple[list[float], list[float]]:
     """Per new port, from its row's commit: ms until its flows are in, and
     ms until ovs-vswitchd reported its ofport (OVS's own share)."""
-    watch, ofports = FlowWatch(box), OfportWatch(box)
+    watch = PipeWatch(box, ["ovs-ofctl", "monitor", "br-int",
+                            "watch:!initial"], added_flow_mac)
+    ofports = PipeWatch(box, ["ovsdb-client", "monitor", box.remote,
+                              "Open_vSwitch", "Interface", "name,ofport",
+                              "--format=csv"], numbered_iface)
     time.sleep(0.5)
     from virtio_ovs.core import model
     from virtio_ovs.ovsdb.host.api import PlugOutcome
