@@ -178,7 +178,8 @@ def rss_mb(pid: int) -> float:
 
 class PipeWatch:
     """Timestamps of the first time each key shows in a monitor's output
-    (a process inside the sandbox, read line by line in a thread);
+    and errors (a process inside the sandbox, read line by line in a
+    thread);
     ``key_of(line)`` gives a line's key, or None."""
 
     def __init__(self, box: OvsSandbox, cmd: list[str],
@@ -187,7 +188,7 @@ class PipeWatch:
         self.key_of = key_of
         self.proc = subprocess.Popen(
             box.exec_cmd(cmd), env=box.env, stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL, text=True)
+            stderr=subprocess.STDOUT, text=True)  # ovs-ofctl's events
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
