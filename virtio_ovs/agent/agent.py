@@ -9,8 +9,8 @@ flows and tags (a pure function), write what differs.
 """
 from __future__ import annotations
 
-import logging
 import ctypes
+import logging
 import os
 import secrets
 import select
@@ -361,6 +361,7 @@ class Agent:
                 # of a check's verdicts would pay it.)
                 self.reconciled_seqno = seqno
                 self.dirty = self.db.seqno != seqno
+                self.retry_at = None
                 return
             self._reconcile_once()
         except UserError as exc:  # configuration that cannot work
