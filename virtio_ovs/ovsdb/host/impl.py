@@ -16,7 +16,8 @@ from virtio_ovs.ovsdb.host import commands, net_commands as nc
 from virtio_ovs.ovsdb.host import sg_commands as sg
 from virtio_ovs.ovsdb.host.api import BridgeSpec, HostDb, PlugOutcome
 from virtio_ovs.ovsdb.host.cache import StateCache, guest_port_of_row
-from virtio_ovs.ovsdb.host.views import TABLES, DbView, the_open_vswitch
+from virtio_ovs.ovsdb.host.views import (TABLES, DbView, map_of,
+                                         the_open_vswitch)
 from virtio_ovs.ovsdb.host.vswitchd import (increment_next_cfg, raise_refused,
                                             wait_applied)
 from virtio_ovs.ovsdb.transaction import (ADDED, UNCHANGED, UPDATED, Commit,
@@ -215,7 +216,7 @@ class IdlHostDb(HostDb):
 
     def wiring_version(self) -> int:
         self._guest_ports()  # takes in what arrived
-        ids = the_open_vswitch(self.conn).external_ids
+        ids = map_of(the_open_vswitch(self.conn), "external_ids")
         return self.cache.wiring_version(
             {k: v for k, v in ids.items() if k.startswith(WIRING_KEYS)})
 
