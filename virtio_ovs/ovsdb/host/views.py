@@ -53,12 +53,13 @@ def optional(value):
 
 # python-ovs converts a whole column on every attribute access (about
 # 30 µs for a map): an index over 1000 rows cost 70 ms, on every
-# transaction. A replica row's datum (``_data``, no pending change) gives
-# the same values directly; rows the transaction being built has changed
-# or inserted are read through the attributes.
+# transaction. A replica row's datum (``_data``, no pending change or
+# mutation) gives the same values directly; rows the transaction being
+# built has changed, mutated or inserted are read through the attributes.
 def _datum(row, column: str):
     data = row._data
-    if data is not None and not row._changes and column in data:
+    if data is not None and not row._changes and \
+            not getattr(row, "_mutations", None) and column in data:
         return data[column]
     return None
 
