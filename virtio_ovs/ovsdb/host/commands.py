@@ -14,7 +14,7 @@ from virtio_ovs.core import model
 from virtio_ovs.core.errors import UserError
 from virtio_ovs.core.model import Vif
 from virtio_ovs.core.secgroups import EXT_SECURITY_GROUPS
-from virtio_ovs.ovsdb.host.views import DbView, optional
+from virtio_ovs.ovsdb.host.views import DbView, optional, optional_of
 from virtio_ovs.ovsdb.transaction import ADDED, UNCHANGED, UPDATED, TxnContext
 
 # Keys a re-plug may update; anything else on the Interface is left alone.
@@ -44,8 +44,8 @@ class HostTxnContext(TxnContext):
         if self._ofports is None:
             self._ofports = set()
             for iface in self.view.conn.rows("Interface").values():
-                self._ofports.add(optional(iface.ofport))
-                self._ofports.add(optional(iface.ofport_request))
+                self._ofports.add(optional_of(iface, "ofport"))
+                self._ofports.add(optional_of(iface, "ofport_request"))
         while self._next_ofport in self._ofports:
             self._next_ofport += 1
         if self._next_ofport > MAX_OFPORT:

@@ -57,10 +57,15 @@ class IdlHostDb(HostDb):
     def _context(self, txn) -> commands.HostTxnContext:
         return commands.HostTxnContext(txn, DbView(self.conn))
 
-    def _guest_ports(self) -> list[tuple[object, GuestPort]]:
+    def _take_in(self) -> None:
+        """Bring the cache up to what the server sent so far (no round
+        trip)."""
         self.conn.start()
-        self.conn.run()  # what the server sent so far; no round trip
+        self.conn.run()
         self.cache.refresh()
+
+    def _guest_ports(self) -> list[tuple[object, GuestPort]]:
+        self._take_in()
         return self.cache.guest_ports()
 
     # -------------------------------------------------------------- ports
@@ -215,7 +220,7 @@ class IdlHostDb(HostDb):
         return [port for _, port in self._guest_ports()]
 
     def wiring_version(self) -> int:
-        self._guest_ports()  # takes in what arrived
+        self._take_in()  # not guest_ports(): it sorts and copies them all
         ids = map_of(the_open_vswitch(self.conn), "external_ids")
         return self.cache.wiring_version(
             {k: v for k, v in ids.items() if k.startswith(WIRING_KEYS)})
