@@ -28,6 +28,22 @@ OFCTL = ("ovs-ofctl", "-O", "OpenFlow14", "--no-names")
 PROTOCOLS = ["OpenFlow10", "OpenFlow13", "OpenFlow14"]
 
 
+class Patience:
+    """How many times its usual limit a wait on ovs-vswitchd gets: doubled
+    after each timeout (up to 64), halved after a success by those that
+    call ``succeeded``. A busy ovs-vswitchd answers late, and retrying
+    under a fixed limit below its real pace fails the same way forever."""
+
+    def __init__(self) -> None:
+        self.factor = 1
+
+    def timed_out(self) -> None:
+        self.factor = min(self.factor * 2, 64)
+
+    def succeeded(self) -> None:
+        self.factor = max(1, self.factor // 2)
+
+
 class OpenFlowConnection:
     """One OpenFlow 1.4 connection to a bridge's management socket, opened
     on first use and reopened once when it broke (ovs-vswitchd restarted).
@@ -46,7 +62,7 @@ class OpenFlowConnection:
         self._buf = b""
         self._xid = 0
         self._probe: tuple[int, float] | None = None  # (xid, sent at)
-        self._patience = 1  # see bundle()
+        self._patience = Patience()  # see bundle()
 
     def open(self) -> None:
         """Connect now, and watch from now on (``ended`` is reset)."""
@@ -187,14 +203,14 @@ class OpenFlowConnection:
         reconfiguring for each new port (its "Unreasonably long ... poll
         interval" log), so a fixed 10 s made every plug's bundle time out,
         and each retry recomputed every flow."""
-        limit = self.timeout * self._patience
+        limit = self.timeout * self._patience.factor
         deadline = time.monotonic() + limit
         for attempt in (1, 2):
             try:
                 if self.sock is None:
                     self._connect(deadline)
                 self._bundle_once(build, deadline)
-                self._patience = max(1, self._patience // 2)
+                self._patience.succeeded()
                 return
             except (ConnectionError, BrokenPipeError) as exc:
                 self._lost()  # the flows went with the old ovs-vswitchd
@@ -204,7 +220,7 @@ class OpenFlowConnection:
                     ) from None
             except (TimeoutError, socket.timeout):
                 self.close()  # an uncommitted bundle is discarded with it
-                self._patience = min(self._patience * 2, 64)
+                self._patience.timed_out()
                 raise EnvironmentFailure(
                     f"{self.bridge} did not answer an OpenFlow bundle within "
                     f"{limit:g} s") from None
@@ -264,7 +280,7 @@ class OpenFlowBridge:
         self.bridge = bridge
         self.target = paths.vswitchd_mgmt_socket(bridge)
         self.timeout = timeout
-        self._patience = 1  # doubles after each ovs-ofctl timeout
+        self._patience = Patience()  # for ovs-ofctl; never relaxed
         self.conn = OpenFlowConnection(bridge, timeout)
 
     def close(self) -> None:
@@ -278,17 +294,18 @@ class OpenFlowBridge:
         # fixed limit under the real rate made the agent's first sync fail
         # and retry the same way forever.
         flows = (stdin or "").count("\n")
-        timeout = max(1, int((self.timeout + flows / 200) * self._patience))
+        timeout = max(1, int((self.timeout + flows / 200)
+                             * self._patience.factor))
         cmd = [*OFCTL, f"--timeout={timeout}", *args]
         try:
             proc = subprocess.run(cmd, input=stdin, capture_output=True,
                                   text=True, timeout=timeout + 5)
         except subprocess.TimeoutExpired:
-            self._patience = min(self._patience * 2, 64)
+            self._patience.timed_out()
             raise EnvironmentFailure(f"ovs-ofctl {args[0]} {self.bridge} "
                                      f"timed out after {timeout} s") from None
         if proc.returncode == -signal.SIGALRM:  # ovs-ofctl's --timeout
-            self._patience = min(self._patience * 2, 64)
+            self._patience.timed_out()
             raise EnvironmentFailure(f"ovs-ofctl {args[0]} {self.bridge} "
                                      f"timed out after {timeout} s")
         if proc.returncode != 0:
