@@ -99,8 +99,9 @@ def log_time(line: str) -> float:
 
 
 def after_first_sync(box: OvsSandbox) -> int:
-    """Where the agent's log goes on after the reconcile of its first sync
-    (logged once ovs-ofctl returned, maybe after the flows were counted)."""
+    """Where the agent's log goes on after the reconcile of its first sync,
+    waiting for it: the agent logs the sync (and its parts) once ovs-ofctl
+    has returned, which may be after the flows were counted."""
     for _ in range(100):
         log = agent_log(box)
         sync = log.find("first full sync done")
@@ -281,19 +282,12 @@ def measure(args) -> dict:
             # Ports with flows in br-int: every port's flow set is complete.
             wait_flows(box, args.ports * per_port, timeout=args.timeout)
             result["cold_start_s"] = time.monotonic() - start
-            # The agent logs its first sync's parts just after ovs-ofctl
-            # returns, which may be after the flows were counted.
-            parts: dict = {}
-            for _ in range(100):
-                parts = cold_start_parts(agent_log(box), spawned)
-                if "vswitchd_s" in parts:
-                    break
-                time.sleep(0.05)
-            result["cold_start_parts"] = parts
+            log_start = after_first_sync(box)
+            result["cold_start_parts"] = cold_start_parts(
+                agent_log(box)[:log_start], spawned)
             print(f"cold start: {result['cold_start_s']:.2f} s "
                   f"{result['cold_start_parts']}", file=sys.stderr, flush=True)
             if args.new:
-                log_start = after_first_sync(box)
                 latencies, reported = reaction_times(box, args.ports,
                                                      args.new, args.cap)
                 behind = [f - o for f, o in zip(latencies, reported)]

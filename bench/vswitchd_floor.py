@@ -19,7 +19,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bench.common import add_taps  # noqa: E402
+from bench.common import add_integration_bridge, add_taps  # noqa: E402
 import agent_scale as scale  # noqa: E402
 import ovs.poller  # noqa: E402
 from virtio_ovs.core import model  # noqa: E402
@@ -56,9 +56,7 @@ def main() -> None:
     args = parser.parse_args()
     first = args.ports
     with OvsSandbox(prefix="vfloor") as box:
-        box.add_bridge("br-int")
-        box.vsctl("set", "Bridge", "br-int", "fail_mode=secure",
-                  "protocols=OpenFlow10,OpenFlow13,OpenFlow14")
+        add_integration_bridge(box)
         scale.ctl(box, "net-create", "blue", "--type", "local")
         scale.plug_bound(box, 0, args.ports)
         db = connect(box.remote, 30)
