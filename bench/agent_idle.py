@@ -16,6 +16,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench import agent_scale as scale  # noqa: E402
+from bench.common import add_integration_bridge  # noqa: E402
 from virtio_ovs.testing.sandbox import OvsSandbox  # noqa: E402
 
 
@@ -25,7 +26,7 @@ def main() -> None:
     parser.add_argument("--settle", type=float, default=3)
     args = parser.parse_args()
     with OvsSandbox(prefix="vidl") as box:
-        box.add_bridge("br-int")
+        add_integration_bridge(box)
         scale.ctl(box, "net-create", "blue", "--type", "local")
         scale.plug_bound(box, 0, args.ports)
         agent = scale.start_agent(box)
