@@ -18,7 +18,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench.agent_scale import (agent_log, ctl, flow_count, plug_bound,  # noqa: E402
                                rss_mb, start_agent)
-from virtio_ovs.testing.sandbox import OvsSandbox  # noqa: E402
+from tests.lab.sandbox import OvsSandbox  # noqa: E402
 
 
 def wait_flows(box: OvsSandbox, predicate, timeout: float = 300) -> None:

@@ -17,7 +17,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench import agent_scale as scale  # noqa: E402
 from bench.common import add_integration_bridge  # noqa: E402
-from virtio_ovs.testing.sandbox import OvsSandbox  # noqa: E402
+from tests.lab.sandbox import OvsSandbox  # noqa: E402
 
 
 def main() -> None:

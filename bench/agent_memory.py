@@ -19,7 +19,7 @@ import tracemalloc
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench.common import dummy_with_ports  # noqa: E402
 from virtio_ovs import conf as conf_mod  # noqa: E402
-from virtio_ovs.agent.agent import Agent  # noqa: E402
+from virtio_ovs.agent.agent import build_agent  # noqa: E402
 
 
 def main() -> None:
@@ -29,10 +29,10 @@ def main() -> None:
     args = parser.parse_args()
     with dummy_with_ports("vmem", args.ports) as (_, path):
         tracemalloc.start(1)
-        agent = Agent(conf_mod.load([path], prog="virtio-ovs-agent"))
+        agent = build_agent(conf_mod.load([path], prog="virtio-ovs-agent"))
         thread = threading.Thread(target=agent.run, daemon=True)
         thread.start()
-        while not agent.first_sync_done:
+        while not agent.driver.synced:
             time.sleep(0.1)
         time.sleep(2)
         snapshot = tracemalloc.take_snapshot()

@@ -23,8 +23,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench.common import dummy_with_ports, vif  # noqa: E402
 from virtio_ovs import conf as conf_mod  # noqa: E402
-from virtio_ovs.agent.agent import Agent  # noqa: E402
-from virtio_ovs.ovsdb.host.api import PlugOutcome  # noqa: E402
+from virtio_ovs.agent.agent import build_agent  # noqa: E402
+from virtio_ovs.core.outcomes import PlugOutcome  # noqa: E402
 from virtio_ovs.ovsdb.host.impl import IdlHostDb  # noqa: E402
 
 
@@ -35,13 +35,13 @@ def main() -> None:
     args = parser.parse_args()
     with dummy_with_ports("vprof", args.ports) as (ovs, path):
         db = IdlHostDb(ovs.remote, 120, is_tap=lambda name: True)
-        agent = Agent(conf_mod.load([path], prog="virtio-ovs-agent"))
+        agent = build_agent(conf_mod.load([path], prog="virtio-ovs-agent"))
         profile, reconciles = cProfile.Profile(), []
         original = agent._reconcile_once
 
         def measured() -> None:
             start = time.monotonic()
-            if agent.first_sync_done:
+            if agent.driver.synced:
                 profile.enable()
             try:
                 original()
@@ -51,7 +51,7 @@ def main() -> None:
         agent._reconcile_once = measured
         thread = threading.Thread(target=agent.run, daemon=True)
         thread.start()
-        while not agent.first_sync_done:
+        while not agent.driver.synced:
             time.sleep(0.01)
         time.sleep(1)
         first = len(reconciles)
@@ -61,7 +61,7 @@ def main() -> None:
             db.plug([new], PlugOutcome(), wait=False)
             start = time.monotonic()
             while not any(f"dl_src={new.mac}" in f.match
-                          for f in agent.applied.get("br-int", ())):
+                          for f in agent.driver.applied.get("br-int", ())):
                 time.sleep(0.0005)
             reactions.append((time.monotonic() - start) * 1000)
             time.sleep(0.05)

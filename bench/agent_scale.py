@@ -26,7 +26,7 @@ from typing import Callable
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench.common import add_integration_bridge, add_taps  # noqa: E402
-from virtio_ovs.testing.sandbox import OvsSandbox  # noqa: E402
+from tests.lab.sandbox import OvsSandbox  # noqa: E402
 
 PY = sys.executable
 
@@ -236,9 +236,9 @@ def reaction_times(box: OvsSandbox, first: int, count: int,
                               "--format=csv"], numbered_iface)
     time.sleep(0.5)
     from virtio_ovs.core import model
-    from virtio_ovs.ovsdb.host.api import PlugOutcome
-    from virtio_ovs.ovsdb.host.impl import connect
-    db = connect(box.remote, 30)
+    from virtio_ovs.core.outcomes import PlugOutcome
+    from virtio_ovs.backend.factory import open_host_db
+    db = open_host_db(box.remote, 30)
     db.start()
     # Promiscuous, as virtio-ovs's plug creates its TAPs.
     add_taps(box.netns, [f"t{i}" for i in range(first, first + count)],

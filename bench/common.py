@@ -12,9 +12,9 @@ from typing import Iterator
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from virtio_ovs.core import model  # noqa: E402
-from virtio_ovs.ovsdb.host.api import PlugOutcome  # noqa: E402
+from virtio_ovs.core.outcomes import PlugOutcome  # noqa: E402
 from virtio_ovs.ovsdb.host.impl import IdlHostDb  # noqa: E402
-from virtio_ovs.testing.dummy import DummyOvs  # noqa: E402
+from tests.lab.dummy import DummyOvs  # noqa: E402
 
 
 def vif(i: int) -> model.Vif:

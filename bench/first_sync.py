@@ -24,12 +24,12 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import agent_scale as scale  # noqa: E402
 from bench.common import add_integration_bridge  # noqa: E402
-from virtio_ovs.network import ofwire  # noqa: E402
+from virtio_ovs.openflow import wire as ofwire  # noqa: E402
 from virtio_ovs.network.flows import (HostState, PortFlowCache,  # noqa: E402
                                       compute_flows)
-from virtio_ovs.network.openflow import OpenFlowConnection  # noqa: E402
+from virtio_ovs.openflow.switch import OpenFlowConnection  # noqa: E402
 from virtio_ovs.ovsdb.host.impl import IdlHostDb  # noqa: E402
-from virtio_ovs.testing.sandbox import OvsSandbox  # noqa: E402
+from tests.lab.sandbox import OvsSandbox  # noqa: E402
 
 COOKIE = 0x1234
 OFCTL = "ovs-ofctl --bundle replace-flows"

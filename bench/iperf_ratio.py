@@ -19,7 +19,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from tests.functional.topology import Topology  # noqa: E402
-from virtio_ovs.testing.sandbox import OvsSandbox  # noqa: E402
+from tests.lab.sandbox import OvsSandbox  # noqa: E402
 
 
 def throughput(topo: Topology, seconds: float) -> float:

@@ -14,8 +14,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from virtio_ovs.testing.dummy import DummyOvs  # noqa: E402
-from virtio_ovs.network.openflow import OpenFlowBridge  # noqa: E402
+from tests.lab.dummy import DummyOvs  # noqa: E402
+from virtio_ovs.openflow.switch import OpenFlowBridge  # noqa: E402
 from virtio_ovs.network.flows import Flow  # noqa: E402
 print("command: .venv/bin/python bench/openflow_floor.py")
 d = DummyOvs("bund").start()

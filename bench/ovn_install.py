@@ -21,11 +21,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench.common import add_taps  # noqa: E402
 import ovs.poller  # noqa: E402
 from virtio_ovs.core import model  # noqa: E402
-from virtio_ovs.ovsdb.host.api import PlugOutcome  # noqa: E402
-from virtio_ovs.ovsdb.host.impl import connect  # noqa: E402
+from virtio_ovs.core.outcomes import PlugOutcome  # noqa: E402
+from virtio_ovs.ovsdb.host.impl import IdlHostDb  # noqa: E402
 from virtio_ovs.ovsdb.nb.api import LspSpec  # noqa: E402
 from virtio_ovs.ovsdb.nb.impl import IdlNorthboundDb  # noqa: E402
-from virtio_ovs.testing.ovn import OvnTopology  # noqa: E402
+from tests.lab.ovn import OvnTopology  # noqa: E402
 
 
 def mac(i: int) -> str:
@@ -41,7 +41,7 @@ def wait_installed(db, port_id: str, deadline: float) -> float:
         if time.monotonic() > deadline:
             raise SystemExit(f"{port_id} not installed in time")
         poller = ovs.poller.Poller()
-        db.wait(poller)
+        db.register_wakeup(poller)
         poller.timer_wait(5)
         poller.block()
         db.run()
@@ -62,7 +62,7 @@ def main() -> None:
         h1 = topo.hosts[0]
         h1.ctl_ok("net-create", "bench", "--type", "geneve")
         add_taps(h1.box.netns, [f"tb{i}" for i in range(args.ports)])
-        host = connect(h1.box.remote, 30, is_tap=lambda name: True)
+        host = IdlHostDb(h1.box.remote, 30, is_tap=lambda name: True)
         vifs = [model.make_vif(port_id=f"b{i}", mac=mac(i), tap=f"tb{i}",
                                bridge="br-int", network="bench")
                 for i in range(args.ports)]

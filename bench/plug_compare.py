@@ -23,7 +23,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench.common import add_taps, count_ofports  # noqa: E402
-from virtio_ovs.testing.sandbox import OvsSandbox  # noqa: E402
+from tests.lab.sandbox import OvsSandbox  # noqa: E402
 
 BRIDGE = "br-int"
 
@@ -111,7 +111,7 @@ def ovsdbapp_per_vif(box: OvsSandbox, n: int) -> float:
 def raw_idl(box: OvsSandbox, n: int) -> float:
     import ovs.db.idl
     import ovs.poller
-    from virtio_ovs.testing.sandbox import SCHEMA
+    from tests.lab.sandbox import SCHEMA
     names = precreate_taps(box, n)
     helper = ovs.db.idl.SchemaHelper(SCHEMA)
     helper.register_columns("Open_vSwitch", ["bridges", "next_cfg"])

@@ -25,8 +25,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench.common import add_taps  # noqa: E402
 import agent_scale as scale  # noqa: E402
-from virtio_ovs.process import terminate  # noqa: E402
-from virtio_ovs.testing.sandbox import OvsSandbox  # noqa: E402
+from tests.lab.process import terminate  # noqa: E402
+from tests.lab.sandbox import OvsSandbox  # noqa: E402
 
 
 def guest(box: OvsSandbox, name: str, mac: str, cidr: str) -> str:

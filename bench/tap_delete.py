@@ -18,7 +18,7 @@ from bench.common import private_netns  # noqa: E402
 
 WORKER = """
 import sys, time
-from virtio_ovs.plug.taps import TapManager
+from virtio_ovs.kernel.taps import TapManager
 n = int(sys.argv[1])
 taps = TapManager()
 for i in range(2 * n):

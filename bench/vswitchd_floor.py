@@ -23,9 +23,9 @@ from bench.common import add_integration_bridge, add_taps  # noqa: E402
 import agent_scale as scale  # noqa: E402
 import ovs.poller  # noqa: E402
 from virtio_ovs.core import model  # noqa: E402
-from virtio_ovs.ovsdb.host.api import PlugOutcome  # noqa: E402
-from virtio_ovs.ovsdb.host.impl import connect  # noqa: E402
-from virtio_ovs.testing.sandbox import OvsSandbox  # noqa: E402
+from virtio_ovs.core.outcomes import PlugOutcome  # noqa: E402
+from virtio_ovs.backend.factory import open_host_db  # noqa: E402
+from tests.lab.sandbox import OvsSandbox  # noqa: E402
 
 
 def one_flow_bundle(box: OvsSandbox, ofport: int, n: int) -> float:
@@ -43,7 +43,7 @@ def wait_for_ofport(db, name: str, deadline: float) -> None:
         if time.monotonic() > deadline:
             raise SystemExit(f"no ofport for {name}")
         poller = ovs.poller.Poller()
-        db.wait(poller)
+        db.register_wakeup(poller)
         poller.timer_wait(10)
         poller.block()
         db.run()
@@ -59,7 +59,7 @@ def main() -> None:
         add_integration_bridge(box)
         scale.ctl(box, "net-create", "blue", "--type", "local")
         scale.plug_bound(box, 0, args.ports)
-        db = connect(box.remote, 30)
+        db = open_host_db(box.remote, 30)
         db.start()
         add_taps(box.netns, [f"t{i}" for i in range(first, first + args.new)])
         numbered, busy, idle = [], [], []

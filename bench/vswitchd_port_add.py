@@ -17,7 +17,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench.common import add_taps, count_ofports  # noqa: E402
-from virtio_ovs.testing.sandbox import OvsSandbox  # noqa: E402
+from tests.lab.sandbox import OvsSandbox  # noqa: E402
 
 
 def main() -> None:

@@ -26,9 +26,9 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench.common import add_taps, vif  # noqa: E402
-from virtio_ovs.ovsdb.host.api import PlugOutcome  # noqa: E402
+from virtio_ovs.core.outcomes import PlugOutcome  # noqa: E402
 from virtio_ovs.ovsdb.host.impl import IdlHostDb  # noqa: E402
-from virtio_ovs.testing.sandbox import OvsSandbox  # noqa: E402
+from tests.lab.sandbox import OvsSandbox  # noqa: E402
 
 
 def perf_report(data: str, *, children: bool, top: int) -> str:

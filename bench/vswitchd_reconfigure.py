@@ -16,7 +16,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from virtio_ovs.testing.dummy import DummyOvs  # noqa: E402
+from tests.lab.dummy import DummyOvs  # noqa: E402
 
 WRITES = {
     "Open_vSwitch external_ids (the heartbeat)":

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from virtio_ovs.core.errors import (EnvironmentFailure, OvsdbTimeout,
                                     VswitchdError)
-from virtio_ovs.ovsdb.host.api import HostDb, PlugOutcome
+from virtio_ovs.core.outcomes import Committed, PlugOutcome, UnplugOutcome
+from virtio_ovs.core.port import GuestPort
+from virtio_ovs.core.roles import PortStore
 
 
 class Interrupt(BaseException):
@@ -43,9 +45,10 @@ class FakeTaps:
             self.delete(name)
 
 
-class FakeHostDb(HostDb):
-    """Ports as a dict of port id -> device name; ``refuse`` names devices
-    ovs-vswitchd would refuse."""
+class FakeHostDb(PortStore):
+    """The port store a plugger and a backend use. Ports as a dict of port
+    id -> device name; ``refuse`` names devices ovs-vswitchd would
+    refuse."""
 
     remote, timeout = "fake:", 1.0
 
@@ -56,6 +59,7 @@ class FakeHostDb(HostDb):
         self.others: set[str] = set()  # devices of other processes' rows
         self.lose_answer = False  # commit, then time out without knowing
         self.unreachable = False  # read-backs fail
+        self.committed: list[tuple] = []  # what commit() applied
 
     def devices_in_use(self, names):
         self.steps("read back")
@@ -73,45 +77,53 @@ class FakeHostDb(HostDb):
             self.rows[vif.port_id] = vif.name
             outcome.plugged.append(vif.port_id)
         if self.lose_answer:
-            raise OvsdbTimeout("no answer").with_outcome(None, "unknown")
-        outcome.committed = True
+            outcome.committed = Committed.UNKNOWN
+            raise OvsdbTimeout("no answer")
+        outcome.committed = Committed.YES
         outcome.new_ports = [v.port_id for v in vifs]
         self.steps("wait")
         outcome.refused = {v.name: "refused" for v in vifs
                            if v.name in self.refuse}
         if outcome.refused:
             raise VswitchdError("ovs-vswitchd refused")
+        return outcome
 
-    def unplug(self, port_ids, if_exists=False, wait=True):
+    def unplug(self, port_ids, if_exists=False, wait=True, outcome=None):
         """Removes the rows; ``lose_answer``: then times out, and the
         read-back says committed."""
-        from virtio_ovs.core.port import GuestPort
-        removed = [GuestPort(port_id=p, name=self.rows.pop(p), kind="tap",
-                             mac="52:54:00:00:00:01", tap_created=True)
-                   for p in port_ids if p in self.rows]
+        outcome = UnplugOutcome() if outcome is None else outcome
+        outcome.ports = [GuestPort(port_id=p, name=self.rows.pop(p),
+                                   kind="tap", mac="52:54:00:00:00:01",
+                                   tap_created=True)
+                         for p in port_ids if p in self.rows]
         self.steps("unplug commit")
+        outcome.committed = Committed.YES
         if self.lose_answer:
-            exc = OvsdbTimeout("no answer").with_outcome(True, "read back")
-            exc.ports = removed
-            raise exc
-        return removed
+            raise OvsdbTimeout("no answer; read back: committed")
+        return outcome
 
     def remove_ports(self, outcome):
         self.steps("remove rows")
         for port_id in outcome.new_ports:
             self.rows.pop(port_id, None)
 
+    def get_port(self, port_id):
+        if port_id not in self.rows:
+            return None
+        return GuestPort(port_id=port_id, name=self.rows[port_id],
+                         kind="tap", mac="52:54:00:00:30:01")
+
+    def commit(self, *commands, wait=False):
+        """A host transaction: nothing is applied if ``host commit`` is
+        interrupted."""
+        self.steps("host commit")
+        self.committed.append(commands)
+        return ["updated"] * len(commands)
+
+    def wait_ovn_installed(self, port_ids):
+        self.steps("wait ovn-installed")
+
     def _unused(self, *args, **kwargs):
         raise NotImplementedError
 
-    list_ports = get_port = create_network = delete_network = \
-        list_networks = bind_port = agent_status = write_agent_status = \
-        ensure_bridges = set_port_tags = record_verdicts = networks = \
-        ofports = vhost_user_counters = start = run = wait = close = \
-        wiring_version = \
-        standby_status = write_standby_status = lock_state = \
-        wait_ovn_installed = controller_of = bridge_names = create_group = \
-        delete_group = \
-        list_groups = add_rule = delete_rule = set_port_groups = groups = \
-        _unused
-    seqno = 0
+    list_ports = bind_port = set_port_groups = _unused

@@ -5,4 +5,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=tools/setup-env.sh
 source tools/setup-env.sh
-exec "$VENV/bin/python" -m virtio_ovs.testing.demo "$@"
+exec "$VENV/bin/python" -m tests.lab.demo "$@"

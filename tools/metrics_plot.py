@@ -247,10 +247,10 @@ def _wrap(text: str, width: int) -> list[str]:
 
 def scenario(out: str, seconds: float, recording: str | None) -> None:
     """A live run on a private OVS-DPDK sandbox (see the module doc)."""
-    from virtio_ovs.process import terminate
-    from virtio_ovs.testing import testpmd
-    from virtio_ovs.testing.guest import QemuGuest, build_guest
-    from virtio_ovs.testing.sandbox import OvsSandbox
+    from tests.lab.process import terminate
+    from tests.lab import testpmd
+    from tests.lab.guest import QemuGuest, build_guest
+    from tests.lab.sandbox import OvsSandbox
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     reason = testpmd.missing()
     if reason:

@@ -18,13 +18,13 @@ from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
                                     Metric)
 from prometheus_client.registry import Collector
 
-from virtio_ovs.check import verdicts as bypass
-from virtio_ovs.check.verdicts import PortReport
+from virtio_ovs.core import verdicts
+from virtio_ovs.core.verdicts import PortReport
 from virtio_ovs.core.port import GuestPort
 
 PREFIX = "virtio_ovs"
-VERDICTS = (bypass.BYPASS, bypass.THROUGH_QEMU, bypass.NOT_RUNNING,
-            bypass.UNKNOWN)
+VERDICTS = (verdicts.BYPASS, verdicts.THROUGH_QEMU, verdicts.NOT_RUNNING,
+            verdicts.UNKNOWN)
 WIRING_BUCKETS = (.005, .01, .02, .03, .05, .1, .25, .5, 1, 2.5, 5, 10)
 RECONCILE_BUCKETS = (.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5)
 DEFAULT_PORT = 9477  # documented default for metrics_bind

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from virtio_ovs.testing.sandbox import OvsSandbox
+from tests.lab.sandbox import OvsSandbox
 
 
 def _missing_requirement() -> str | None:
@@ -99,7 +99,7 @@ def sysfs(box: OvsSandbox, path: str) -> str:
 @pytest.fixture(scope="module")
 def dpdk_box():
     """OVS-DPDK on private hugepages (given back at the end)."""
-    from virtio_ovs.testing.sandbox import Hugepages
+    from tests.lab.sandbox import Hugepages
     reason = _MISSING or Hugepages.available()
     if reason:
         pytest.skip(reason)
@@ -115,7 +115,7 @@ def dpdk_box():
 @pytest.fixture(scope="session")
 def guest_image():
     """(kernel, initrd) of the tiny guest, built once from Debian packages."""
-    from virtio_ovs.testing.guest import QEMU, build_guest
+    from tests.lab.guest import QEMU, build_guest
     if _MISSING:
         pytest.skip(_MISSING)
     if shutil.which(QEMU) is None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 
-from virtio_ovs.testing import traffic
+from tests.lab import traffic
 
 GUEST_GROUPS = {"w1": ["web"], "w2": ["web"], "d3": ["db"], "x4": []}
 SERVERS = {"tcp": (8080, 9000, 5432), "udp": (5353, 5354)}

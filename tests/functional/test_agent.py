@@ -21,7 +21,7 @@ import pytest
 from tests.functional import packets as pk
 from tests.functional.conftest import _MISSING
 from tests.functional.topology import Topology
-from virtio_ovs.testing.sandbox import OvsSandbox
+from tests.lab.sandbox import OvsSandbox
 
 GUESTS = {
     "g1": ("52:54:00:00:01:01", "10.0.1.1/24", "blue"),

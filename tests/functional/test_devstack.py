@@ -13,7 +13,7 @@ import time
 import pytest
 
 from tests.functional.topology import ROOT
-from virtio_ovs.testing.sandbox import NR_HUGEPAGES, Hugepages
+from tests.lab.sandbox import NR_HUGEPAGES, Hugepages
 
 BIN = os.path.dirname(sys.executable)
 

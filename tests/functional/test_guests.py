@@ -14,8 +14,8 @@ import sys
 import pytest
 
 from tests.functional.topology import Topology
-from virtio_ovs.testing.guest import QemuGuest, vhost_net_available
-from virtio_ovs.testing.sandbox import OvsSandbox
+from tests.lab.guest import QemuGuest, vhost_net_available
+from tests.lab.sandbox import OvsSandbox
 
 GUESTS = {"g1": ("52:54:00:00:02:01", "10.0.2.11/24"),
           "g2": ("52:54:00:00:02:02", "10.0.2.12/24")}

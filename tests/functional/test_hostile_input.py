@@ -4,7 +4,7 @@ of 0, 1 or 2, one line of error, and a rejected call (exit 1) leaves OVSDB
 and the namespace's links as they were.
 
 The CLI runs in-process in a runner inside the sandbox's namespace
-(``virtio_ovs.testing.cli_runner``), one interpreter for all examples.
+(``tests.lab.cli_runner``), one interpreter for all examples.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.functional.conftest import _MISSING, db_state
-from virtio_ovs.testing.sandbox import OvsSandbox
+from tests.lab.sandbox import OvsSandbox
 
 pytestmark = pytest.mark.skipif(_MISSING is not None, reason=str(_MISSING))
 
@@ -112,7 +112,7 @@ class Runner:
         self.box = box
         self.proc = subprocess.Popen(
             ["ip", "netns", "exec", box.netns, sys.executable, "-m",
-             "virtio_ovs.testing.cli_runner"], env=box.env, text=True,
+             "tests.lab.cli_runner"], env=box.env, text=True,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
 
     def __call__(self, argv: list[str] | None) -> dict:

@@ -11,8 +11,8 @@ import uuid
 
 import pytest
 
-from virtio_ovs.testing import libvirt as private
-from virtio_ovs.testing.sandbox import OvsSandbox
+from tests.lab import libvirt as private
+from tests.lab.sandbox import OvsSandbox
 
 DOMAINS = {  # name -> (mac, queues, vcpus)
     "lvq2": ("52:54:00:00:0a:02", 2, 2),

@@ -17,10 +17,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.functional.conftest import _MISSING
 from tests.functional.topology import Topology
-from virtio_ovs.process import terminate
-from virtio_ovs.testing import testpmd
-from virtio_ovs.testing.guest import QemuGuest
-from virtio_ovs.testing.sandbox import OvsSandbox
+from tests.lab.process import terminate
+from tests.lab import testpmd
+from tests.lab.guest import QemuGuest
+from tests.lab.sandbox import OvsSandbox
 
 BIND = "127.0.0.1:9477"  # inside the sandbox's namespace
 TAP_MAC, VHU_MAC = "52:54:00:00:0b:01", "52:54:00:00:0b:02"

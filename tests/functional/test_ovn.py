@@ -14,9 +14,9 @@ import time
 import pytest
 
 from tests.functional import sg_scenarios as sc
-from virtio_ovs.testing import traffic
-from virtio_ovs.testing.ovn import OvnTopology, missing_requirement
-from virtio_ovs.testing.sandbox import _run
+from tests.lab import traffic
+from tests.lab.ovn import OvnTopology, missing_requirement
+from tests.lab.sandbox import _run
 
 BLUE, RED = "blue", "red"
 
@@ -249,7 +249,7 @@ def test_bind_refuses_what_is_not_ours_and_writes_nothing(ovn):
 
 def test_qemu_guest_with_two_queues_reaches_a_guest_on_the_other_host(
         ovn, guest_image):
-    from virtio_ovs.testing.guest import QemuGuest
+    from tests.lab.guest import QemuGuest
     h1 = ovn.hosts[0]
     mac, ip = "52:54:00:77:00:33", "10.77.0.33/24"
     h1.ctl_ok("plug", "--port-id", "vmq", "--mac", mac, "--tap", "tapvmq",

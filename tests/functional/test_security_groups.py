@@ -10,8 +10,8 @@ import pytest
 from tests.functional import sg_scenarios as sc
 from tests.functional.conftest import _MISSING
 from tests.functional.topology import Topology
-from virtio_ovs.testing import traffic
-from virtio_ovs.testing.sandbox import OvsSandbox
+from tests.lab import traffic
+from tests.lab.sandbox import OvsSandbox
 
 ADDRESSES = {"w1": "10.0.7.1/24", "w2": "10.0.7.2/24", "d3": "10.0.7.3/24",
              "x4": "10.0.7.4/24"}

@@ -11,9 +11,9 @@ import time
 import pytest
 
 from tests.functional.conftest import _MISSING
-from virtio_ovs.process import terminate
-from virtio_ovs.testing import testpmd
-from virtio_ovs.testing.sandbox import OvsSandbox
+from tests.lab.process import terminate
+from tests.lab import testpmd
+from tests.lab.sandbox import OvsSandbox
 
 MAC = "52:54:00:00:03:01"
 

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 
-from virtio_ovs.testing.sandbox import OvsSandbox
+from tests.lab.sandbox import OvsSandbox
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from virtio_ovs.ovsdb.host.impl import IdlHostDb
-from virtio_ovs.testing.dummy import DummyOvs
+from tests.lab.dummy import DummyOvs
 
 TAPS: set[str] = set()  # device names the fake kernel probe calls TAPs
 

@@ -9,9 +9,9 @@ import time
 import pytest
 
 from virtio_ovs import conf as conf_mod
-from virtio_ovs.agent.agent import Agent
+from virtio_ovs.agent.agent import build_agent
 from virtio_ovs.core import model
-from virtio_ovs.ovsdb.host.api import PlugOutcome
+from virtio_ovs.core.outcomes import PlugOutcome
 
 MAC = "52:54:00:00:20:01"
 
@@ -24,10 +24,10 @@ def agent(ovs, db, tmp_path):
                     "datapath_type = system\novsdb_timeout = 5\n"
                     "[agent]\nreport_interval = 30\ncheck_interval = 0\n")
     conf = conf_mod.load([str(path)], prog="virtio-ovs-agent")
-    running = Agent(conf)
+    running = build_agent(conf)
     thread = threading.Thread(target=running.run, daemon=True)
     thread.start()
-    wait_until(lambda: running.first_sync_done, "the first sync")
+    wait_until(lambda: running.driver.synced, "the first sync")
     yield running
     running.stop()
     thread.join(10)
@@ -51,7 +51,7 @@ def plug(db, port_id: str, tap: str, mac: str, **kw) -> None:
 
 def port_flow_installed(agent, ofport: int) -> bool:
     return any(f.match == f"in_port={ofport}"
-               for f in agent.applied.get("br-int", ()))
+               for f in agent.driver.applied.get("br-int", ()))
 
 
 def test_binding_sets_the_tag_and_installs_flows_within_100_ms(agent, db, ovs):
@@ -67,7 +67,7 @@ def test_binding_sets_the_tag_and_installs_flows_within_100_ms(agent, db, ovs):
     flows = ovs.ofctl("dump-flows", "br-int")
     assert f"in_port={ofport},dl_src={MAC}" in flows.replace(
         "vlan_tci=0x0000/0x1fff,", "")
-    assert f"cookie={agent.cookie:#x}" in flows
+    assert f"cookie={agent.driver.cookie:#x}" in flows
     wait_until(lambda: db.get_port("p1").tag == 1, "the local VLAN")
 
 
@@ -87,7 +87,7 @@ def test_flows_are_sent_before_the_ofport_is_reported(agent, db, ovs):
                 PlugOutcome(), wait=False)
         requested = db.get_port("p0").ofport  # the requested number
         wait_until(lambda: any(f.match.startswith(f"in_port={requested},")
-                               for f in agent.planner.desired["br-int"]),
+                               for f in agent.driver.planner.desired["br-int"]),
                    "the agent's flows for the new port")
         assert ovs.vsctl("--no-wait", "get", "Interface", "tapa0",
                          "ofport") == "[]"
@@ -110,25 +110,25 @@ def test_a_verdict_write_costs_no_reconcile(agent, db, ovs):
     def reconciles() -> float:
         return agent.metrics.registry.get_sample_value(
             "virtio_ovs_reconcile_seconds_count")
-    wait_until(lambda: agent.reconciled_seqno == agent.db.seqno,
+    wait_until(lambda: agent.reconciler.reconciled_seqno == agent.db.seqno,
                "a quiet agent")
     before, seen = reconciles(), agent.db.seqno
     db.record_verdicts({"v1": ("not-running", None)})
     # The agent's replica changed, and the agent has dealt with it.
     wait_until(lambda: agent.db.seqno != seen and
-               agent.reconciled_seqno == agent.db.seqno,
+               agent.reconciler.reconciled_seqno == agent.db.seqno,
                "the agent to take the verdict in")
     assert reconciles() == before
     db.bind_port("v1", "blue", ("10.0.0.7/24",))
     wait_until(lambda: any("nw_src=10.0.0.7" in f.match
-                           for f in agent.applied["br-int"]), "the bind")
+                           for f in agent.driver.applied["br-int"]), "the bind")
     assert reconciles() > before
 
 
 def heartbeat_now(agent) -> None:
     """Make the agent's loop run its heartbeat (with the canary check)."""
-    agent.next_report = 0.0
-    agent._wake_loop()
+    agent.heartbeat.now()
+    agent.wake()
 
 
 def test_a_lost_canary_reprograms_every_flow(agent, db, ovs):
@@ -141,7 +141,7 @@ def test_a_lost_canary_reprograms_every_flow(agent, db, ovs):
     wait_until(lambda: f"in_port={ofport}," in ovs.ofctl("dump-flows",
                                                          "br-int"),
                "the flows re-installed", timeout=10)
-    assert f"cookie={agent.cookie:#x}" in ovs.ofctl("dump-flows", "br-int")
+    assert f"cookie={agent.driver.cookie:#x}" in ovs.ofctl("dump-flows", "br-int")
 
 
 def test_a_busy_switch_is_not_a_lost_canary(agent, db, ovs, caplog):
@@ -151,12 +151,12 @@ def test_a_busy_switch_is_not_a_lost_canary(agent, db, ovs, caplog):
         "get", "Open_vSwitch", ".", "external_ids"), "the first heartbeat")
     with ovs.vswitchd_paused():
         heartbeat_now(agent)
-        wait_until(lambda: agent.next_report > 0, "the heartbeat to start")
+        wait_until(lambda: agent.heartbeat.next_at > 0, "the heartbeat to start")
         time.sleep(6)  # past the canary check's 5 s limit
-    wait_until(lambda: not agent.dirty, "a settled agent")
+    wait_until(lambda: not agent.reconciler.dirty, "a settled agent")
     assert "canary check failed" in caplog.text
     assert "re-programming" not in caplog.text
-    assert agent.first_sync_done and not agent.need_setup
+    assert agent.driver.synced and not agent.driver.need_setup
 
 
 def test_unbinding_removes_flows_and_isolates(agent, db, ovs):
@@ -212,7 +212,7 @@ def test_metrics_time_the_wiring_and_the_reconciles(agent, db):
     assert 0 < got[("virtio_ovs_port_wiring_seconds_sum", ())] < 1
     assert got[("virtio_ovs_reconcile_seconds_count", ())] >= 2
     assert got[("virtio_ovs_flows", (("bridge", "br-int"),))] == \
-        len(agent.applied["br-int"])
+        len(agent.driver.applied["br-int"])
     assert got[("virtio_ovs_port_info", (("kind", "system"), ("network", "blue"),
                                          ("port_id", "m1"), ("vm", "")))] == 1
     assert got[("virtio_ovs_agent_active", ())] == 1

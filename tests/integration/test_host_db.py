@@ -7,7 +7,8 @@ import pytest
 
 from virtio_ovs.core import model
 from virtio_ovs.core.errors import EnvironmentFailure, OvsdbTimeout, UserError
-from virtio_ovs.ovsdb.host.api import BridgeSpec, PlugOutcome
+from virtio_ovs.core.outcomes import Committed, PlugOutcome
+from virtio_ovs.core.roles import BridgeSpec
 from virtio_ovs.ovsdb.host.impl import IdlHostDb
 from tests.integration.conftest import TAPS
 
@@ -43,7 +44,7 @@ def test_plug_commits_once_and_reads_back_as_a_guest_port(db, ovs):
     next_cfg = ovs.vsctl("get", "Open_vSwitch", ".", "next_cfg")
     again = PlugOutcome()
     db.plug([vif(queues=2, vm="vm1", mtu=1400)], again)
-    assert (again.committed, again.unchanged) == (False, ["p1"])
+    assert (again.committed, again.unchanged) == (Committed.NO, ["p1"])
     assert ovs.vsctl("get", "Open_vSwitch", ".", "next_cfg") == next_cfg
 
 

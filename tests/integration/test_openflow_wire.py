@@ -10,9 +10,9 @@ import pytest
 from virtio_ovs.core.networks import Network
 from virtio_ovs.core.port import GuestPort
 from virtio_ovs.core.secgroups import SecurityGroup, default_rules, make_rule
-from virtio_ovs.network import ofwire
+from virtio_ovs.openflow import wire as ofwire
 from virtio_ovs.network.flows import Flow, HostState, PatchPorts, compute_flows
-from virtio_ovs.network.openflow import OpenFlowBridge
+from virtio_ovs.openflow.switch import OpenFlowBridge
 
 NETS = {"blue": Network("blue", "local", None, None, 1),
         "ext": Network("ext", "vlan", "phys", 100, 2),
@@ -138,7 +138,7 @@ def test_an_idle_connection_answers_echo_requests_and_notices_the_end():
     timeout (the agent's loop blocked), then drop the connection."""
     import socket
     import time
-    from virtio_ovs.network.openflow import OpenFlowConnection
+    from virtio_ovs.openflow.switch import OpenFlowConnection
     ours, switch = socket.socketpair()
     conn = OpenFlowConnection("br-test", 5.0)
     conn.sock = ours
@@ -159,7 +159,7 @@ def test_an_echo_probe_is_answered_and_a_restart_ends_the_watch(bridges):
     """The agent's watch on ovs-vswitchd is its OpenFlow connection: an
     echo request is answered (liveness), a restart ends the connection."""
     import time
-    from virtio_ovs.network.openflow import OpenFlowConnection
+    from virtio_ovs.openflow.switch import OpenFlowConnection
     conn = OpenFlowConnection("bra", 5.0)
     try:
         conn.open()
@@ -188,7 +188,7 @@ def test_a_switch_too_busy_to_answer_gets_twice_the_time_next():
     import socket
     import time
     from virtio_ovs.core.errors import EnvironmentFailure
-    from virtio_ovs.network.openflow import OpenFlowConnection
+    from virtio_ovs.openflow.switch import OpenFlowConnection
     conn = OpenFlowConnection("br-test", 0.2)
     waited = []
     for _ in range(2):

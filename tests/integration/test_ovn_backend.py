@@ -9,11 +9,11 @@ import pytest
 
 from virtio_ovs.core import model
 from virtio_ovs.core.errors import UserError, VswitchdError
-from virtio_ovs.network.backends import OvnBackend
+from virtio_ovs.backend.ovn import OvnBackend
 from virtio_ovs.ovsdb.nb.impl import IdlNorthboundDb
-from virtio_ovs.plug.plugger import Plugger
-from virtio_ovs.plug.taps import ABSENT
-from virtio_ovs.testing.ovn import Central
+from virtio_ovs.backend.plugger import Plugger
+from virtio_ovs.kernel.taps import ABSENT
+from tests.lab.ovn import Central
 from tests.fakes import FakeHostDb, FakeTaps, Interrupt, Steps
 
 

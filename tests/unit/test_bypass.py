@@ -5,7 +5,8 @@ import os
 
 import pytest
 
-from virtio_ovs.check import procfs, verdicts as bypass
+from virtio_ovs.check import procfs
+from virtio_ovs.core import verdicts
 
 FIXTURES = os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures")
 PID = 29306
@@ -18,7 +19,7 @@ def proc(name: str) -> str:
 def evidence(tree: str, expected=2, enabled=2, disabled=0, **kw):
     root = proc(tree)
     holders = procfs.scan_holders(root).index.get("tapg1", {})
-    return bypass.TapEvidence(
+    return verdicts.TapEvidence(
         port_id="g1", name="tapg1", queues_expected=expected, holders=holders,
         holder_comm={p: procfs.comm(root, p) for p in holders},
         enabled=enabled, disabled=disabled,
@@ -43,18 +44,18 @@ def test_vhost_net_fixtures_show_fds_and_workers(tree):
 
 
 def test_userspace_virtio_is_through_qemu():
-    report = bypass.decide_tap(evidence("proc-tcg-userspace"))
-    assert report.verdict == bypass.THROUGH_QEMU
+    report = verdicts.decide_tap(evidence("proc-tcg-userspace"))
+    assert report.verdict == verdicts.THROUGH_QEMU
     assert "no /dev/vhost-net fd" in report.reason
-    assert [q.verdict for q in report.queues] == [bypass.THROUGH_QEMU] * 2
+    assert [q.verdict for q in report.queues] == [verdicts.THROUGH_QEMU] * 2
     assert not report.ok
 
 
 @pytest.mark.parametrize("tree", ["proc-vhost-net-task", "proc-vhost-net-kthread"])
 def test_vhost_net_is_bypass(tree):
-    report = bypass.decide_tap(evidence(tree))
-    assert report.verdict == bypass.BYPASS, report.reason
-    assert [q.verdict for q in report.queues] == [bypass.BYPASS] * 2
+    report = verdicts.decide_tap(evidence(tree))
+    assert report.verdict == verdicts.BYPASS, report.reason
+    assert [q.verdict for q in report.queues] == [verdicts.BYPASS] * 2
     assert (report.queues_configured, report.queues_enabled) == (2, 2)
     assert report.ok
     text = "\n".join(report.evidence)
@@ -62,48 +63,48 @@ def test_vhost_net_is_bypass(tree):
 
 
 def test_vhost_started_false_means_fallback_to_userspace():
-    report = bypass.decide_tap(evidence("proc-vhost-net-task",
+    report = verdicts.decide_tap(evidence("proc-vhost-net-task",
                                         qmp_status={"vhost-started": False}))
-    assert report.verdict == bypass.THROUGH_QEMU
+    assert report.verdict == verdicts.THROUGH_QEMU
     assert "vhost-started=false" in report.reason
 
 
 def test_qemu_syscalls_tracking_packets_mean_through_qemu():
-    busy = bypass.TrafficDelta(2.0, packets=200, qemu_syscalls=420,
+    busy = verdicts.TrafficDelta(2.0, packets=200, qemu_syscalls=420,
                                vhost_cpu_ticks=0)
-    assert bypass.decide_tap(evidence("proc-vhost-net-task", traffic=busy)
-                             ).verdict == bypass.THROUGH_QEMU
-    quiet = bypass.TrafficDelta(2.0, packets=200, qemu_syscalls=12,
+    assert verdicts.decide_tap(evidence("proc-vhost-net-task", traffic=busy)
+                             ).verdict == verdicts.THROUGH_QEMU
+    quiet = verdicts.TrafficDelta(2.0, packets=200, qemu_syscalls=12,
                                 vhost_cpu_ticks=9)
-    report = bypass.decide_tap(evidence("proc-vhost-net-task", traffic=quiet))
-    assert report.verdict == bypass.BYPASS
+    report = verdicts.decide_tap(evidence("proc-vhost-net-task", traffic=quiet))
+    assert report.verdict == verdicts.BYPASS
     assert any("0.06 per packet" in e for e in report.evidence)
-    few = bypass.TrafficDelta(2.0, packets=3, qemu_syscalls=50, vhost_cpu_ticks=0)
-    report = bypass.decide_tap(evidence("proc-vhost-net-task", traffic=few))
-    assert report.verdict == bypass.BYPASS
+    few = verdicts.TrafficDelta(2.0, packets=3, qemu_syscalls=50, vhost_cpu_ticks=0)
+    report = verdicts.decide_tap(evidence("proc-vhost-net-task", traffic=few))
+    assert report.verdict == verdicts.BYPASS
     assert any("too few to judge" in e for e in report.evidence)
 
 
 def test_fewer_enabled_queues_than_expected_is_flagged():
-    report = bypass.decide_tap(evidence("proc-vhost-net-task", enabled=1,
+    report = verdicts.decide_tap(evidence("proc-vhost-net-task", enabled=1,
                                         disabled=1))
-    assert report.verdict == bypass.BYPASS
+    assert report.verdict == verdicts.BYPASS
     assert report.queues_mismatch and not report.ok
-    assert report.to_json()["flags"] == [bypass.QUEUES_MISMATCH]
-    assert [q.verdict for q in report.queues] == [bypass.BYPASS,
-                                                 bypass.NOT_RUNNING]
+    assert report.as_dict()["flags"] == [verdicts.QUEUES_MISMATCH]
+    assert [q.verdict for q in report.queues] == [verdicts.BYPASS,
+                                                 verdicts.NOT_RUNNING]
 
 
 def test_no_holder_is_not_running():
-    report = bypass.decide_tap(bypass.TapEvidence(
+    report = verdicts.decide_tap(verdicts.TapEvidence(
         "g1", "tapx", 2, holders={}, holder_comm={}, enabled=None,
         disabled=None, vhost_fds={}, vhost_workers={}))
-    assert report.verdict == bypass.NOT_RUNNING
+    assert report.verdict == verdicts.NOT_RUNNING
     assert not report.queues_mismatch  # nothing runs, nothing to compare
 
 
 def test_json_keys():
-    data = bypass.decide_tap(evidence("proc-vhost-net-task")).to_json()
+    data = verdicts.decide_tap(evidence("proc-vhost-net-task")).as_dict()
     for key in ("port_id", "kind", "verdict", "reason", "queues_expected",
                 "queues_enabled", "queues", "evidence"):
         assert key in data
@@ -121,58 +122,58 @@ pmd thread numa_id 0 core_id 1:
 
 
 def test_parse_pmd_rxq_show():
-    parsed = bypass.parse_pmd_rxq_show(PMD_RXQ_SHOW)
+    parsed = verdicts.parse_pmd_rxq_show(PMD_RXQ_SHOW)
     assert parsed == {"vhu-c1": {0: {"enabled": True, "pmd_core": 1},
                                  1: {"enabled": False, "pmd_core": 1}},
                       "vhu-d2": {0: {"enabled": True, "pmd_core": 1}}}
 
 
 def vu(status, rxqs, expected=2, delta=None):
-    return bypass.decide_vhost_user(bypass.VhostUserEvidence(
+    return verdicts.decide_vhost_user(verdicts.VhostUserEvidence(
         "v1", "vhu-c1", expected, status, rxqs, delta))
 
 
 def test_vhost_user_connected_with_enabled_vrings_is_bypass():
-    rxqs = bypass.parse_pmd_rxq_show(PMD_RXQ_SHOW.replace("(disabled)",
+    rxqs = verdicts.parse_pmd_rxq_show(PMD_RXQ_SHOW.replace("(disabled)",
                                                           "(enabled)"))["vhu-c1"]
     report = vu({"status": "connected", "mode": "client", "num_of_vrings": "4"},
                 rxqs, delta={0: {"rx": 100, "tx": 5}, 1: {"rx": 80, "tx": 0}})
-    assert report.verdict == bypass.BYPASS and report.ok
-    assert [q.verdict for q in report.queues] == [bypass.BYPASS] * 2
+    assert report.verdict == verdicts.BYPASS and report.ok
+    assert [q.verdict for q in report.queues] == [verdicts.BYPASS] * 2
     assert report.queues[0].details == {"pmd_core": 1, "rx": 100, "tx": 5}
 
 
 def test_vhost_user_disconnected_or_half_enabled():
-    assert vu({"status": "disconnected"}, {}).verdict == bypass.NOT_RUNNING
+    assert vu({"status": "disconnected"}, {}).verdict == verdicts.NOT_RUNNING
     report = vu({"status": "connected", "num_of_vrings": "4"},
-                bypass.parse_pmd_rxq_show(PMD_RXQ_SHOW)["vhu-c1"])
-    assert report.verdict == bypass.BYPASS
+                verdicts.parse_pmd_rxq_show(PMD_RXQ_SHOW)["vhu-c1"])
+    assert report.verdict == verdicts.BYPASS
     assert report.queues_mismatch and report.queues_enabled == 1
 
 
 def test_unreadable_pmd_rxq_show_gives_unknown_not_a_negative():
     """ovs-appctl could not reach ovs-vswitchd (e.g. the DPDK build under
     another name): a connected, busy port must not be called not-running."""
-    ev = bypass.VhostUserEvidence(
+    ev = verdicts.VhostUserEvidence(
         "v1", "vhu-c1", 2, {"status": "connected", "num_of_vrings": "4"}, {},
         rxq_error="no ovs-vswitchd control socket in /run/openvswitch")
-    report = bypass.decide_vhost_user(ev)
-    assert report.verdict == bypass.UNKNOWN and not report.ok
+    report = verdicts.decide_vhost_user(ev)
+    assert report.verdict == verdicts.UNKNOWN and not report.ok
     assert "pmd-rxq-show unavailable (no ovs-vswitchd control socket" in \
         report.reason
     assert report.queues_enabled is None
-    assert [q.verdict for q in report.queues] == [bypass.UNKNOWN] * 2
+    assert [q.verdict for q in report.queues] == [verdicts.UNKNOWN] * 2
     assert any("unavailable" in line for line in report.evidence)
 
 
 def test_a_port_missing_from_pmd_rxq_show_is_unknown_all_disabled_is_not():
     missing = vu({"status": "connected", "num_of_vrings": "4"}, {})
-    assert missing.verdict == bypass.UNKNOWN
+    assert missing.verdict == verdicts.UNKNOWN
     assert "2 queue(s) missing from pmd-rxq-show" in missing.reason
     disabled = {0: {"enabled": False, "pmd_core": 1},
                 1: {"enabled": False, "pmd_core": 1}}
     assert vu({"status": "connected", "num_of_vrings": "4"},
-              disabled).verdict == bypass.NOT_RUNNING
+              disabled).verdict == verdicts.NOT_RUNNING
 
 
 def test_vswitchd_control_socket_is_found_under_either_name(tmp_path,

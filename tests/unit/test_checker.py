@@ -9,7 +9,7 @@ import pytest
 
 from virtio_ovs.agent import checker as checker_mod
 from virtio_ovs.agent.checker import VERDICT_SLICE, DataPlaneChecker
-from virtio_ovs.check.verdicts import PortReport
+from virtio_ovs.core.verdicts import PortReport
 from virtio_ovs.core.port import GuestPort
 
 

@@ -8,7 +8,7 @@ import re
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from virtio_ovs.check import verdicts as bypass
+from virtio_ovs.core import verdicts
 from virtio_ovs.core.port import GuestPort
 from virtio_ovs.metrics import AgentMetrics, reports_by_port
 
@@ -28,7 +28,7 @@ def queried() -> set[str]:
 def exported() -> set[str]:
     """Sample names of a fully populated agent registry."""
     metrics = AgentMetrics()
-    report = bypass.decide_vhost_user(bypass.VhostUserEvidence(
+    report = verdicts.decide_vhost_user(verdicts.VhostUserEvidence(
         "v1", "vhu1", 2, {"status": "connected", "num_of_vrings": "4"},
         {0: {"enabled": True, "pmd_core": 1}, 1: {"enabled": True,
                                                   "pmd_core": 1}},

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from virtio_ovs.check import verdicts as bypass
+from virtio_ovs.core import verdicts
 from virtio_ovs.core.errors import UserError
 from virtio_ovs.core.port import GuestPort
 from virtio_ovs.core.validate import validate_bind
@@ -21,13 +21,13 @@ def samples(text: bytes) -> dict[tuple, float]:
     return result
 
 
-def vhost_user_report() -> bypass.PortReport:
-    ev = bypass.VhostUserEvidence(
+def vhost_user_report() -> verdicts.PortReport:
+    ev = verdicts.VhostUserEvidence(
         "v1", "vhu1", 2, {"status": "connected", "num_of_vrings": "4"},
         {0: {"enabled": True, "pmd_core": 1},
          1: {"enabled": False, "pmd_core": 1}},
         counters_total={0: {"rx": 120, "tx": 7}, 1: {"rx": 0, "tx": 0}})
-    return bypass.decide_vhost_user(ev)
+    return verdicts.decide_vhost_user(ev)
 
 
 PORTS = (GuestPort("v1", "vhu1", "vhost-user", "52:54:00:00:00:01",

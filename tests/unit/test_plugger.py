@@ -7,8 +7,8 @@ import pytest
 
 from virtio_ovs.core import model
 from virtio_ovs.core.errors import OvsdbTimeout, VswitchdError
-from virtio_ovs.plug.plugger import Plugger
-from virtio_ovs.plug.taps import ABSENT, OURS, PRESENT
+from virtio_ovs.backend.plugger import Plugger
+from virtio_ovs.kernel.taps import ABSENT, OURS, PRESENT
 from tests.fakes import FakeHostDb, FakeTaps, Interrupt, Steps
 
 VIFS = [model.make_vif(port_id=f"p{i}", mac=f"52:54:00:00:00:0{i}",

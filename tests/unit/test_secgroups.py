@@ -9,7 +9,8 @@ from virtio_ovs.core.networks import Network
 from virtio_ovs.core.port import GuestPort
 from virtio_ovs.core.secgroups import (SecurityGroup, default_rules,
                                        make_rule, parse_groups, sg_key)
-from virtio_ovs.network import ovn_acls, sg_flows
+from virtio_ovs.core import ovn_acls
+from virtio_ovs.network import sg_flows
 from virtio_ovs.network.flows import HostState, compute_flows
 
 NET = Network("blue", "local", None, None, 7)

@@ -7,22 +7,26 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Callable
+from typing import Callable, Protocol
 
 from virtio_ovs.check.gather import check_ports
-from virtio_ovs.check.verdicts import THROUGH_QEMU, PortReport
+from virtio_ovs.core.verdicts import THROUGH_QEMU, PortReport
 from virtio_ovs.core.errors import VirtioOvsError
 from virtio_ovs.core.port import GuestPort
 from virtio_ovs.core.validate import qmp_socket_path
-from virtio_ovs.ovsdb.host.api import HostDb
+from virtio_ovs.core.roles import AgentRecords, Evidence, PortStore
 
-LOG = logging.getLogger("virtio-ovs-agent")
+LOG = logging.getLogger(__name__)
 # Verdicts written per transaction. Each written row comes back to every
 # IDL client, the agent's included, which converts it again: the first
 # check of 1000 ports wrote 1000 rows at once, and a plug arriving then
 # waited about 400 ms (bench/agent_scale.py). A slice of 100 costs the
 # loop a few ms; the loop reacts to changes between slices.
 VERDICT_SLICE = 100
+
+
+class CheckedDb(PortStore, AgentRecords, Evidence, Protocol):
+    """What the checker reads (ports, counters) and writes (verdicts)."""
 
 
 class DataPlaneChecker:
@@ -32,7 +36,7 @@ class DataPlaneChecker:
     the verdicts after, so it keeps reacting meanwhile. ``wake()`` tells
     the loop that a result is ready."""
 
-    def __init__(self, db: HostDb, wake,
+    def __init__(self, db: CheckedDb, wake,
                  publish: Callable[[list[PortReport]], None],
                  trim: Callable[[], None] = lambda: None):
         self.db = db

@@ -7,6 +7,8 @@ import sys
 from virtio_ovs import conf as conf_mod
 from virtio_ovs.core.errors import UserError, VirtioOvsError
 
+LOG = logging.getLogger(__name__)
+
 
 def setup_logging(conf) -> None:
     handler = (logging.FileHandler(conf.log_file) if conf.log_file
@@ -41,17 +43,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"virtio-ovs-agent: [DEFAULT] log_file: {exc.strerror}: "
               f"{conf.log_file}", file=sys.stderr)
         return 1
-    from virtio_ovs.agent.agent import Agent
+    from virtio_ovs.agent.agent import build_agent
     try:
-        agent = Agent(conf)
+        agent = build_agent(conf)
     except UserError as exc:
         print(f"virtio-ovs-agent: {exc}", file=sys.stderr)
         return 1
     agent.install_signal_handlers()
     try:
         return agent.run()
-    except VirtioOvsError as exc:  # e.g. metrics_bind's port is taken
-        logging.getLogger("virtio-ovs-agent").error("%s", exc)
+    except VirtioOvsError as exc:
+        # metrics_bind's port taken (2), or a configuration that cannot
+        # work on this host, found at the first reconcile (1).
+        LOG.error("%s", exc)
         print(f"virtio-ovs-agent: {exc}", file=sys.stderr)
         return exc.exit_code
 

@@ -13,13 +13,13 @@ from typing import Any, Callable
 
 from virtio_ovs import paths
 from virtio_ovs.check import procfs, queues as kernel_queues
-from virtio_ovs.check import verdicts as bypass
+from virtio_ovs.core import verdicts
 from virtio_ovs.check.qmp import QmpClient, virtio_net_status
-from virtio_ovs.check.verdicts import PortReport
+from virtio_ovs.core.verdicts import PortReport
 from virtio_ovs.core import model
 from virtio_ovs.core.errors import VirtioOvsError
 from virtio_ovs.core.port import GuestPort
-from virtio_ovs.ovsdb.host.api import HostDb
+from virtio_ovs.core.roles import Evidence
 
 STATS_INTERVAL = 5  # ovs-vswitchd's default stats-update-interval, seconds
 QmpSource = str | Callable[[], Any]  # a socket path, or a client factory
@@ -41,7 +41,7 @@ def pmd_rxq_show() -> tuple[dict[str, dict[int, dict]], str | None]:
     if proc.returncode != 0:
         return {}, (f"ovs-appctl -t {target} dpif-netdev/pmd-rxq-show: "
                     f"{' '.join(proc.stderr.split()) or 'failed'}")
-    return bypass.parse_pmd_rxq_show(proc.stdout), None
+    return verdicts.parse_pmd_rxq_show(proc.stdout), None
 
 
 class _TapProbe:
@@ -56,7 +56,7 @@ class _TapProbe:
         self.holders = scan.index.get(record.name, {})
         self.proc = proc
         self.proc_error = None if self.holders else scan.error()
-        self.pid = bypass.main_holder(self.holders) if self.holders else None
+        self.pid = verdicts.main_holder(self.holders) if self.holders else None
         self.workers: list[int] = []
         self.vhost_fds: dict[int, list[int]] = {}
         self._before = None
@@ -75,7 +75,7 @@ class _TapProbe:
         counters = kernel_queues.link_counters(self.record.name)
         return time.monotonic(), threads, counters
 
-    def traffic(self) -> bypass.TrafficDelta | None:
+    def traffic(self) -> verdicts.TrafficDelta | None:
         if self._before is None or not procfs.process_alive(self.pid, self.proc):
             return None
         t0, threads0, counters0 = self._before
@@ -94,14 +94,14 @@ class _TapProbe:
             else:
                 syscalls += (after.syscr - before.syscr) + \
                     (after.syscw - before.syscw)
-        return bypass.TrafficDelta(round(t1 - t0, 2), packets, syscalls,
+        return verdicts.TrafficDelta(round(t1 - t0, 2), packets, syscalls,
                                    vhost_cpu)
 
     def evidence(self, traffic: bool, qmp: QmpSource | None,
-                 tap_queues: TapQueueState) -> bypass.TapEvidence:
+                 tap_queues: TapQueueState) -> verdicts.TapEvidence:
         states, netlink_error = tap_queues
         queues = states.get(self.record.name)
-        ev = bypass.TapEvidence(
+        ev = verdicts.TapEvidence(
             port_id=self.record.port_id, name=self.record.name,
             queues_expected=self.record.queues, holders=self.holders,
             holder_comm={p: procfs.comm(self.proc, p) for p in self.holders},
@@ -160,7 +160,7 @@ def _delta(before: dict, after: dict) -> dict[int, dict[str, int]]:
                 for d in after[q]} for q in after}
 
 
-def check_ports(records: list[GuestPort], db: HostDb,
+def check_ports(records: list[GuestPort], db: Evidence,
                 traffic_seconds: float = 0.0, qmp: QmpSource | None = None,
                 proc: str = "/proc",
                 rxq_show: Callable[[], tuple[dict, str | None]] =
@@ -180,7 +180,7 @@ def check_ports(records: list[GuestPort], db: HostDb,
     if traffic_seconds > 0:
         time.sleep(traffic_seconds)
     queue_state = tap_queues() if taps else ({}, None)
-    reports = [bypass.decide_tap(p.evidence(traffic_seconds > 0, qmp,
+    reports = [verdicts.decide_tap(p.evidence(traffic_seconds > 0, qmp,
                                             queue_state)) for p in probes]
     stale_note = (traffic_seconds > 0 and traffic_seconds < STATS_INTERVAL)
     if vhost_users:
@@ -190,12 +190,12 @@ def check_ports(records: list[GuestPort], db: HostDb,
             status, stats = stats1.get(record.name, ({}, {}))
             before = _queue_counters(stats0.get(record.name, ({}, {}))[1])
             after = _queue_counters(stats)
-            ev = bypass.VhostUserEvidence(
+            ev = verdicts.VhostUserEvidence(
                 record.port_id, record.name, record.queues, status,
                 rxqs.get(record.name, {}),
                 _delta(before, after) if traffic_seconds > 0 else None,
                 rxq_error=rxq_error, counters_total=after)
-            report = bypass.decide_vhost_user(ev)
+            report = verdicts.decide_vhost_user(ev)
             if stale_note:
                 report.evidence.append(
                     f"statistics: OVS refreshes them every {STATS_INTERVAL} s "

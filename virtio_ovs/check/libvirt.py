@@ -17,7 +17,7 @@ import xml.etree.ElementTree as ET
 from typing import Any, Callable
 
 from virtio_ovs.check.qmp import QmpError
-from virtio_ovs.check.verdicts import THROUGH_QEMU, PortReport
+from virtio_ovs.core.verdicts import THROUGH_QEMU, PortReport
 from virtio_ovs.core.errors import EnvironmentFailure, UserError
 from virtio_ovs.core.port import GuestPort
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import functools
 import os
 
+from virtio_ovs.backend import factory
 from virtio_ovs.core.errors import UserError
 from virtio_ovs.core.validate import validate_remote, validate_seconds
 
@@ -30,7 +31,7 @@ class Context:
                 if not os.path.isfile(path):
                     raise UserError(field, f"{path} is not a readable file")
         self.nb_remote = conf_mod.ovn_nb_remote(self.conf)
-        if self.conf.agent.backend == "ovn" and "ssl:" in self.nb_remote:
+        if factory.kind(self.conf).needs_nb and "ssl:" in self.nb_remote:
             ssl_files = self._nb_ssl_files(ssl_files)
         set_ssl_files(*ssl_files.values())
         self.timeout = validate_seconds(args.timeout, "timeout", 0, 3600) \
@@ -62,29 +63,13 @@ class Context:
     def db(self):
         """The host database: one connection, opened on first use."""
         if self._db is None:
-            from virtio_ovs.ovsdb.host.impl import connect
-            self._db = connect(self.remote, self.timeout)
+            self._db = factory.open_host_db(self.remote, self.timeout)
         return self._db
-
-    def plugger(self):
-        from virtio_ovs.plug.plugger import Plugger
-        from virtio_ovs.plug.taps import TapManager, check_host
-        shared = bool(getattr(self.args, "allow_shared_socket_dir", False))
-        return Plugger(self.db, TapManager(), functools.partial(
-            check_host, allow_shared_socket_dir=shared))
 
     @functools.cached_property
     def backend(self):
         """The network backend that [agent] backend selects (one per
         command, with one connection to each database)."""
-        from virtio_ovs.core.networks import parse_bridge_mappings
-        from virtio_ovs.network.backends import OvnBackend, StandaloneBackend
-        if self.conf.agent.backend == "ovn":
-            from virtio_ovs.ovsdb.nb.impl import IdlNorthboundDb
-            return OvnBackend(self.db, IdlNorthboundDb(self.nb_remote,
-                                                       self.timeout),
-                              self.plugger())
-        mappings = dict((self.db.agent_status() or {}).get(
-            "bridge_mappings") or {})
-        mappings.update(parse_bridge_mappings(self.conf.ovs.bridge_mappings))
-        return StandaloneBackend(self.db, self.plugger(), mappings)
+        return factory.build_backend(
+            self.conf, self.db, self.timeout,
+            bool(getattr(self.args, "allow_shared_socket_dir", False)))

@@ -40,7 +40,7 @@ def print_records(records: list[dict], fmt: str, columns=LIST_COLUMNS
 def print_check(reports: list) -> None:
     rows = [{"port_id": r.port_id, "name": r.name, "kind": r.kind,
              "verdict": r.verdict + "".join(
-                 f" ({flag})" for flag in r.to_json()["flags"]),
+                 f" ({flag})" for flag in r.as_dict()["flags"]),
              "queues": f"{_q(r.queues_expected)}/{_q(r.queues_enabled)}/"
                        f"{_q(r.queues_configured)}",
              "reason": r.reason} for r in reports]

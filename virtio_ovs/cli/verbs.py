@@ -94,8 +94,8 @@ def cmd_unplug(ctx: Context, args) -> int:
     if not port_ids and args.vm is None:
         raise UserError("port-id", "is required (or --vm)")
     port_ids = list(dict.fromkeys(port_ids))
-    records = ctx.backend.unplug(port_ids, args.if_exists, wait=ctx.wait) \
-        if port_ids else []
+    records = ctx.backend.unplug(port_ids, args.if_exists,
+                                 wait=ctx.wait).ports if port_ids else []
     for record in records:
         print(f"unplugged {record.port_id} ({record.name})")
     for missing in sorted(set(port_ids) - {r.port_id for r in records}):
@@ -104,8 +104,7 @@ def cmd_unplug(ctx: Context, args) -> int:
 
 
 def cmd_list(ctx: Context, args) -> int:
-    columns = LIST_COLUMNS + (("ovn_switch", "ovn_up", "ovn_installed")
-                              if ctx.conf.agent.backend == "ovn" else ())
+    columns = LIST_COLUMNS + ctx.backend.record_columns
     print_records(ctx.backend.port_records(), args.format, columns)
     return 0
 
@@ -163,12 +162,12 @@ def cmd_unbind(ctx: Context, args) -> int:
 
 
 def cmd_gc(ctx: Context, args) -> int:
-    from virtio_ovs.plug.gc import collect
-    from virtio_ovs.plug.taps import TapManager
+    from virtio_ovs.backend.gc import collect
+    from virtio_ovs.kernel.taps import TapManager
     grace = validate_seconds(args.grace, "grace", 0, 86400, allow_low=True)
     result = collect(ctx.db, TapManager(), grace, args.dry_run)
     if args.format == "json":
-        print_json(result.to_json())
+        print_json(result.as_dict())
         return 0
     verb = "would remove" if args.dry_run else "removed"
     print(f"{verb} {len(result.removed)} orphan TAP(s)"
@@ -250,7 +249,7 @@ def cmd_check(ctx: Context, args) -> int:
         reports = check_ports(_select_ports(ctx, args), ctx.db, args.traffic,
                               args.qmp)
     if args.format == "json":
-        print_json([r.to_json() for r in reports])
+        print_json([r.as_dict() for r in reports])
     else:
         print_check(reports)
     return 0 if all(r.ok for r in reports) else 1
@@ -265,11 +264,9 @@ def cmd_metrics(ctx: Context, args) -> int:
     reports = check_ports(ports, ctx.db)
     status = ctx.db.agent_status() or {}
     flows = {}
-    if ctx.conf.agent.backend == "standalone":
-        from virtio_ovs.network.openflow import OpenFlowBridge
-        ours = {ctx.conf.ovs.integration_bridge,
-                *ctx.backend.mappings.values()}
-        for bridge in sorted(ours & ctx.db.bridge_names()):
+    if ctx.backend.flow_bridges():
+        from virtio_ovs.openflow.switch import OpenFlowBridge
+        for bridge in sorted(ctx.backend.flow_bridges()):
             flows[bridge] = OpenFlowBridge(bridge, ctx.timeout).flow_count()
     sys.stdout.write(render(Snapshot(
         tuple(ports), reports_by_port(reports), flows,

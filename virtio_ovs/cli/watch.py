@@ -85,7 +85,7 @@ class Watcher:
         if self.pending:
             return
         poller = ovs.poller.Poller()
-        self.db.wait(poller)
+        self.db.register_wakeup(poller)
         if self.agent_up and self.agent is not None:
             wait = ev.agent_deadline(self.agent) - self.clock()
             poller.timer_wait(max(0, int(wait * 1000) + 1))

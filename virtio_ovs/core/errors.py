@@ -30,18 +30,13 @@ class EnvironmentFailure(VirtioOvsError):
 
 
 class OvsdbTimeout(EnvironmentFailure):
-    """No answer in time. ``committed``: True when the transaction went
-    through (only the wait after it timed out), False when it did not,
-    None when nobody can tell. ``ports``: what an unplug removed."""
+    """No answer in time. What the interrupted write did is in its
+    outcome (``core.outcomes``), not here: exceptions carry a message
+    only, and are never changed after they are raised."""
 
-    committed: bool | None = False
-    ports: list | tuple = ()
-
-    def with_outcome(self, committed: bool | None, what: str
-                     ) -> "OvsdbTimeout":
-        exc = OvsdbTimeout(f"{self}; {what}")
-        exc.committed = committed
-        return exc
+    def with_detail(self, what: str) -> "OvsdbTimeout":
+        """A new timeout whose message adds ``what``."""
+        return OvsdbTimeout(f"{self}; {what}")
 
 
 class VswitchdError(EnvironmentFailure):

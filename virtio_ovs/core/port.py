@@ -38,7 +38,7 @@ def valid_ofport(value: object) -> int | None:
 
 @dataclasses.dataclass(frozen=True)
 class GuestPort:
-    """A guest port as OVSDB describes it (``to_json`` gives the keys of
+    """A guest port as OVSDB describes it (``as_dict`` gives the keys of
     ``list --format json``)."""
 
     port_id: str
@@ -73,7 +73,7 @@ class GuestPort:
     def bound_network(self) -> str | None:
         return self.network if self.valid else None
 
-    def to_json(self) -> dict:
+    def as_dict(self) -> dict:
         data = dataclasses.asdict(self)
         data["ips"] = list(self.ips)
         data["security_groups"] = list(self.security_groups)

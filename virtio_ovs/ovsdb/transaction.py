@@ -9,7 +9,9 @@ changed under us) waits for the replica to change and rebuilds.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
+import logging
 from typing import Callable, Sequence
 
 from ovs.db.idl import Transaction
@@ -17,7 +19,9 @@ from ovs.db.idl import Transaction
 from virtio_ovs.core.errors import EnvironmentFailure, OvsdbTimeout
 from virtio_ovs.ovsdb.connection import Connection, Deadline
 
+LOG = logging.getLogger(__name__)
 ADDED, UPDATED, UNCHANGED = "added", "updated", "unchanged"
+_TXN_IDS = itertools.count(1)  # numbers this process's transactions in logs
 
 
 class TxnContext:
@@ -59,20 +63,28 @@ def transact(conn: Connection, commands: Sequence, deadline: Deadline,
     Nothing is sent when every command is UNCHANGED. ``prepare(ctx)`` runs
     just before a commit (e.g. to increment ``next_cfg``).
     """
-    while True:
+    txn_id = next(_TXN_IDS)
+    names = ",".join(type(c).__name__ for c in commands[:8]) + \
+        (f",+{len(commands) - 8}" if len(commands) > 8 else "")
+    for attempt in itertools.count(1):
         seqno = conn.idl.change_seqno
         ctx = make_context(Transaction(conn.idl))
         try:
             outcomes = [command.run_idl(ctx) for command in commands]
-        except BaseException:
+        except BaseException as exc:
             ctx.txn.abort()
+            LOG.debug("txn %d (%s) attempt %d: not sent (%s)", txn_id, names,
+                      attempt, type(exc).__name__)
             raise
         if all(outcome == UNCHANGED for outcome in outcomes):
             ctx.txn.abort()
+            LOG.debug("txn %d (%s): unchanged, not sent", txn_id, names)
             return Commit(outcomes, committed=False)
         if prepare is not None:
             prepare(ctx)
         status = _commit(conn, ctx.txn, deadline)
+        LOG.debug("txn %d (%s) attempt %d on %s: %s", txn_id, names, attempt,
+                  conn.remote, status)
         if status == Transaction.TRY_AGAIN:
             conn.wait_for(lambda: conn.idl.change_seqno != seqno, deadline,
                           "the database to change before retrying")
@@ -85,6 +97,7 @@ def transact(conn: Connection, commands: Sequence, deadline: Deadline,
                                      + error_text(ctx.txn.get_error()))
         return Commit(outcomes, committed=status == Transaction.SUCCESS,
                       ctx=ctx)
+    raise AssertionError("unreachable")
 
 
 def error_text(error: str | None) -> str:

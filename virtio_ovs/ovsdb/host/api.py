@@ -1,313 +1,43 @@
-"""The host database (Open_vSwitch): everything virtio-ovs asks of it.
+"""The host database (Open_vSwitch): every role of ``core.roles`` over one
+connection, and commands that compose into one transaction.
 
-``HostDb`` is the only way into that database. The docstrings here define
-the behaviour; ``impl.IdlHostDb`` implements it on the python-ovs IDL. One
-object owns one connection; the agent, the plugger, the check and the CLI
-depend on this API alone, and tests can fake it in-process.
-
-Every method either completes or raises; a method that raises before its
-commit has written nothing. UserError means the request is wrong (exit 1);
-EnvironmentFailure means OVSDB or ovs-vswitchd failed (exit 2).
+``HostDb`` is the only way into that database; ``impl.IdlHostDb``
+implements it on the python-ovs IDL. The contract of each method is in
+``core.roles``. A verb that writes several things builds the commands of
+``ovsdb.host.commands`` (re-exported below as public types) and hands them
+to ``commit`` together: one transaction, all or nothing.
 """
 from __future__ import annotations
 
 import abc
-import dataclasses
-from typing import Iterable, Mapping, Sequence
+from typing import Protocol
 
-from virtio_ovs.core.model import Vif
-from virtio_ovs.core.networks import Network
-from virtio_ovs.core.port import GuestPort
-from virtio_ovs.core.secgroups import Rule, SecurityGroup
+from virtio_ovs.core.roles import (AgentRecords, BridgeSpec, Evidence,
+                                   GroupStore, NetworkStore, PortStore,
+                                   Replica, SwitchSetup)
+from virtio_ovs.ovsdb.host.net_commands import BindPort  # noqa: F401
+from virtio_ovs.ovsdb.host.sg_commands import SetPortGroups  # noqa: F401
 
-
-@dataclasses.dataclass
-class PlugOutcome:
-    """What a plug did, filled in as it goes.
-
-    ``committed`` is set the moment the server has applied the transaction,
-    before any wait for ovs-vswitchd: if the wait is interrupted or times
-    out, the caller still knows that the rows (and so their TAPs) are in use.
-    """
-
-    plugged: list[str] = dataclasses.field(default_factory=list)
-    updated: list[str] = dataclasses.field(default_factory=list)
-    unchanged: list[str] = dataclasses.field(default_factory=list)
-    committed: bool = False
-    new_ports: list = dataclasses.field(default_factory=list)  # opaque ids
-    refused: dict[str, str] = dataclasses.field(default_factory=dict)
+__all__ = ["BindPort", "BridgeSpec", "HostCommand", "HostDb",
+           "SetPortGroups"]
 
 
-@dataclasses.dataclass(frozen=True)
-class BridgeSpec:
-    """The bridges the standalone agent owns: the integration bridge and,
-    per physnet, a provider bridge joined to it by a patch pair."""
+class HostCommand(Protocol):
+    """One change, staged into the transaction being built: it reads the
+    replica through ``ctx.view``, raises UserError for anything the
+    database rules out (then nothing of the whole transaction is sent),
+    and returns "added", "updated" or "unchanged"."""
 
-    integration_bridge: str
-    datapath_type: str
-    protocols: tuple[str, ...]
-    mappings: Mapping[str, str]  # physnet -> provider bridge
+    def run_idl(self, ctx) -> str: ...
 
 
-class HostDb(abc.ABC):
-    """The Open_vSwitch database of one host."""
-
-    remote: str
-    timeout: float
-
-    # ------------------------------------------------------------ ports
-    @abc.abstractmethod
-    def check_plug(self, vifs: Iterable[Vif], local_vlans: bool = True
-                   ) -> list[str]:
-        """Check ``vifs`` against the database without writing.
-
-        UserError when a bridge is unknown, a vhost-user port asks for a
-        bridge whose datapath is not ``netdev`` or an interface type this
-        OVS lacks, a port id is already plugged with another MAC or device,
-        a device name belongs to another port, or (with ``local_vlans``)
-        a network is unknown. Returns the port ids that are not plugged yet.
-        """
+class HostDb(PortStore, NetworkStore, GroupStore, AgentRecords, SwitchSetup,
+             Replica, Evidence, abc.ABC):
+    """The Open_vSwitch database of one host: every role at once."""
 
     @abc.abstractmethod
-    def plug(self, vifs: Iterable[Vif], outcome: PlugOutcome,
-             wait: bool = True, created_taps: frozenset[str] = frozenset(),
-             local_vlans: bool = True) -> None:
-        """Plug all ``vifs`` in one transaction (all or nothing), filling
-        ``outcome`` as it goes.
-
-        A new port gets its Port, Interface and external_ids, its MTU
-        request, and either its network's local VLAN (on a
-        ``fail_mode=secure`` bridge) or the dead VLAN (tag 4095, trunk
-        4095). With ``local_vlans`` False (the OVN backend: the network is
-        in the NB and ovn-controller owns br-int) it gets no VLAN columns
-        and ``vif.network`` is not looked up here. A VIF already plugged
-        the same way changes nothing (no write at all); one whose ids or
-        MTU differ is updated in place and keeps its VLAN. Devices in
-        ``created_taps`` are marked ``virtio-ovs:tap-created`` (unplug
-        deletes them).
-
-        Concurrent plugs and unplugs are serialised by the database, as
-        ovs-vsctl's are: each verifies every bridge's ``ports``, so the
-        second to commit is rebuilt on the first one's result (and gets
-        UserError if it now conflicts).
-
-        When the commit's answer is lost (timeout, lost connection), the
-        outcome is read back from the database on a new connection before
-        raising: ``outcome.committed`` is True if every VIF is there as
-        asked. The OvsdbTimeout says which.
-
-        With ``wait``, returns once ovs-vswitchd has applied the change and
-        every new Interface has an ofport. Interfaces that get an ``error``
-        instead are listed in ``outcome.refused`` and VswitchdError is
-        raised; the rows stay (see ``remove_ports``).
-        """
-
-    @abc.abstractmethod
-    def devices_in_use(self, names: Iterable[str]) -> set[str]:
-        """Which of ``names`` an Interface row names, read afresh (a new
-        connection: the answer must not depend on a replica that a lost
-        connection left behind). EnvironmentFailure if OVSDB cannot
-        answer."""
-
-    @abc.abstractmethod
-    def wait_ovn_installed(self, port_ids: Iterable[str]) -> None:
-        """Return once ovn-controller has installed each port (it writes
-        ``external_ids:ovn-installed=true`` on the Interface, OVN >= 20.09).
-        OvsdbTimeout after ``timeout``, naming the ports still missing."""
-
-    @abc.abstractmethod
-    def controller_of(self, bridge: str) -> str | None:
-        """Who else programs ``bridge``, or None: ovn-controller when
-        ``Open_vSwitch external_ids:ovn-bridge`` names it (or names nothing
-        and ``ovn-remote`` is set, for ``br-int``), or the bridge's
-        ``controller`` targets."""
-
-    @abc.abstractmethod
-    def bridge_names(self) -> set[str]:
-        """The names of every Bridge row."""
-
-    @abc.abstractmethod
-    def remove_ports(self, outcome: PlugOutcome) -> None:
-        """Roll back a committed plug: delete the Ports (and Interfaces) it
-        inserted, ``outcome.new_ports``. Ports already gone are skipped."""
-
-    @abc.abstractmethod
-    def unplug(self, port_ids: Sequence[str], if_exists: bool = False,
-               wait: bool = True) -> list[GuestPort]:
-        """Remove the ports carrying ``iface-id`` in ``port_ids``, in one
-        transaction (all or nothing).
-
-        Returns what was removed. A missing port raises UserError, or is
-        skipped with ``if_exists``. An OvsdbTimeout carries ``committed``
-        (the ports are gone, read back afresh when the commit's answer was
-        lost; None when that could not be read) and ``ports`` (what was
-        removed).
-        """
-
-    @abc.abstractmethod
-    def list_ports(self) -> list[GuestPort]:
-        """Every guest port (an Interface with ``iface-id`` and
-        ``attached-mac``, whoever plugged it), sorted by port id."""
-
-    @abc.abstractmethod
-    def wiring_version(self) -> int:
-        """A number that changes whenever something a port's flows or tag
-        depend on may have changed (its ids, MAC, IPs, network, groups,
-        ofport, bridge, tag; any Port or Bridge row; any other Interface;
-        the networks and groups), and only then: a verdict, a status or a
-        heartbeat written leaves it. From the replica (no round trip)."""
-
-    @abc.abstractmethod
-    def get_port(self, port_id: str) -> GuestPort | None:
-        """The guest port with ``iface-id=port_id``, or None."""
-
-    # --------------------------------------------------------- networks
-    @abc.abstractmethod
-    def create_network(self, name: str, net_type: str, physnet: str | None,
-                       segment: int | None,
-                       mappings: Mapping[str, str]) -> Network:
-        """Store a new network with the lowest free local VLAN.
-
-        UserError when the name exists, a vlan network lacks a physnet from
-        ``mappings`` or a segment in 1..4094, a flat network lacks a
-        physnet, a local network has either, or (physnet, segment) is
-        taken. Concurrent creates cannot get the same local VLAN.
-        """
-
-    @abc.abstractmethod
-    def delete_network(self, name: str) -> None:
-        """Remove a network; UserError while any port is bound to it."""
-
-    @abc.abstractmethod
-    def list_networks(self) -> list[Network]:
-        """All networks, sorted by name."""
-
-    @abc.abstractmethod
-    def bind_port(self, port_id: str, network: str | None,
-                  ips: tuple[str, ...] | None, local_vlans: bool = True
-                  ) -> bool:
-        """Bind a guest port (whoever plugged it) to ``network`` (None
-        unbinds) and set its allowed IPs (None keeps them). True if
-        something changed. UserError when the port is not a guest port, or
-        (with ``local_vlans``) the network is not in this database."""
-
-    # -------------------------------------------------- security groups
-    @abc.abstractmethod
-    def create_group(self, name: str) -> SecurityGroup:
-        """A new group with the default rules (all egress; ingress from
-        the group's own members). UserError if it exists."""
-
-    @abc.abstractmethod
-    def delete_group(self, name: str) -> None:
-        """UserError while a port uses it or another group's rule names it
-        as its remote group."""
-
-    @abc.abstractmethod
-    def list_groups(self) -> list[SecurityGroup]:
-        """Every group, by name."""
-
-    @abc.abstractmethod
-    def add_rule(self, group: str, rule: Rule) -> bool:
-        """Add ``rule`` (False if the group has it already). UserError for
-        an unknown group or remote group."""
-
-    @abc.abstractmethod
-    def delete_rule(self, group: str, rule_id: str) -> None:
-        """UserError for an unknown group or rule id."""
-
-    @abc.abstractmethod
-    def set_port_groups(self, port_id: str, names: tuple[str, ...],
-                        check: bool = True) -> bool:
-        """A guest port's groups (empty: unfiltered); True if changed.
-        ``check`` False: the groups live elsewhere (OVN's NB)."""
-
-    @abc.abstractmethod
-    def groups(self) -> dict[str, SecurityGroup]:
-        """The groups, by name, from the replica (no round trip)."""
-
-    # ------------------------------------------------------------ agent
-    @abc.abstractmethod
-    def agent_status(self) -> dict | None:
-        """The agent's last heartbeat record, or None if it never ran."""
-
-    @abc.abstractmethod
-    def write_agent_status(self, status: dict) -> None:
-        """Store the agent's heartbeat record."""
-
-    @abc.abstractmethod
-    def standby_status(self) -> dict | None:
-        """The record of an agent waiting for the lock, or None."""
-
-    @abc.abstractmethod
-    def write_standby_status(self, status: dict | None) -> None:
-        """Store (None: remove) a standby agent's record. Written on a new
-        connection: the standby's own cannot write without the lock."""
-
-    @property
-    @abc.abstractmethod
-    def lock_state(self) -> str:
-        """The lock this connection was opened with: "held" (also without
-        a lock), "contended" (another client holds it) or "pending" (not
-        answered yet). The lock is OVSDB's own: the server gives it to one
-        client at a time and frees it when that client's connection
-        closes, so one agent per database is active."""
-
-    @abc.abstractmethod
-    def ensure_bridges(self, spec: BridgeSpec, connect: bool) -> bool:
-        """Make the integration bridge (created if missing) and check the
-        provider bridges (UserError if one is missing or has another
-        datapath type); all get ``fail_mode=secure`` and ``protocols``.
-        Creates the patch pairs; with ``connect`` False a new patch port's
-        peer does not exist, so it carries nothing until the agent's flows
-        are in; with ``connect`` True the peers are joined. Waits for
-        ovs-vswitchd. True if anything changed."""
-
-    @abc.abstractmethod
-    def set_port_tags(self, tags: Mapping[str, int]) -> None:
-        """Port name -> local VLAN (an access port) or the dead VLAN 4095
-        (a trunk of 4095 only). Ports that are gone are skipped."""
-
-    @abc.abstractmethod
-    def record_verdicts(self, verdicts: Mapping[str, tuple[str, int | None]]
-                        ) -> None:
-        """Port id -> (verdict, enabled queues), as the agent's periodic
-        check found them, into each Interface's external_ids."""
-
-    @abc.abstractmethod
-    def networks(self) -> dict[str, Network]:
-        """The networks, by name, from the replica (no round trip)."""
-
-    @abc.abstractmethod
-    def ofports(self, names: set[str]) -> dict[str, int]:
-        """Interface name -> valid ofport, for those of ``names`` that have
-        one, from the replica."""
-
-    # --------------------------------------------------------- evidence
-    @abc.abstractmethod
-    def vhost_user_counters(self) -> dict[str, tuple[dict, dict]]:
-        """Interface name -> (status, statistics) of every vhost-user
-        Interface. Statistics are read through a short-lived connection:
-        they are never replicated by the long-lived one."""
-
-    # ------------------------------------------------------- event loop
-    @abc.abstractmethod
-    def start(self) -> None:
-        """Connect and wait for the first full replica (bounded by
-        ``timeout``; OvsdbTimeout after it)."""
-
-    @abc.abstractmethod
-    def run(self) -> None:
-        """Process what the server sent."""
-
-    @property
-    @abc.abstractmethod
-    def seqno(self) -> int:
-        """Changes whenever the replica changes."""
-
-    @abc.abstractmethod
-    def wait(self, poller) -> None:
-        """Register the connection with an ``ovs.poller.Poller``."""
-
-    @abc.abstractmethod
-    def close(self) -> None:
-        """Drop the connection."""
+    def commit(self, *commands: HostCommand, wait: bool = False
+               ) -> list[str]:
+        """Run ``commands`` in one transaction (none is sent when every
+        one is unchanged); their outcomes, in order. With ``wait``, returns
+        once ovs-vswitchd has applied it."""

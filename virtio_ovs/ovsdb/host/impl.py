@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
 from virtio_ovs.core.model import EXT_IFACE_ID, Vif
 from virtio_ovs.core.errors import OvsdbTimeout, VirtioOvsError
+from virtio_ovs.core.outcomes import Committed, PlugOutcome, UnplugOutcome
 from virtio_ovs.core.networks import NET_KEY_PREFIX, Network, parse_networks
 from virtio_ovs.core.port import GuestPort
 from virtio_ovs.core.secgroups import (SG_KEY_PREFIX, Rule, SecurityGroup,
@@ -14,7 +16,7 @@ from virtio_ovs.core.secgroups import (SG_KEY_PREFIX, Rule, SecurityGroup,
 from virtio_ovs.ovsdb.connection import Connection, Deadline
 from virtio_ovs.ovsdb.host import commands, net_commands as nc
 from virtio_ovs.ovsdb.host import sg_commands as sg
-from virtio_ovs.ovsdb.host.api import BridgeSpec, HostDb, PlugOutcome
+from virtio_ovs.ovsdb.host.api import BridgeSpec, HostDb
 from virtio_ovs.ovsdb.host.cache import StateCache, guest_port_of_row
 from virtio_ovs.ovsdb.host.views import (TABLES, DbView, map_of,
                                          the_open_vswitch)
@@ -23,6 +25,7 @@ from virtio_ovs.ovsdb.host.vswitchd import (increment_next_cfg, raise_refused,
 from virtio_ovs.ovsdb.transaction import (ADDED, UNCHANGED, UPDATED, Commit,
                                           TxnContext, transact)
 
+LOG = logging.getLogger(__name__)
 OVN_INSTALLED = "ovn-installed"
 WIRING_KEYS = (NET_KEY_PREFIX, SG_KEY_PREFIX)  # of Open_vSwitch:external_ids
 # Statistics are replicated only by a short-lived connection.
@@ -43,6 +46,9 @@ class IdlHostDb(HostDb):
     # ------------------------------------------------------------ helpers
     def _deadline(self) -> Deadline:
         return Deadline(self.timeout)
+
+    def commit(self, *cmds, wait: bool = False) -> list[str]:
+        return self._transact(list(cmds), wait=wait).outcomes
 
     def _transact(self, cmds: list, deadline: Deadline | None = None,
                   wait: bool = False) -> Commit:
@@ -78,7 +84,7 @@ class IdlHostDb(HostDb):
 
     def plug(self, vifs: Iterable[Vif], outcome: PlugOutcome,
              wait: bool = True, created_taps: frozenset[str] = frozenset(),
-             local_vlans: bool = True) -> None:
+             local_vlans: bool = True) -> PlugOutcome:
         deadline = self._deadline()
         self.conn.start(deadline)
         vifs = list(vifs)
@@ -88,8 +94,10 @@ class IdlHostDb(HostDb):
             commit = transact(self.conn, cmds, deadline, self._context,
                               increment_next_cfg if wait else None)
         except OvsdbTimeout as exc:  # the commit's answer may be lost
-            raise self._plug_outcome(vifs, outcome, exc) from None
-        outcome.committed = commit.committed
+            outcome.committed = self._read_back_plug(vifs)
+            raise exc.with_detail(_PLUG_READ_BACK[outcome.committed]) \
+                from None
+        outcome.committed = Committed.of(commit.committed)
         outcome.new_ports = commit.inserted_uuids("Port")
         for vif, result in zip(vifs, commit.outcomes):
             {ADDED: outcome.plugged, UPDATED: outcome.updated,
@@ -98,25 +106,20 @@ class IdlHostDb(HostDb):
             try:
                 outcome.refused = wait_applied(self.conn, commit, deadline)
             except OvsdbTimeout as exc:
-                raise exc.with_outcome(True, "the plug is committed; "
-                                       "ovs-vswitchd has not confirmed it "
-                                       "yet") from None
+                raise exc.with_detail("the plug is committed; ovs-vswitchd "
+                                      "has not confirmed it yet") from None
             raise_refused(outcome.refused)
+        return outcome
 
-    def _plug_outcome(self, vifs: list[Vif], outcome: PlugOutcome,
-                      exc: OvsdbTimeout) -> OvsdbTimeout:
+    def _read_back_plug(self, vifs: list[Vif]) -> Committed:
+        """Is every VIF in the database as asked, on a new connection?"""
         try:
             found = self._read_back()
-        except VirtioOvsError:
-            return exc.with_outcome(None, "OVSDB cannot say whether the plug"
-                                    " was committed; TAPs it created stay "
-                                    "(marked: 'virtio-ovs-ctl gc' removes "
-                                    "those no port uses)")
-        outcome.committed = all(found.get(v.port_id) == v.name for v in vifs)
-        return exc.with_outcome(outcome.committed, "read back from OVSDB: "
-                                "the plug was " + (
-                                    "committed" if outcome.committed
-                                    else "not committed"))
+        except VirtioOvsError as exc:
+            LOG.warning("reading the plug back failed: %s", exc)
+            return Committed.UNKNOWN
+        return Committed.of(all(found.get(v.port_id) == v.name
+                                for v in vifs))
 
     def _read_back(self) -> dict[str, str]:
         """iface-id -> Interface name, on a new connection."""
@@ -186,35 +189,36 @@ class IdlHostDb(HostDb):
         self._transact([commands.DeletePorts(outcome.new_ports)])
 
     def unplug(self, port_ids: Sequence[str], if_exists: bool = False,
-               wait: bool = True) -> list[GuestPort]:
+               wait: bool = True, outcome: UnplugOutcome | None = None
+               ) -> UnplugOutcome:
+        outcome = UnplugOutcome() if outcome is None else outcome
         deadline = self._deadline()
-        ports = self._get_ports(port_ids)
+        outcome.ports = self._get_ports(port_ids)  # as they were
         try:
             commit = transact(self.conn, [commands.UnplugVif(p, if_exists)
                                           for p in port_ids],
                               deadline, self._context,
                               increment_next_cfg if wait else None)
         except OvsdbTimeout as exc:  # the commit's answer may be lost
-            try:
-                found = self._read_back()
-                gone = not any(p in found for p in port_ids)
-                error = exc.with_outcome(gone, "read back from OVSDB: the "
-                                         "unplug was " + ("committed" if gone
-                                                          else "not committed"))
-            except VirtioOvsError:
-                error = exc.with_outcome(None, "OVSDB cannot say whether the"
-                                         " unplug was committed")
-            error.ports = ports
-            raise error from None
+            outcome.committed = self._read_back_unplug(port_ids)
+            raise exc.with_detail(_UNPLUG_READ_BACK[outcome.committed]) \
+                from None
+        outcome.committed = Committed.YES
         if wait and commit.committed:
             try:
                 raise_refused(wait_applied(self.conn, commit, deadline))
             except OvsdbTimeout as exc:
-                error = exc.with_outcome(True, "the ports are removed; "
-                                         "ovs-vswitchd has not confirmed it")
-                error.ports = ports
-                raise error from None
-        return ports
+                raise exc.with_detail("the ports are removed; ovs-vswitchd "
+                                      "has not confirmed it") from None
+        return outcome
+
+    def _read_back_unplug(self, port_ids: Sequence[str]) -> Committed:
+        try:
+            found = self._read_back()
+        except VirtioOvsError as exc:
+            LOG.warning("reading the unplug back failed: %s", exc)
+            return Committed.UNKNOWN
+        return Committed.of(not any(p in found for p in port_ids))
 
     def list_ports(self) -> list[GuestPort]:
         return [port for _, port in self._guest_ports()]
@@ -363,18 +367,20 @@ class IdlHostDb(HostDb):
     def seqno(self) -> int:
         return self.conn.idl.change_seqno
 
-    def wait(self, poller) -> None:
+    def register_wakeup(self, poller) -> None:
         self.conn.idl.wait(poller)
 
     def close(self) -> None:
         self.conn.close()
 
 
-def connect(remote: str, timeout: float,
-            is_tap: Callable[[str], bool] | None = None,
-            lock_name: str | None = None) -> IdlHostDb:
-    """A HostDb for ``remote``; ``is_tap`` defaults to the kernel probe."""
-    if is_tap is None:
-        from virtio_ovs.plug.taps import is_tap as kernel_is_tap
-        is_tap = kernel_is_tap
-    return IdlHostDb(remote, timeout, is_tap, lock_name)
+_PLUG_READ_BACK = {
+    Committed.YES: "read back from OVSDB: the plug was committed",
+    Committed.NO: "read back from OVSDB: the plug was not committed",
+    Committed.UNKNOWN: "OVSDB cannot say whether the plug was committed; "
+    "TAPs it created stay (marked: 'virtio-ovs-ctl gc' removes those no "
+    "port uses)"}
+_UNPLUG_READ_BACK = {
+    Committed.YES: "read back from OVSDB: the unplug was committed",
+    Committed.NO: "read back from OVSDB: the unplug was not committed",
+    Committed.UNKNOWN: "OVSDB cannot say whether the unplug was committed"}

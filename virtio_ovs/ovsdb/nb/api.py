@@ -3,7 +3,8 @@
 ``NorthboundDb`` is the only way into the NB, a second facade of the same
 kind as ``ovsdb.host.api.HostDb``: one object owns one connection, each
 method is one transaction (or none), and the docstrings here are the
-contract. virtio-ovs's networks are Logical_Switches, and its ports
+contract; several writes compose into one transaction with ``commit``.
+virtio-ovs's networks are Logical_Switches, and its ports
 Logical_Switch_Ports, marked in external_ids so that it never touches
 what others (neutron, an operator) created.
 """
@@ -42,6 +43,13 @@ class LspState:
 class NorthboundDb(abc.ABC):
     remote: str
     timeout: float
+
+    @abc.abstractmethod
+    def commit(self, *commands) -> list[str]:
+        """Run ``commands`` (of ``ovsdb.nb.commands`` and
+        ``ovsdb.nb.sg_commands``) in one transaction; their outcomes, in
+        order. A command with ``undo(outcome)`` tells, after the commit,
+        which commands would put back what it changed."""
 
     @abc.abstractmethod
     def create_network(self, name: str, net_type: str, physnet: str | None,

@@ -8,7 +8,7 @@ from virtio_ovs.core.errors import UserError
 from virtio_ovs.core.networks import Network, validate_ovn_network
 from virtio_ovs.ovsdb.connection import Connection
 from virtio_ovs.ovsdb.nb.api import LSP_MARK, MARK, LspSpec
-from virtio_ovs.ovsdb.nb.sg_commands import set_memberships
+from virtio_ovs.ovsdb.nb.sg_commands import memberships, set_memberships
 from virtio_ovs.ovsdb.transaction import ADDED, UNCHANGED, UPDATED, TxnContext
 
 # The columns virtio-ovs reads or writes.
@@ -21,6 +21,7 @@ NB_TABLES = {
 }
 K_TYPE, K_PHYSNET, K_SEGMENT = ("virtio-ovs:type", "virtio-ovs:physnet",
                                 "virtio-ovs:segment")
+K_VM = "virtio-ovs:vm"  # on a Logical_Switch_Port
 
 
 def localnet_name(network: str) -> str:
@@ -141,18 +142,41 @@ def check_port(view: NbView, spec: LspSpec):
     return lsp
 
 
+def spec_of(view: NbView, lsp) -> LspSpec | None:
+    """One of our LSPs as the spec that would make it again (None when it
+    is on no switch of ours)."""
+    switch = view.switch_of_lsp.get(lsp.uuid)
+    if switch is None or switch.name not in view.networks:
+        return None
+    parts = (lsp.addresses[0] if lsp.addresses else "").split()
+    return LspSpec(lsp.name, switch.name, parts[0] if parts else "",
+                   tuple(parts[1:]), lsp.external_ids.get(K_VM),
+                   memberships(view, lsp))
+
+
 class EnsurePort:
     def __init__(self, spec: LspSpec):
         self.spec = spec
+        self.prior: LspSpec | None = None  # the LSP before, if ours
+
+    def undo(self, outcome: str) -> list:
+        """The commands that put back what this one changed: delete the
+        LSP it added, or make the one it changed as it was."""
+        if outcome == ADDED:
+            return [DeletePort(self.spec.port_id)]
+        if outcome == UPDATED and self.prior is not None:
+            return [EnsurePort(self.prior)]
+        return []
 
     def run_idl(self, ctx: TxnContext) -> str:
         view: NbView = ctx.view
         lsp = check_port(view, self.spec)
+        self.prior = spec_of(view, lsp) if lsp is not None else None
         switch = view.switches[self.spec.network]
         addresses = lsp_addresses(self.spec)
         ids = {LSP_MARK: "true"}
         if self.spec.vm:
-            ids["virtio-ovs:vm"] = self.spec.vm
+            ids[K_VM] = self.spec.vm
         if lsp is not None and view.switch_of_lsp.get(lsp.uuid) is switch:
             groups_changed = self._groups(ctx, lsp)
             if (list(lsp.addresses), list(lsp.port_security),

@@ -6,7 +6,7 @@ from typing import Iterable
 from virtio_ovs.core.networks import Network
 from virtio_ovs.ovsdb.connection import Connection, Deadline
 from virtio_ovs.core.secgroups import Rule, SecurityGroup
-from virtio_ovs.network.ovn_acls import DROP_GROUP
+from virtio_ovs.core.ovn_acls import DROP_GROUP
 from virtio_ovs.ovsdb.nb import commands as nbc
 from virtio_ovs.ovsdb.nb import sg_commands as sgc
 from virtio_ovs.ovsdb.nb.api import LspSpec, LspState, NorthboundDb
@@ -25,6 +25,9 @@ class IdlNorthboundDb(NorthboundDb):
         self.conn.start()
         self.conn.run()
         return nbc.NbView(self.conn)
+
+    def commit(self, *cmds) -> list[str]:
+        return self._transact(list(cmds))
 
     def _transact(self, cmds: list) -> list[str]:
         deadline = Deadline(self.timeout)

@@ -10,7 +10,7 @@ from virtio_ovs.core.secgroups import (Rule, SecurityGroup, check_deletable,
                                        check_new_group, check_remote_group,
                                        default_rules, unknown_group,
                                        sort_rules, validate_sg_name)
-from virtio_ovs.network.ovn_acls import DROP_GROUP, acl, drop_acls, pg_name
+from virtio_ovs.core.ovn_acls import DROP_GROUP, acl, drop_acls, pg_name
 from virtio_ovs.ovsdb.nb.api import LSP_MARK
 from virtio_ovs.ovsdb.transaction import ADDED, UNCHANGED, UPDATED
 
@@ -116,6 +116,13 @@ class DeleteRule:
                         f"rule {self.rule_id!r}")
 
 
+def memberships(view, lsp) -> tuple[str, ...]:
+    """The names of our groups (not the drop group) ``lsp`` is in."""
+    return tuple(sorted(name for name, pg in port_groups(view).items()
+                        if name != DROP_GROUP
+                        and any(p.uuid == lsp.uuid for p in pg.ports)))
+
+
 def set_memberships(ctx, lsp, names: tuple[str, ...]) -> bool:
     """Put ``lsp`` in exactly the Port_Groups of ``names`` (and in the
     drop group when there is any); True if anything changed."""
@@ -149,10 +156,17 @@ class SetPortGroups:
     def __init__(self, port_id: str, names: tuple[str, ...]):
         self.port_id = port_id
         self.names = names
+        self.prior: tuple[str, ...] = ()
 
     def run_idl(self, ctx) -> str:
         lsp = ctx.view.lsps.get(self.port_id)
         if lsp is None or lsp.external_ids.get(LSP_MARK) != "true":
             raise UserError("port_id", f"port {self.port_id!r} is not bound "
                             "to an OVN network of virtio-ovs (bind it first)")
+        self.prior = memberships(ctx.view, lsp)
         return UPDATED if set_memberships(ctx, lsp, self.names) else UNCHANGED
+
+    def undo(self, outcome: str) -> list:
+        """The commands that put back what this one changed."""
+        return [] if outcome == UNCHANGED else \
+            [SetPortGroups(self.port_id, self.prior)]

@@ -17,7 +17,7 @@ import subprocess
 import tempfile
 from typing import Iterator
 
-from virtio_ovs.testing.sandbox import SCHEMA, _read_pid, _run, _stop_pid
+from tests.lab.sandbox import SCHEMA, _read_pid, _run, _stop_pid
 
 
 class DummyOvs:

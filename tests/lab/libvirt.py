@@ -15,7 +15,7 @@ import shutil
 import subprocess
 import time
 
-from virtio_ovs.testing.sandbox import OvsSandbox, SandboxError, _stop_pid
+from tests.lab.sandbox import OvsSandbox, SandboxError, _stop_pid
 
 LIBVIRTD = "/usr/sbin/libvirtd"
 

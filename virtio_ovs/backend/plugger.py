@@ -11,12 +11,17 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable, Protocol, Sequence
 
+import logging
+
 from virtio_ovs.core import model
-from virtio_ovs.core.errors import OvsdbTimeout, VirtioOvsError
+from virtio_ovs.core.errors import VirtioOvsError
 from virtio_ovs.core.model import Vif
+from virtio_ovs.core.outcomes import Committed, PlugOutcome, UnplugOutcome
 from virtio_ovs.core.port import GuestPort
-from virtio_ovs.ovsdb.host.api import HostDb, PlugOutcome
-from virtio_ovs.plug.taps import ABSENT, OURS, check_host
+from virtio_ovs.core.roles import PortStore
+from virtio_ovs.kernel.taps import ABSENT, OURS
+
+LOG = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,8 +44,8 @@ class Taps(Protocol):
 
 
 class Plugger:
-    def __init__(self, db: HostDb, taps: Taps,
-                 check_host: Callable[[Vif], str] = check_host):
+    def __init__(self, db: PortStore, taps: Taps,
+                 check_host: Callable[[Vif], str]):
         self.db = db
         self.taps = taps
         self.check_host = check_host
@@ -59,6 +64,8 @@ class Plugger:
             for vif in plan.missing:
                 self.taps.create(vif.name, vif.queues, vif.owner, vif.group)
                 created.append(vif.name)
+            LOG.debug("plug: %d VIFs, %d TAPs created", len(vifs),
+                      len(created))
             self.db.plug(vifs, outcome, wait, plan.ours | frozenset(created),
                          local_vlans)
         except BaseException:
@@ -90,32 +97,39 @@ class Plugger:
         database cannot answer, the TAPs stay: they are marked, and gc
         removes them once no row uses them.
         """
+        LOG.debug("plug rollback: committed %s, refused %s, TAPs created %s",
+                  outcome.committed.value, sorted(outcome.refused), created)
         if outcome.committed:
             if not outcome.refused:
                 return
+            LOG.info("rolling back: removing the %d ports ovs-vswitchd "
+                     "refused an interface of", len(outcome.new_ports))
             self.db.remove_ports(outcome)
         if not created:
             return
         try:
             in_use = self.db.devices_in_use(created)
-        except VirtioOvsError:
+        except VirtioOvsError as exc:
+            LOG.warning("rollback keeps the TAPs it created (marked, for "
+                        "gc): OVSDB cannot say which are in use: %s", exc)
             return
-        self.taps.delete_many([n for n in reversed(created)
-                               if n not in in_use])
+        unused = [n for n in reversed(created) if n not in in_use]
+        LOG.debug("rollback: deleting TAPs %s", unused)
+        self.taps.delete_many(unused)
 
     def unplug(self, port_ids: Sequence[str], if_exists: bool = False,
-               wait: bool = True) -> list[GuestPort]:
+               wait: bool = True) -> UnplugOutcome:
         """Remove the ports (one transaction); delete each TAP virtio-ovs
-        created, also when the wait for ovs-vswitchd timed out after the
-        commit or the commit's answer was lost and read back."""
+        created once their rows are gone: also when the wait for
+        ovs-vswitchd timed out after the commit, or the commit's answer was
+        lost and read back as committed."""
+        outcome = UnplugOutcome()
         try:
-            ports = self.db.unplug(port_ids, if_exists, wait)
-        except OvsdbTimeout as exc:
-            if exc.committed:
-                self._delete_created(exc.ports)
-            raise
-        self._delete_created(ports)
-        return ports
+            self.db.unplug(port_ids, if_exists, wait, outcome)
+        finally:
+            if outcome.committed is Committed.YES:
+                self._delete_created(outcome.ports)
+        return outcome
 
     def _delete_created(self, ports: list[GuestPort]) -> None:
         self.taps.delete_many([p.name for p in ports if p.tap_created])

@@ -21,7 +21,7 @@ import time
 import zlib
 
 from virtio_ovs.core.errors import EnvironmentFailure
-from virtio_ovs.process import terminate
+from tests.lab.process import terminate
 
 MODULES = ("virtio_ring", "virtio", "virtio_pci_modern_dev",
            "virtio_pci_legacy_dev", "virtio_pci", "failover", "net_failover",

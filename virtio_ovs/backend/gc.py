@@ -7,8 +7,8 @@ import dataclasses
 import os
 import time
 
-from virtio_ovs.ovsdb.host.api import HostDb
-from virtio_ovs.plug.taps import is_tap, link_attr, tap_mark
+from virtio_ovs.core.roles import TapUse
+from virtio_ovs.kernel.taps import is_tap, link_attr, tap_mark
 
 
 @dataclasses.dataclass
@@ -17,7 +17,7 @@ class GcResult:
     young: list[str] = dataclasses.field(default_factory=list)  # in grace
     attached: list[str] = dataclasses.field(default_factory=list)  # a queue
 
-    def to_json(self) -> dict:
+    def as_dict(self) -> dict:
         return dataclasses.asdict(self)
 
 
@@ -36,7 +36,7 @@ def has_carrier(name: str) -> bool:
     return link_attr(name, "carrier") == "1"
 
 
-def collect(db: HostDb, taps, grace: float, dry_run: bool = False,
+def collect(db: TapUse, taps, grace: float, dry_run: bool = False,
             now: float | None = None) -> GcResult:
     """Delete marked TAPs that no row uses, created more than ``grace``
     seconds ago (a plug may be between creating a TAP and committing its

@@ -19,9 +19,9 @@ import tempfile
 import threading
 import time
 
-from virtio_ovs.testing.guest import QemuGuest, build_guest
-from virtio_ovs.process import terminate
-from virtio_ovs.testing.sandbox import OvsSandbox
+from tests.lab.guest import QemuGuest, build_guest
+from tests.lab.process import terminate
+from tests.lab.sandbox import OvsSandbox
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VMS = [  # name, mac, ip, network, queues

@@ -7,8 +7,8 @@ import shutil
 import subprocess
 import time
 
-from virtio_ovs.process import terminate
-from virtio_ovs.testing.sandbox import Hugepages, OvsSandbox, SandboxError
+from tests.lab.process import terminate
+from tests.lab.sandbox import Hugepages, OvsSandbox, SandboxError
 
 
 def missing() -> str | None:

@@ -28,7 +28,7 @@ class QueueReport:
     reason: str
     details: dict = dataclasses.field(default_factory=dict)
 
-    def to_json(self) -> dict:
+    def as_dict(self) -> dict:
         return {"index": self.index, "verdict": self.verdict,
                 "reason": self.reason, **self.details}
 
@@ -59,7 +59,7 @@ class PortReport:
     def ok(self) -> bool:
         return self.verdict == BYPASS and not self.queues_mismatch
 
-    def to_json(self) -> dict:
+    def as_dict(self) -> dict:
         return {"port_id": self.port_id, "name": self.name, "kind": self.kind,
                 "verdict": self.verdict, "reason": self.reason,
                 "queues_expected": self.queues_expected,
@@ -68,7 +68,7 @@ class PortReport:
                 "queues_mismatch": self.queues_mismatch,
                 "flags": ([QUEUES_MISMATCH] if self.queues_mismatch else [])
                 + self.advisories,
-                "queues": [q.to_json() for q in self.queues],
+                "queues": [q.as_dict() for q in self.queues],
                 "evidence": self.evidence}
 
 

@@ -7,8 +7,8 @@ private run directory. Everything is stopped by PID.
 
 By hand::
 
-    virtio-ovs-sandbox            # a shell inside the sandbox
-    virtio-ovs-sandbox -- CMD...  # run CMD inside it, then tear down
+    tools/sandbox.sh              # a shell inside the sandbox
+    tools/sandbox.sh -- CMD...    # run CMD inside it, then tear down
 """
 from __future__ import annotations
 
@@ -271,7 +271,7 @@ class OvsSandbox:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="virtio-ovs-sandbox",
+        prog="tools/sandbox.sh",
         description="Run a private OVS in its own network namespace; open a "
         "shell (or run a command) there with OVS_RUNDIR set, so ovs-vsctl, "
         "ovs-ofctl, ovs-appctl and virtio-ovs-ctl use it. Everything is "

@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 
-from virtio_ovs.testing.sandbox import (OvsSandbox, SandboxError, _read_pid,
+from tests.lab.sandbox import (OvsSandbox, SandboxError, _read_pid,
                                         _run, _stop_pid)
 
 NB_SCHEMA = "/usr/share/ovn/ovn-nb.ovsschema"

@@ -12,18 +12,20 @@ sync, the canary's dump) still use ``ovs-ofctl --no-names``.
 """
 from __future__ import annotations
 
-import socket
+import logging
 import re
 import signal
+import socket
 import subprocess
 import time
 from typing import Iterable
 
 from virtio_ovs import paths
 from virtio_ovs.core.errors import EnvironmentFailure
-from virtio_ovs.network import ofwire
+from virtio_ovs.openflow import wire as ofwire
 from virtio_ovs.network.flows import T_CANARY, Flow
 
+LOG = logging.getLogger(__name__)
 OFCTL = ("ovs-ofctl", "-O", "OpenFlow14", "--no-names")
 PROTOCOLS = ["OpenFlow10", "OpenFlow13", "OpenFlow14"]
 
@@ -39,6 +41,8 @@ class Patience:
 
     def timed_out(self) -> None:
         self.factor = min(self.factor * 2, 64)
+        LOG.info("ovs-vswitchd is slow to answer: waiting up to %dx the "
+                 "usual limit from now on", self.factor)
 
     def succeeded(self) -> None:
         self.factor = max(1, self.factor // 2)
@@ -209,23 +213,30 @@ class OpenFlowConnection:
             try:
                 if self.sock is None:
                     self._connect(deadline)
-                self._bundle_once(build, deadline)
+                sent = self._bundle_once(build, deadline)
                 self._patience.succeeded()
+                LOG.debug("%s: bundle of %d messages committed in %.1f ms",
+                          self.bridge, sent, (time.monotonic() - deadline
+                                              + limit) * 1000)
                 return
             except (ConnectionError, BrokenPipeError) as exc:
+                LOG.info("%s: OpenFlow connection lost (%s), attempt %d",
+                         self.bridge, exc, attempt)
                 self._lost()  # the flows went with the old ovs-vswitchd
                 if attempt == 2:
                     raise EnvironmentFailure(
                         f"OpenFlow connection to {self.bridge} lost: {exc}"
                     ) from None
             except (TimeoutError, socket.timeout):
+                LOG.warning("%s: no answer to an OpenFlow bundle within "
+                            "%g s", self.bridge, limit)
                 self.close()  # an uncommitted bundle is discarded with it
                 self._patience.timed_out()
                 raise EnvironmentFailure(
                     f"{self.bridge} did not answer an OpenFlow bundle within "
                     f"{limit:g} s") from None
 
-    def _bundle_once(self, build, deadline: float) -> None:
+    def _bundle_once(self, build, deadline: float) -> int:
         """OPEN, the messages and a BARRIER in one write; then COMMIT if no
         message was refused, else DISCARD. (ovs-vswitchd checks each
         message when it is added, and a COMMIT after a refused one would
@@ -254,6 +265,7 @@ class OpenFlowConnection:
         if error:
             raise EnvironmentFailure(f"{self.bridge} refused the flow "
                                      f"bundle: {error}")
+        return len(data) - 2
 
     def _send(self, data: bytes, deadline: float) -> None:
         assert self.sock is not None
@@ -297,6 +309,8 @@ class OpenFlowBridge:
         timeout = max(1, int((self.timeout + flows / 200)
                              * self._patience.factor))
         cmd = [*OFCTL, f"--timeout={timeout}", *args]
+        LOG.debug("%s: ovs-ofctl %s (%d flows, %d s limit)", self.bridge,
+                  args[0], flows, timeout)
         try:
             proc = subprocess.run(cmd, input=stdin, capture_output=True,
                                   text=True, timeout=timeout + 5)

@@ -4,10 +4,13 @@
 ``ovs-ofctl`` would take). This module turns exactly the vocabulary those
 flows use into FLOW_MOD messages, the way ``ovs-ofctl -O OpenFlow14``
 encodes them, so that the agent can send them over a connection it keeps
-open (``ofconn.py``) instead of starting ovs-ofctl, which also downloads
-every port's description on each call. Anything outside the vocabulary
-raises ValueError: the caller falls back to ovs-ofctl. The functional test
-installs a rich flow set both ways and compares the switch's dumps.
+open (``switch.OpenFlowConnection``) instead of starting ovs-ofctl, which
+also downloads every port's description on each call. Anything outside the
+vocabulary raises ValueError, which the caller (``switch.OpenFlowBridge``)
+reports as an EnvironmentFailure: there is no fall-back, so a flow the
+encoder cannot take is a bug found by the round-trip test
+(``tests/integration/test_openflow_wire.py``), which installs every kind of
+flow both ways and compares the switch's dumps.
 
 References: OpenFlow 1.4.0 (ofp_flow_mod, OXM, bundles) and OVS's Nicira
 extensions (NXM class 0/1 fields, NXAST_* actions), as in ovs/lib/

@@ -1,0 +1,202 @@
+"""The agent's parts, each with one job and its collaborators passed in:
+
+- ``LockFollower``: active while this agent holds OVSDB's lock, standby
+  while another does (and the standby's record);
+- ``Heartbeat``: the agent's record in OVSDB, every ``report_interval``;
+- ``Reconciler``: level-triggered reconcile through the backend's driver,
+  with retries, the wiring clock and the reconcile metrics.
+
+The switch watch (the OpenFlow connections kept open) belongs to the
+standalone backend's driver (``backend.standalone.FlowDriver``).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from typing import Callable
+
+from virtio_ovs.backend.base import AgentDriver, Reconciled
+from virtio_ovs.core.errors import UserError, VirtioOvsError
+from virtio_ovs.core.roles import AgentRecords, Replica
+from virtio_ovs.metrics import AgentMetrics, WiringClock
+
+LOG = logging.getLogger(__name__)
+# One active agent per OVSDB: the holder of this OVSDB lock. Others wait
+# as hot standbys (their replica is current) and take over when the
+# server frees the lock, i.e. when the active agent's connection closes.
+LOCK_NAME = "virtio_ovs_agent"
+
+
+class LockFollower:
+    """Follows the OVSDB lock. ``on_role(role)`` is called on each change
+    (to "active" or "standby"), after the role is set."""
+
+    def __init__(self, replica: Replica, records: AgentRecords,
+                 on_role: Callable[[str], None]):
+        self.replica = replica
+        self.records = records
+        self.on_role = on_role
+        self.role = "pending"  # "active" | "standby" | "pending"
+        self.standby_since: float | None = None
+        self.next_standby_report = 0.0
+
+    def follow(self) -> bool:
+        """Take over when the lock comes, stand by when another agent
+        holds it; True while active."""
+        state = self.replica.lock_state
+        if state == "held" and self.role != "active":
+            LOG.info("active: holding the OVSDB lock %s%s", LOCK_NAME,
+                     "; taking over" if self.role == "standby" else "")
+            if self.role == "standby":
+                self._clear_standby_record()
+            self.role = "active"
+            self.on_role(self.role)
+        elif state == "contended" and self.role != "standby":
+            LOG.warning("standby: another agent holds the OVSDB lock %s "
+                        "(see 'virtio-ovs-ctl status'); taking over when it "
+                        "goes", LOCK_NAME)
+            self.role = "standby"
+            self.standby_since = time.time()
+            self.next_standby_report = 0.0
+            self.on_role(self.role)
+        return self.role == "active"
+
+    def report_standby(self, interval: float) -> None:
+        """The standby's record, once per ``interval``."""
+        if self.role != "standby" or time.monotonic() < self.next_standby_report:
+            return
+        self.next_standby_report = time.monotonic() + interval
+        try:
+            self.records.write_standby_status({
+                "host": socket.gethostname(), "pid": os.getpid(),
+                "since": round(self.standby_since or time.time(), 3),
+                "heartbeat": round(time.time(), 3),
+                "report_interval": interval})
+        except VirtioOvsError as exc:
+            LOG.warning("could not write the standby record: %s", exc)
+
+    def _clear_standby_record(self) -> None:
+        try:
+            record = self.records.standby_status() or {}
+            if record.get("pid") == os.getpid() and \
+                    record.get("host") == socket.gethostname():
+                self.records.write_standby_status(None)
+        except VirtioOvsError as exc:
+            LOG.warning("could not clear the standby record: %s", exc)
+
+
+class Heartbeat:
+    """The active agent's record (``virtio-ovs:agent``), written every
+    interval; ``due`` tells the loop when."""
+
+    def __init__(self, records: AgentRecords):
+        self.records = records
+        self.started_at = time.time()
+        self.next_at = 0.0  # monotonic
+
+    def due(self, now: float) -> bool:
+        return now >= self.next_at
+
+    def now(self) -> None:
+        """Make the next turn of the loop write it."""
+        self.next_at = 0.0
+
+    def schedule(self, interval: float) -> None:
+        """The next one is due in ``interval`` seconds (set before this
+        one's work: a slow canary check must not make it due again)."""
+        self.next_at = time.monotonic() + interval
+
+    def write(self, interval: float, facts: dict) -> None:
+        status = {"host": socket.gethostname(), "pid": os.getpid(),
+                  "started_at": round(self.started_at, 3),
+                  "heartbeat": round(time.time(), 3),
+                  "report_interval": interval, **facts}
+        try:
+            self.records.write_agent_status(status)
+        except VirtioOvsError as exc:
+            LOG.warning("could not write the heartbeat: %s", exc)
+
+
+class Reconciler:
+    """Reconciles whenever the replica changed (level-triggered: what is
+    computed depends on the state only, never on which event came). A
+    failed reconcile is retried after ``retry_interval()`` seconds; a
+    UserError (configuration that cannot work here) is raised."""
+
+    def __init__(self, replica: Replica, driver: AgentDriver,
+                 metrics: AgentMetrics,
+                 retry_interval: Callable[[], float]):
+        self.replica = replica
+        self.driver = driver
+        self.metrics = metrics
+        self.retry_interval = retry_interval
+        self.wiring = WiringClock()
+        self.dirty = True
+        self.reconciled_seqno = -1  # the replica version last reconciled
+        self.retry_at: float | None = None
+        self.last_reconcile: float | None = None
+        self.last_reconcile_ms: float | None = None
+        self.counts: dict[str, int] = {"ports": 0, "bound_ports": 0}
+
+    def note_changes(self) -> None:
+        """The seqno, not run()'s result: updates that arrive while a
+        transaction commits are processed inside the commit loop."""
+        if self.replica.seqno != self.reconciled_seqno:
+            self.dirty = True
+
+    def resync(self) -> None:
+        """Program everything again, as at start."""
+        self.driver.resync()
+        self.wiring.reset()
+        self.dirty = True
+
+    def due(self, now: float) -> bool:
+        return self.dirty and (self.retry_at is None or now >= self.retry_at)
+
+    @property
+    def waiting(self) -> bool:
+        """Nothing to do before a change or the retry time."""
+        return not self.dirty or self.retry_at is not None
+
+    def run(self) -> None:
+        start = time.monotonic()
+        seqno = self.replica.seqno
+        try:
+            version = self.replica.wiring_version()
+            if self.driver.up_to_date(version):
+                # A verdict, a status or a heartbeat: nothing to compute.
+                # (At 10,000 ports a full pass costs ~300 ms; each slice
+                # of a check's verdicts would pay it.)
+                self._done(seqno)
+                return
+            result = self.driver.reconcile(version)
+        except UserError:
+            raise
+        except VirtioOvsError as exc:
+            interval = self.retry_interval()
+            LOG.warning("reconcile failed, retrying in %ss: %s", interval,
+                        exc)
+            self.retry_at = time.monotonic() + interval
+            return
+        self._done(seqno)
+        self._observe(result, start)
+
+    def _done(self, seqno: int) -> None:
+        self.reconciled_seqno = seqno
+        self.dirty = self.replica.seqno != seqno
+        self.retry_at = None
+
+    def _observe(self, result: Reconciled, start: float) -> None:
+        now = time.monotonic()
+        self.counts = result.counts
+        self.last_reconcile = time.time()
+        self.last_reconcile_ms = round((now - start) * 1000, 2)
+        for seconds in self.wiring.update(set(result.wanted),
+                                          set(result.wired), start, now):
+            self.metrics.wiring.observe(seconds)
+        self.metrics.reconcile.observe(now - start)
+        self.metrics.update(ports=tuple(result.ports), flows=result.flows,
+                            last_sync=self.last_reconcile)
+        LOG.debug("reconciled in %.1f ms", self.last_reconcile_ms)

@@ -1,0 +1,101 @@
+"""The one place that chooses a backend: ``[agent] backend`` names an
+entry of ``KINDS``, which builds the CLI's ``Backend`` and the agent's
+``AgentDriver``. Nothing else compares backend names."""
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Callable
+
+from virtio_ovs.backend.base import AgentDriver, Backend
+from virtio_ovs.backend.ovn import OvnBackend, OvnDriver
+from virtio_ovs.backend.plugger import Plugger
+from virtio_ovs.backend.standalone import FlowDriver, StandaloneBackend
+from virtio_ovs.core.networks import parse_bridge_mappings
+from virtio_ovs.core.roles import BridgeSpec
+from virtio_ovs.kernel.taps import TapManager, check_host, is_tap
+from virtio_ovs.openflow.switch import PROTOCOLS
+from virtio_ovs.ovsdb.host.api import HostDb
+from virtio_ovs.ovsdb.host.impl import IdlHostDb
+
+
+def open_host_db(remote: str, timeout: float,
+                 lock_name: str | None = None) -> HostDb:
+    """The host database on ``remote``, with the kernel's TAP probe."""
+    return IdlHostDb(remote, timeout, is_tap, lock_name)
+
+
+def open_nb(remote: str, timeout: float):
+    from virtio_ovs.ovsdb.nb.impl import IdlNorthboundDb
+    return IdlNorthboundDb(remote, timeout)
+
+
+def plugger(db: HostDb, allow_shared_socket_dir: bool = False) -> Plugger:
+    return Plugger(db, TapManager(), functools.partial(
+        check_host, allow_shared_socket_dir=allow_shared_socket_dir))
+
+
+@dataclasses.dataclass(frozen=True)
+class Kind:
+    """One backend: whether it needs the OVN northbound database, and how
+    to build its two faces."""
+
+    name: str
+    needs_nb: bool
+    make_backend: Callable[..., Backend]
+    make_driver: Callable[..., AgentDriver]
+
+
+def _standalone_backend(conf, db: HostDb, timeout: float,
+                        allow_shared_socket_dir: bool) -> Backend:
+    """Mappings: what the agent last reported, overridden by this
+    host's configuration."""
+    mappings = dict((db.agent_status() or {}).get("bridge_mappings") or {})
+    mappings.update(parse_bridge_mappings(conf.ovs.bridge_mappings))
+    return StandaloneBackend(db, plugger(db, allow_shared_socket_dir),
+                             mappings, conf.ovs.integration_bridge)
+
+
+def _ovn_backend(conf, db: HostDb, timeout: float,
+                 allow_shared_socket_dir: bool) -> Backend:
+    from virtio_ovs import conf as conf_mod
+    return OvnBackend(db, open_nb(conf_mod.ovn_nb_remote(conf), timeout),
+                      plugger(db, allow_shared_socket_dir))
+
+
+def _flow_driver(conf, db: HostDb, on_first_sync: Callable[[], None]
+                 ) -> AgentDriver:
+    spec = BridgeSpec(conf.ovs.integration_bridge, conf.ovs.datapath_type,
+                      tuple(PROTOCOLS),
+                      parse_bridge_mappings(conf.ovs.bridge_mappings))
+    return FlowDriver(db, spec, conf.ovs.ovsdb_timeout, on_first_sync)
+
+
+def _ovn_driver(conf, db: HostDb, on_first_sync: Callable[[], None]
+                ) -> AgentDriver:
+    return OvnDriver(db)
+
+
+KINDS = {
+    "standalone": Kind("standalone", False, _standalone_backend,
+                       _flow_driver),
+    "ovn": Kind("ovn", True, _ovn_backend, _ovn_driver),
+}
+
+
+def kind(conf) -> Kind:
+    """The backend ``[agent] backend`` names (oslo.config has checked the
+    name against ``KINDS``)."""
+    return KINDS[conf.agent.backend]
+
+
+def build_backend(conf, db: HostDb, timeout: float,
+                  allow_shared_socket_dir: bool = False) -> Backend:
+    return kind(conf).make_backend(conf, db, timeout,
+                                   allow_shared_socket_dir)
+
+
+def build_driver(conf, db: HostDb,
+                 on_first_sync: Callable[[], None] = lambda: None
+                 ) -> AgentDriver:
+    return kind(conf).make_driver(conf, db, on_first_sync)

@@ -1,0 +1,252 @@
+"""The OVN backend: networks are logical switches in the northbound
+database, shared by every host; a bound port is a Logical_Switch_Port
+(name = the port id) with port security, and ovn-controller installs it.
+
+Every verb is one transaction per database. A verb that writes both goes
+through ``across``, the one place that orders them and undoes: the NB
+first (what OVN enforces exists before the port can carry traffic), then
+the host; when the host's transaction did not commit, the NB change is
+put back as it was. Removals go the other way (host first, then the NB),
+and need no undo: a re-run finishes them.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Callable, Iterable, Sequence, TypeVar
+
+from virtio_ovs.backend.base import AgentDriver, Backend, Reconciled
+from virtio_ovs.backend.plugger import Plugger
+from virtio_ovs.core.errors import OvsdbTimeout, UserError
+from virtio_ovs.core.model import Vif
+from virtio_ovs.core.networks import Network
+from virtio_ovs.core.outcomes import Committed, PlugOutcome, UnplugOutcome
+from virtio_ovs.core.port import GuestPort
+from virtio_ovs.core.secgroups import Rule, SecurityGroup
+from virtio_ovs.ovsdb.host.api import BindPort, HostDb, SetPortGroups
+from virtio_ovs.ovsdb.nb.commands import EnsurePort
+from virtio_ovs.ovsdb.nb.sg_commands import SetPortGroups as SetLspGroups
+from virtio_ovs.ovsdb.nb.api import LspSpec, NorthboundDb
+
+LOG = logging.getLogger(__name__)
+T = TypeVar("T")
+UNCHANGED = "unchanged"
+
+
+@dataclasses.dataclass
+class HostProgress:
+    """How far the host's side of a two-database write got."""
+
+    committed: Committed = Committed.NO
+
+
+def across(nb: NorthboundDb, nb_commands: list,
+           host_step: Callable[[HostProgress], T]) -> tuple[list[str], T]:
+    """Commit ``nb_commands`` in one NB transaction, then run
+    ``host_step`` (one host transaction), which records in its
+    ``HostProgress`` whether it committed. If the host step raises and did
+    not commit, the NB change is undone (each command's ``undo``), in one
+    transaction; if the host's commit is unknown (its answer was lost),
+    the NB change stays, since the host may hold the port. Returns the NB
+    commands' outcomes and what ``host_step`` returned."""
+    outcomes = nb.commit(*nb_commands) if nb_commands else []
+    undo = [u for command, outcome in zip(nb_commands, outcomes)
+            for u in command.undo(outcome)]
+    LOG.debug("NB committed %s; %d undo commands ready", outcomes, len(undo))
+    progress = HostProgress()
+    try:
+        return outcomes, host_step(progress)
+    except BaseException as exc:
+        if progress.committed is Committed.NO and undo:
+            LOG.info("the host's transaction did not commit (%s): undoing "
+                     "the NB change", type(exc).__name__)
+            nb.commit(*undo)
+        elif undo:
+            LOG.warning("the host's transaction is %s: the NB change stays",
+                        "committed" if progress.committed else "unknown")
+        raise
+
+
+def commit_tracked(db: HostDb, progress: HostProgress, *commands) -> list:
+    """``db.commit`` that records in ``progress`` whether it committed: a
+    lost answer (OvsdbTimeout) is UNKNOWN, any other error is NO."""
+    try:
+        outcomes = db.commit(*commands)
+    except OvsdbTimeout:
+        progress.committed = Committed.UNKNOWN
+        raise
+    progress.committed = Committed.YES
+    return outcomes
+
+
+class OvnBackend(Backend):
+    name = "ovn"
+    record_columns = ("ovn_switch", "ovn_up", "ovn_installed")
+
+    def __init__(self, db: HostDb, nb: NorthboundDb, plugger: Plugger):
+        self.db = db
+        self.nb = nb
+        self.plugger = plugger
+
+    def create_network(self, name, net_type, physnet, segment) -> Network:
+        return self.nb.create_network(name, net_type, physnet, segment)
+
+    def delete_network(self, name: str) -> None:
+        self.nb.delete_network(name)
+
+    def list_networks(self) -> list[Network]:
+        return self.nb.list_networks()
+
+    def plug(self, vifs: list[Vif], wait: bool) -> PlugOutcome:
+        """LSPs first, then the OVS ports; with ``wait``, returns once
+        ovn-controller has installed every bound port."""
+        specs = [_spec(vif.port_id, vif.network, vif.mac, vif.ips, vif.vm,
+                       vif.security_groups) for vif in vifs if vif.network]
+        plan = self.plugger.check(vifs, local_vlans=False)
+        self.nb.check_ports(specs)
+        outcome = PlugOutcome()  # filled by the plugger, also when it raises
+
+        def host_step(progress: HostProgress) -> PlugOutcome:
+            try:
+                return self.plugger.plug(vifs, wait, local_vlans=False,
+                                         outcome=outcome, plan=plan)
+            finally:
+                # Rows ovs-vswitchd refused were rolled back: not in use.
+                progress.committed = (Committed.NO if outcome.refused
+                                      else outcome.committed)
+
+        across(self.nb, [EnsurePort(s) for s in specs], host_step)
+        if wait and specs:
+            self.db.wait_ovn_installed(s.port_id for s in specs)
+        return outcome
+
+    def unplug(self, port_ids: Sequence[str], if_exists: bool, wait: bool
+               ) -> UnplugOutcome:
+        outcome = self.plugger.unplug(port_ids, if_exists, wait)
+        self.nb.delete_ports(port_ids)
+        return outcome
+
+    def bind(self, port_id: str, network: str, ips, wait: bool,
+             groups: tuple[str, ...] | None = None) -> bool:
+        port = self._guest_port(port_id)
+        spec = _spec(port_id, network, port.mac,
+                     port.ips if ips is None else ips, port.vm, groups)
+        self.nb.check_ports([spec])
+        host = [BindPort(port_id, network, ips, local_vlans=False)]
+        if groups is not None:
+            host.append(SetPortGroups(port_id, groups, check=False))
+        nb_outcomes, host_outcomes = across(
+            self.nb, [EnsurePort(spec)],
+            lambda progress: commit_tracked(self.db, progress, *host))
+        if wait:
+            self.db.wait_ovn_installed([port_id])
+        return any(o != UNCHANGED for o in nb_outcomes + host_outcomes)
+
+    def _guest_port(self, port_id: str) -> GuestPort:
+        port = self.db.get_port(port_id)
+        if port is None:
+            raise UserError("port_id", f"no guest port with iface-id "
+                            f"{port_id!r} (it needs iface-id and attached-mac)")
+        if not port.valid:
+            raise UserError("port_id", f"port {port_id!r} has an attached-mac"
+                            " or addresses that do not validate")
+        return port
+
+    def unbind(self, port_id: str) -> None:
+        self.db.bind_port(port_id, None, None, local_vlans=False)
+        self.nb.delete_ports([port_id])
+
+    def port_records(self) -> list[dict]:
+        """Each guest port with its OVN state: ``ovn_switch`` and
+        ``ovn_up`` from the NB, ``ovn_installed`` from this host."""
+        states = self.nb.port_states()
+        return [_with_state(port, states) for port in self.db.list_ports()]
+
+    def port_record(self, port_id: str) -> dict | None:
+        port = self.db.get_port(port_id)
+        return (_with_state(port, self.nb.port_states())
+                if port is not None else None)
+
+    # ------------------------------------------------- security groups
+    def create_group(self, name: str) -> SecurityGroup:
+        return self.nb.create_group(name)
+
+    def delete_group(self, name: str) -> None:
+        self.nb.delete_group(name)
+
+    def list_groups(self) -> list[SecurityGroup]:
+        return self.nb.list_groups()
+
+    def add_rule(self, group: str, rule: Rule) -> bool:
+        return self.nb.add_rule(group, rule)
+
+    def delete_rule(self, group: str, rule_id: str) -> None:
+        self.nb.delete_rule(group, rule_id)
+
+    def set_port_groups(self, port_id: str, names: tuple[str, ...]) -> bool:
+        """The NB (what OVN enforces) first; then, if the port is on this
+        host, the label on its OVS Interface that list and show display.
+        It works from any host, as the networks do."""
+        on_this_host = self.db.get_port(port_id) is not None
+
+        def host_step(progress: HostProgress) -> None:
+            if on_this_host:
+                commit_tracked(self.db, progress,
+                               SetPortGroups(port_id, names, check=False))
+
+        nb_outcomes, _ = across(self.nb, [SetLspGroups(port_id, names)],
+                                host_step)
+        return nb_outcomes != [UNCHANGED]
+
+    def flow_bridges(self) -> set[str]:
+        return set()  # ovn-controller programs br-int
+
+    def close(self) -> None:
+        self.nb.close()
+
+
+class OvnDriver(AgentDriver):
+    """On OVN, ovn-controller programs br-int: the agent only counts what
+    it installed (for the heartbeat, the metrics and the wiring time)."""
+
+    def __init__(self, db: HostDb):
+        self.db = db
+        self._synced = False
+
+    @property
+    def synced(self) -> bool:
+        return self._synced
+
+    def up_to_date(self, wiring_version: int) -> bool:
+        return False  # counting is cheap, and ovn-installed may change
+
+    def reconcile(self, wiring_version: int) -> Reconciled:
+        ports = self.db.list_ports()
+        installed = frozenset(p.port_id for p in ports if p.ovn_installed)
+        self._synced = True
+        return Reconciled(
+            counts={"ports": len(ports), "bound_ports": len(installed)},
+            ports=tuple(ports), wanted=frozenset(p.port_id for p in ports),
+            wired=installed)
+
+    def resync(self) -> None:
+        self._synced = False
+
+    def status(self) -> dict:
+        return {}
+
+
+def _with_state(port: GuestPort, states: dict) -> dict:
+    record = port.as_dict()
+    state = states.get(port.port_id)
+    record["ovn_switch"] = state.network if state else None
+    record["ovn_up"] = state.up if state else False
+    return record
+
+
+def _spec(port_id: str, network: str | None, mac: str,
+          ips: Iterable[str], vm: str | None,
+          groups: tuple[str, ...] | None) -> LspSpec:
+    assert network is not None
+    return LspSpec(port_id, network, mac, tuple(ips), vm, groups)
+
