@@ -235,7 +235,7 @@ def reaction_times(box: OvsSandbox, first: int, count: int,
                               "Open_vSwitch", "Interface", "name,ofport",
                               "--format=csv"], numbered_iface)
     time.sleep(0.5)
-    from virtio_ovs.core import model
+    from virtio_ovs.core import plug_request
     from virtio_ovs.core.outcomes import PlugOutcome
     from virtio_ovs.backend.factory import open_host_db
     db = open_host_db(box.remote, 30)
@@ -245,7 +245,7 @@ def reaction_times(box: OvsSandbox, first: int, count: int,
              promisc=True)
     latencies, reported = [], []
     for i in range(first, first + count):
-        vif = model.make_vif(port_id=f"p{i}", mac=mac(i), tap=f"t{i}",
+        vif = plug_request.make_vif(port_id=f"p{i}", mac=mac(i), tap=f"t{i}",
                              bridge="br-int", network="blue", ips=[ip(i)])
         db.plug([vif], PlugOutcome(), wait=False)
         committed = time.monotonic()

@@ -11,16 +11,16 @@ import tempfile
 from typing import Iterator
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from virtio_ovs.core import model  # noqa: E402
+from virtio_ovs.core import plug_request  # noqa: E402
 from virtio_ovs.core.outcomes import PlugOutcome  # noqa: E402
 from virtio_ovs.ovsdb.host.impl import IdlHostDb  # noqa: E402
 from tests.lab.dummy import DummyOvs  # noqa: E402
 
 
-def vif(i: int) -> model.Vif:
+def vif(i: int) -> plug_request.Vif:
     """Bound port number ``i`` of network blue on br-int."""
     mac = f"52:54:00:{i >> 16 & 255:02x}:{i >> 8 & 255:02x}:{i & 255:02x}"
-    return model.make_vif(port_id=f"p{i}", mac=mac, tap=f"t{i}",
+    return plug_request.make_vif(port_id=f"p{i}", mac=mac, tap=f"t{i}",
                           bridge="br-int", network="blue",
                           ips=[f"10.{i >> 16 & 255}.{i >> 8 & 255}."
                                f"{(i & 255) or 254}/8"])

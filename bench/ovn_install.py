@@ -20,7 +20,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench.common import add_taps  # noqa: E402
 import ovs.poller  # noqa: E402
-from virtio_ovs.core import model  # noqa: E402
+from virtio_ovs.core import plug_request  # noqa: E402
 from virtio_ovs.core.outcomes import PlugOutcome  # noqa: E402
 from virtio_ovs.ovsdb.host.impl import IdlHostDb  # noqa: E402
 from virtio_ovs.ovsdb.nb.api import LspSpec  # noqa: E402
@@ -63,7 +63,7 @@ def main() -> None:
         h1.ctl_ok("net-create", "bench", "--type", "geneve")
         add_taps(h1.box.netns, [f"tb{i}" for i in range(args.ports)])
         host = IdlHostDb(h1.box.remote, 30, is_tap=lambda name: True)
-        vifs = [model.make_vif(port_id=f"b{i}", mac=mac(i), tap=f"tb{i}",
+        vifs = [plug_request.make_vif(port_id=f"b{i}", mac=mac(i), tap=f"tb{i}",
                                bridge="br-int", network="bench")
                 for i in range(args.ports)]
         host.plug(vifs, PlugOutcome(), local_vlans=False)

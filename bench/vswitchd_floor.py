@@ -22,7 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench.common import add_integration_bridge, add_taps  # noqa: E402
 import agent_scale as scale  # noqa: E402
 import ovs.poller  # noqa: E402
-from virtio_ovs.core import model  # noqa: E402
+from virtio_ovs.core import plug_request  # noqa: E402
 from virtio_ovs.core.outcomes import PlugOutcome  # noqa: E402
 from virtio_ovs.backend.factory import open_host_db  # noqa: E402
 from tests.lab.sandbox import OvsSandbox  # noqa: E402
@@ -64,7 +64,7 @@ def main() -> None:
         add_taps(box.netns, [f"t{i}" for i in range(first, first + args.new)])
         numbered, busy, idle = [], [], []
         for i in range(first, first + args.new):
-            vif = model.make_vif(port_id=f"p{i}", mac=scale.mac(i), tap=f"t{i}",
+            vif = plug_request.make_vif(port_id=f"p{i}", mac=scale.mac(i), tap=f"t{i}",
                                  bridge="br-int", network="blue",
                                  ips=[scale.ip(i)])
             db.plug([vif], PlugOutcome(), wait=False)

@@ -67,7 +67,7 @@ class FakeHostDb(PortStore):
             raise EnvironmentFailure("OVSDB unreachable")
         return (set(self.rows.values()) | self.others) & set(names)
 
-    def check_plug(self, vifs, local_vlans=True):
+    def validate_plug(self, vifs, local_vlans=True):
         return [v.port_id for v in vifs if v.port_id not in self.rows]
 
     def plug(self, vifs, outcome: PlugOutcome, wait=True,

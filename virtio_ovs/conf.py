@@ -152,7 +152,7 @@ def parse(args: list[str], prog: str) -> cfg.ConfigOpts:
         if bad is not None:
             raise UserError(bad["option"], bad["rule"]) from None
         raise UserError("config-file", text) from None
-    check(conf)
+    validate_conf(conf)
     return conf
 
 
@@ -167,7 +167,7 @@ def _field(group: str, name: str, validator, value) -> None:
         raise UserError(f"[{group}] {name}", exc.rule) from None
 
 
-def check(conf: cfg.ConfigOpts) -> None:
+def validate_conf(conf: cfg.ConfigOpts) -> None:
     """Range and format checks oslo's types do not make (NaN and infinity
     pass its min/max; names reach OVSDB and the kernel)."""
     from virtio_ovs.core.networks import parse_bridge_mappings

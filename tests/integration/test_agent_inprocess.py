@@ -10,7 +10,7 @@ import pytest
 
 from virtio_ovs import conf as conf_mod
 from virtio_ovs.agent.agent import build_agent
-from virtio_ovs.core import model
+from virtio_ovs.core import plug_request
 from virtio_ovs.core.outcomes import PlugOutcome
 
 MAC = "52:54:00:00:20:01"
@@ -45,7 +45,7 @@ def wait_until(condition, what: str, timeout: float = 5.0) -> float:
 
 
 def plug(db, port_id: str, tap: str, mac: str, **kw) -> None:
-    db.plug([model.make_vif(port_id=port_id, mac=mac, tap=tap,
+    db.plug([plug_request.make_vif(port_id=port_id, mac=mac, tap=tap,
                             bridge="br-int", **kw)], PlugOutcome())
 
 
@@ -58,7 +58,7 @@ def test_binding_sets_the_tag_and_installs_flows_within_100_ms(agent, db, ovs):
     db.create_network("blue", "local", None, None, {})
     plug(db, "p1", "tapa1", MAC)
     ofport = db.get_port("p1").ofport
-    assert db.get_port("p1").tag == model.DEAD_VLAN
+    assert db.get_port("p1").tag == plug_request.DEAD_VLAN
     db.bind_port("p1", "blue", ("10.0.0.1/24",))
     took = wait_until(lambda: port_flow_installed(agent, ofport),
                       "the bound port's flows", timeout=2)
@@ -82,7 +82,7 @@ def test_flows_are_sent_before_the_ofport_is_reported(agent, db, ovs):
     wait_until(lambda: "heartbeat" in ovs.vsctl(
         "get", "Open_vSwitch", ".", "external_ids"), "the first heartbeat")
     with ovs.vswitchd_paused():
-        db.plug([model.make_vif(port_id="p0", mac=MAC, tap="tapa0",
+        db.plug([plug_request.make_vif(port_id="p0", mac=MAC, tap="tapa0",
                                 bridge="br-int", network="blue")],
                 PlugOutcome(), wait=False)
         requested = db.get_port("p0").ofport  # the requested number
@@ -166,7 +166,7 @@ def test_unbinding_removes_flows_and_isolates(agent, db, ovs):
     wait_until(lambda: port_flow_installed(agent, ofport), "flows")
     db.bind_port("p2", None, None)
     wait_until(lambda: not port_flow_installed(agent, ofport), "flow removal")
-    wait_until(lambda: db.get_port("p2").tag == model.DEAD_VLAN,
+    wait_until(lambda: db.get_port("p2").tag == plug_request.DEAD_VLAN,
                "the dead VLAN")
     assert f"in_port={ofport}," not in ovs.ofctl("dump-flows", "br-int")
 

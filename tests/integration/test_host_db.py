@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from virtio_ovs.core import model
+from virtio_ovs.core import plug_request
 from virtio_ovs.core.errors import EnvironmentFailure, OvsdbTimeout, UserError
 from virtio_ovs.core.outcomes import Committed, PlugOutcome
 from virtio_ovs.core.roles import BridgeSpec
@@ -24,8 +24,8 @@ def eventually(read, timeout: float = 5.0):
     return value
 
 
-def vif(port_id="p1", tap="tapp1", **kw) -> model.Vif:
-    return model.make_vif(port_id=port_id, mac=kw.pop("mac", MAC), tap=tap,
+def vif(port_id="p1", tap="tapp1", **kw) -> plug_request.Vif:
+    return plug_request.make_vif(port_id=port_id, mac=kw.pop("mac", MAC), tap=tap,
                           bridge="br-int", **kw)
 
 
@@ -67,15 +67,15 @@ def test_remove_ports_undoes_exactly_the_plug(db, ovs):
     db.remove_ports(outcome)  # already gone: nothing to do, no error
 
 
-def test_check_plug_refuses_conflicts_without_writing(db):
+def test_validate_plug_refuses_conflicts_without_writing(db):
     db.plug([vif()], PlugOutcome())
     with pytest.raises(UserError, match="mac: port id 'p1' is plugged with"):
-        db.check_plug([vif(mac="52:54:00:00:10:09")])
+        db.validate_plug([vif(mac="52:54:00:00:10:09")])
     with pytest.raises(UserError, match="tap: 'tapp1' is already in OVSDB"):
-        db.check_plug([vif("p9")])
+        db.validate_plug([vif("p9")])
     with pytest.raises(UserError, match="network: no network named 'nope'"):
-        db.check_plug([vif("p8", "tapp8", network="nope")])
-    assert db.check_plug([vif("p7", "tapp7")]) == ["p7"]
+        db.validate_plug([vif("p8", "tapp8", network="nope")])
+    assert db.validate_plug([vif("p7", "tapp7")]) == ["p7"]
 
 
 def test_networks_bind_tags_and_verdicts(db):

@@ -7,7 +7,7 @@ import tempfile
 
 import pytest
 
-from virtio_ovs.core import model
+from virtio_ovs.core import plug_request
 from virtio_ovs.core.errors import UserError, VswitchdError
 from virtio_ovs.backend.ovn import OvnBackend
 from virtio_ovs.ovsdb.nb.impl import IdlNorthboundDb
@@ -46,12 +46,12 @@ def nb(central):
 def backend(nb, fail_at=None, refuse=frozenset()):
     steps = Steps(fail_at)
     host = FakeHostDb(steps, refuse)
-    plugger = Plugger(host, FakeTaps(steps), check_host=lambda vif: ABSENT)
+    plugger = Plugger(host, FakeTaps(steps), validate_host=lambda vif: ABSENT)
     return OvnBackend(host, nb, plugger), host
 
 
 def vif(port_id="p1", tap="tap1"):
-    return model.make_vif(port_id=port_id, mac="52:54:00:00:30:01", tap=tap,
+    return plug_request.make_vif(port_id=port_id, mac="52:54:00:00:30:01", tap=tap,
                           bridge="br-int", network="blue",
                           ips=["10.0.0.1/24"])
 
@@ -93,7 +93,7 @@ def test_an_existing_lsp_survives_a_failed_replug(nb):
 
 def test_unknown_network_is_refused_before_any_write(nb):
     ovn, host = backend(nb)
-    bad = model.make_vif(port_id="p2", mac="52:54:00:00:30:02", tap="tap2",
+    bad = plug_request.make_vif(port_id="p2", mac="52:54:00:00:30:02", tap="tap2",
                          bridge="br-int", network="nope")
     with pytest.raises(UserError, match="network: no network named 'nope'"):
         ovn.plug([bad], wait=False)

@@ -66,7 +66,7 @@ def test_port_with_a_newline_in_its_mac_is_invalid_and_says_why():
 
 
 def test_bulk_lines_without_required_keys_or_with_huge_values():
-    from virtio_ovs.core.model import parse_vif_lines
+    from virtio_ovs.core.plug_request import parse_vif_lines
     cases = {'{"mac": "52:54:00:00:00:01", "tap": "t"}': "port_id: is required",
              "[" * 100000: "from_file: invalid JSON",
              '{"port_id": "p", "mac": "52:54:00:00:00:01", "queues": '

@@ -5,20 +5,20 @@ from __future__ import annotations
 
 import pytest
 
-from virtio_ovs.core import model
+from virtio_ovs.core import plug_request
 from virtio_ovs.core.errors import OvsdbTimeout, VswitchdError
 from virtio_ovs.backend.plugger import Plugger
 from virtio_ovs.kernel.taps import ABSENT, OURS, PRESENT
 from tests.fakes import FakeHostDb, FakeTaps, Interrupt, Steps
 
-VIFS = [model.make_vif(port_id=f"p{i}", mac=f"52:54:00:00:00:0{i}",
+VIFS = [plug_request.make_vif(port_id=f"p{i}", mac=f"52:54:00:00:00:0{i}",
                        tap=f"tap{i}", bridge="br-int") for i in (1, 2)]
 
 
 def plugger(fail_at=None, refuse=frozenset()):
     steps = Steps(fail_at)
     db, taps = FakeHostDb(steps, refuse), FakeTaps(steps)
-    return Plugger(db, taps, check_host=lambda vif: ABSENT), db, taps
+    return Plugger(db, taps, validate_host=lambda vif: ABSENT), db, taps
 
 
 def rows_use_only_existing_taps(db, taps) -> bool:
@@ -68,7 +68,7 @@ def test_existing_taps_are_never_deleted_by_a_rollback():
     steps = Steps("commit")
     db, taps = FakeHostDb(steps), FakeTaps(steps)
     taps.links.add("tap1")  # QEMU's, or an earlier plug's
-    plug = Plugger(db, taps, check_host=lambda vif: PRESENT
+    plug = Plugger(db, taps, validate_host=lambda vif: PRESENT
                    if vif.name in taps.links else ABSENT)
     with pytest.raises(Interrupt):
         plug.plug(list(VIFS))
@@ -108,7 +108,7 @@ def test_marked_taps_of_an_earlier_run_keep_tap_created():
     seen = {}
     db.plug = lambda vifs, outcome, wait, created, local_vlans: \
         seen.update(created=created)
-    plug = Plugger(db, taps, check_host=lambda vif: OURS
+    plug = Plugger(db, taps, validate_host=lambda vif: OURS
                    if vif.name == "tap1" else ABSENT)
     plug.plug(list(VIFS))
     assert seen["created"] == {"tap1", "tap2"}

@@ -111,7 +111,7 @@ class Agent:
                   in conf_mod.option_values(self.conf) if opt.mutable]
         try:
             self.conf.mutate_config_files()
-            conf_mod.check(self.conf)
+            conf_mod.validate_conf(self.conf)
         except Exception as exc:  # oslo's errors, or ours (UserError)
             LOG.error("configuration reload refused, the running values "
                       "stay: %s", str(exc).splitlines()[0])

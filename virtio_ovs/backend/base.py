@@ -14,7 +14,7 @@ import abc
 import dataclasses
 from typing import Sequence
 
-from virtio_ovs.core.model import Vif
+from virtio_ovs.core.plug_request import Vif
 from virtio_ovs.core.networks import Network
 from virtio_ovs.core.outcomes import PlugOutcome, UnplugOutcome
 from virtio_ovs.core.secgroups import Rule, SecurityGroup

@@ -13,7 +13,7 @@ from virtio_ovs.backend.plugger import Plugger
 from virtio_ovs.backend.standalone import FlowDriver, StandaloneBackend
 from virtio_ovs.core.networks import parse_bridge_mappings
 from virtio_ovs.core.roles import BridgeSpec
-from virtio_ovs.kernel.taps import TapManager, check_host, is_tap
+from virtio_ovs.kernel.taps import TapManager, validate_host, is_tap
 from virtio_ovs.openflow.switch import PROTOCOLS
 from virtio_ovs.ovsdb.host.api import HostDb
 from virtio_ovs.ovsdb.host.impl import IdlHostDb
@@ -32,7 +32,7 @@ def open_nb(remote: str, timeout: float):
 
 def plugger(db: HostDb, allow_shared_socket_dir: bool = False) -> Plugger:
     return Plugger(db, TapManager(), functools.partial(
-        check_host, allow_shared_socket_dir=allow_shared_socket_dir))
+        validate_host, allow_shared_socket_dir=allow_shared_socket_dir))
 
 
 @dataclasses.dataclass(frozen=True)

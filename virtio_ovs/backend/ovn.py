@@ -18,7 +18,7 @@ from typing import Callable, Iterable, Sequence, TypeVar
 from virtio_ovs.backend.base import AgentDriver, Backend, Reconciled
 from virtio_ovs.backend.plugger import Plugger
 from virtio_ovs.core.errors import OvsdbTimeout, UserError
-from virtio_ovs.core.model import Vif
+from virtio_ovs.core.plug_request import Vif
 from virtio_ovs.core.networks import Network
 from virtio_ovs.core.outcomes import Committed, PlugOutcome, UnplugOutcome
 from virtio_ovs.core.port import GuestPort
@@ -102,8 +102,8 @@ class OvnBackend(Backend):
         ovn-controller has installed every bound port."""
         specs = [_spec(vif.port_id, vif.network, vif.mac, vif.ips, vif.vm,
                        vif.security_groups) for vif in vifs if vif.network]
-        plan = self.plugger.check(vifs, local_vlans=False)
-        self.nb.check_ports(specs)
+        plan = self.plugger.validate(vifs, local_vlans=False)
+        self.nb.validate_ports(specs)
         outcome = PlugOutcome()  # filled by the plugger, also when it raises
 
         def host_step(progress: HostProgress) -> PlugOutcome:
@@ -131,7 +131,7 @@ class OvnBackend(Backend):
         port = self._guest_port(port_id)
         spec = _spec(port_id, network, port.mac,
                      port.ips if ips is None else ips, port.vm, groups)
-        self.nb.check_ports([spec])
+        self.nb.validate_ports([spec])
         host = [BindPort(port_id, network, ips, local_vlans=False)]
         if groups is not None:
             host.append(SetPortGroups(port_id, groups, check=False))

@@ -1,7 +1,7 @@
 """Plugging VIFs: validate everything, create missing TAPs, write once.
 
 Order matters for "nothing half-written": the request is checked against
-the model, then against the host and OVSDB, and only then are TAPs created
+the request's own rules, then against the host and OVSDB, and only then are TAPs created
 and the single transaction committed. ``_rollback`` is the one routine
 that undoes a failed plug, rows first, TAPs last: a TAP is deleted only
 when no committed row uses it.
@@ -13,9 +13,9 @@ from typing import Callable, Protocol, Sequence
 
 import logging
 
-from virtio_ovs.core import model
+from virtio_ovs.core import plug_request
 from virtio_ovs.core.errors import VirtioOvsError
-from virtio_ovs.core.model import Vif
+from virtio_ovs.core.plug_request import Vif
 from virtio_ovs.core.outcomes import Committed, PlugOutcome, UnplugOutcome
 from virtio_ovs.core.port import GuestPort
 from virtio_ovs.core.roles import PortStore
@@ -26,7 +26,7 @@ LOG = logging.getLogger(__name__)
 
 @dataclasses.dataclass(frozen=True)
 class HostPlan:
-    """What ``Plugger.check`` found on the host: the VIFs whose TAP must be
+    """What ``Plugger.validate`` found on the host: the VIFs whose TAP must be
     created, and the existing TAPs virtio-ovs created (a killed run's),
     which keep ``tap-created``."""
 
@@ -45,20 +45,20 @@ class Taps(Protocol):
 
 class Plugger:
     def __init__(self, db: PortStore, taps: Taps,
-                 check_host: Callable[[Vif], str]):
+                 validate_host: Callable[[Vif], str]):
         self.db = db
         self.taps = taps
-        self.check_host = check_host
+        self.validate_host = validate_host
 
     def plug(self, vifs: list[Vif], wait: bool = True,
              local_vlans: bool = True, outcome: PlugOutcome | None = None,
              plan: HostPlan | None = None) -> PlugOutcome:
         """Plug ``vifs`` all or nothing; see ``HostDb.plug``. ``outcome``
         is filled as the plug goes, also when it raises. ``plan``: what
-        ``check`` returned, when the caller ran it already."""
+        ``validate`` returned, when the caller ran it already."""
         outcome = PlugOutcome() if outcome is None else outcome
         if plan is None:
-            plan = self.check(vifs, local_vlans)
+            plan = self.validate(vifs, local_vlans)
         created: list[str] = []
         try:
             for vif in plan.missing:
@@ -73,11 +73,11 @@ class Plugger:
             raise
         return outcome
 
-    def check(self, vifs: list[Vif], local_vlans: bool = True) -> HostPlan:
-        """Everything a plug checks before it writes (model, host, OVSDB)."""
-        model.check_unique(vifs)
-        found = {vif.name: self.check_host(vif) for vif in vifs}
-        self.db.check_plug(vifs, local_vlans)
+    def validate(self, vifs: list[Vif], local_vlans: bool = True) -> HostPlan:
+        """Everything a plug checks before it writes (the request, the host, OVSDB)."""
+        plug_request.validate_unique(vifs)
+        found = {vif.name: self.validate_host(vif) for vif in vifs}
+        self.db.validate_plug(vifs, local_vlans)
         return HostPlan([vif for vif in vifs if found[vif.name] == ABSENT],
                         frozenset(n for n, f in found.items() if f == OURS))
 

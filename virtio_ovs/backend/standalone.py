@@ -10,7 +10,7 @@ from typing import Callable, Mapping, Sequence
 from virtio_ovs.backend.base import AgentDriver, Backend, Reconciled
 from virtio_ovs.backend.plugger import Plugger
 from virtio_ovs.core.errors import UserError, VirtioOvsError
-from virtio_ovs.core.model import Vif
+from virtio_ovs.core.plug_request import Vif
 from virtio_ovs.core.networks import Network, int_patch_name, phy_patch_name
 from virtio_ovs.core.outcomes import PlugOutcome, UnplugOutcome
 from virtio_ovs.core.roles import BridgeSpec

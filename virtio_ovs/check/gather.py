@@ -16,7 +16,7 @@ from virtio_ovs.check import procfs, queues as kernel_queues
 from virtio_ovs.core import verdicts
 from virtio_ovs.check.qmp import QmpClient, virtio_net_status
 from virtio_ovs.core.verdicts import PortReport
-from virtio_ovs.core import model
+from virtio_ovs.core import plug_request
 from virtio_ovs.core.errors import VirtioOvsError
 from virtio_ovs.core.port import GuestPort
 from virtio_ovs.core.roles import Evidence
@@ -172,8 +172,8 @@ def check_ports(records: list[GuestPort], db: Evidence,
     ``proc``, ``rxq_show`` and ``tap_queues`` are the /proc root and the
     sources of ``pmd-rxq-show`` and of the TAP queue counts, so that
     recorded evidence replays a live host."""
-    taps = [r for r in records if r.kind != model.KIND_VHOST_USER]
-    vhost_users = [r for r in records if r.kind == model.KIND_VHOST_USER]
+    taps = [r for r in records if r.kind != plug_request.KIND_VHOST_USER]
+    vhost_users = [r for r in records if r.kind == plug_request.KIND_VHOST_USER]
     scan = procfs.scan_holders(proc) if taps else procfs.HolderScan({}, {})
     probes = [_TapProbe(r, scan, proc) for r in taps]
     stats0 = db.vhost_user_counters() if vhost_users else {}

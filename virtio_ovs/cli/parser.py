@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from virtio_ovs.core import model
+from virtio_ovs.core import plug_request
 from virtio_ovs.core.networks import OVN_TYPES, TYPES
 from virtio_ovs.core.validate import VHOST_MODES
 
@@ -144,7 +144,7 @@ def _add_plug(verbs) -> None:
     plug = verbs.add_parser(
         "plug", help="plug a TAP or vhost-user port (or many, --from-file)",
         description="Plug one VIF, or every VIF of a JSON Lines file in one "
-        "transaction. Keys: " + ", ".join(model.JSON_KEYS) + ".")
+        "transaction. Keys: " + ", ".join(plug_request.JSON_KEYS) + ".")
     plug.add_argument("--from-file", metavar="FILE",
                       help="JSON Lines, one VIF per line ('-' for stdin)")
     plug.add_argument("--port-id")

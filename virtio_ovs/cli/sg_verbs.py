@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from virtio_ovs.cli.context import Context
 from virtio_ovs.cli.output import print_json, print_table
-from virtio_ovs.core import model
+from virtio_ovs.core import plug_request
 from virtio_ovs.core.secgroups import SecurityGroup, make_rule, validate_sg_name
 
 RULE_COLUMNS = ("group", "id", "direction", "ethertype", "protocol",
@@ -69,8 +69,8 @@ def cmd_sg_rule_delete(ctx: Context, args) -> int:
 
 def cmd_port_update(ctx: Context, args) -> int:
     names = () if args.no_security_group else \
-        model.validate_group_names(args.security_groups)
-    port_id = model.validate_port_id(args.port_id)
+        plug_request.validate_group_names(args.security_groups)
+    port_id = plug_request.validate_port_id(args.port_id)
     changed = ctx.backend.set_port_groups(port_id, names)
     return _done(args, {"port_id": port_id, "security_groups": list(names),
                         "changed": changed},

@@ -12,7 +12,7 @@ from virtio_ovs.cli.context import Context
 from virtio_ovs.cli.sg_verbs import SG_VERBS
 from virtio_ovs.cli.output import (LIST_COLUMNS, print_check, print_json,
                                    print_records)
-from virtio_ovs.core import model
+from virtio_ovs.core import plug_request
 from virtio_ovs.core.errors import UserError
 from virtio_ovs.core.events import agent_alive
 from virtio_ovs.core.validate import is_utf8, validate_seconds, validate_text
@@ -37,7 +37,7 @@ def _resolve(value: Any, field: str, lookup: Callable[[str], int]) -> Any:
                         f" {value!r}") from None
 
 
-def _vifs_from_args(args, default_bridge: str) -> list[model.Vif]:
+def _vifs_from_args(args, default_bridge: str) -> list[plug_request.Vif]:
     if args.from_file:
         single = [o for o in ("port_id", "mac", "tap", "vhost_user", "vm",
                               "network", "ips", "queues", "mtu", "owner",
@@ -52,7 +52,7 @@ def _vifs_from_args(args, default_bridge: str) -> list[model.Vif]:
         if getattr(args, required) is None:
             raise UserError(required.replace("_", "-"), "is required")
     owner, group = resolve_ids(args.owner, args.group)
-    return [model.make_vif(
+    return [plug_request.make_vif(
         port_id=args.port_id, mac=args.mac, tap=args.tap,
         vhost_user=args.vhost_user, vhost_mode=args.vhost_mode,
         bridge=args.bridge or default_bridge, vm=args.vm,
@@ -62,12 +62,12 @@ def _vifs_from_args(args, default_bridge: str) -> list[model.Vif]:
         security_groups=args.security_groups)]
 
 
-def _read_vif_file(path: str, default_bridge: str) -> list[model.Vif]:
+def _read_vif_file(path: str, default_bridge: str) -> list[plug_request.Vif]:
     try:
         if path == "-":
-            return model.parse_vif_lines(sys.stdin, default_bridge, resolve_ids)
+            return plug_request.parse_vif_lines(sys.stdin, default_bridge, resolve_ids)
         with open(path, encoding="utf-8") as f:
-            return model.parse_vif_lines(f, default_bridge, resolve_ids)
+            return plug_request.parse_vif_lines(f, default_bridge, resolve_ids)
     except UnicodeDecodeError:
         raise UserError("from_file", f"{path} is not UTF-8 text") from None
     except OSError as exc:
@@ -84,9 +84,9 @@ def cmd_plug(ctx: Context, args) -> int:
 
 
 def cmd_unplug(ctx: Context, args) -> int:
-    port_ids = [model.validate_port_id(p) for p in args.port_ids or []]
+    port_ids = [plug_request.validate_port_id(p) for p in args.port_ids or []]
     if args.vm is not None:
-        vm = model.validate_vm(args.vm)
+        vm = plug_request.validate_vm(args.vm)
         of_vm = [p.port_id for p in ctx.db.list_ports() if p.vm == vm]
         if not of_vm and not args.if_exists:
             raise UserError("vm", f"no port of VM {vm!r}")
@@ -144,11 +144,11 @@ def cmd_net_list(ctx: Context, args) -> int:
 
 
 def cmd_bind(ctx: Context, args) -> int:
-    network = model.validate_network(args.network)
-    ips = model.validate_ips(args.ips) if args.ips is not None else None
-    groups = (model.validate_group_names(args.security_groups)
+    network = plug_request.validate_network(args.network)
+    ips = plug_request.validate_ips(args.ips) if args.ips is not None else None
+    groups = (plug_request.validate_group_names(args.security_groups)
               if args.security_groups is not None else None)
-    changed = ctx.backend.bind(model.validate_port_id(args.port_id), network,
+    changed = ctx.backend.bind(plug_request.validate_port_id(args.port_id), network,
                                ips, ctx.wait, groups)
     print(f"{'bound' if changed else 'already bound:'} {args.port_id} to "
           f"{network}")
@@ -156,7 +156,7 @@ def cmd_bind(ctx: Context, args) -> int:
 
 
 def cmd_unbind(ctx: Context, args) -> int:
-    ctx.backend.unbind(model.validate_port_id(args.port_id))
+    ctx.backend.unbind(plug_request.validate_port_id(args.port_id))
     print(f"unbound {args.port_id}")
     return 0
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Mapping
 
-from virtio_ovs.core import model
+from virtio_ovs.core import plug_request
 from virtio_ovs.core.errors import UserError
 from virtio_ovs.core.secgroups import EXT_SECURITY_GROUPS, parse_port_groups
 from virtio_ovs.core.validate import (validate_ips, validate_mac,
@@ -24,8 +24,8 @@ SYSTEM_TYPES = ("", "system", "tap")
 
 def is_guest(external_ids: Mapping[str, str]) -> bool:
     """Does an Interface with these external_ids belong to a guest?"""
-    return (model.EXT_IFACE_ID in external_ids
-            and model.EXT_ATTACHED_MAC in external_ids)
+    return (plug_request.EXT_IFACE_ID in external_ids
+            and plug_request.EXT_ATTACHED_MAC in external_ids)
 
 
 def valid_ofport(value: object) -> int | None:
@@ -103,12 +103,12 @@ def _int_or_none(text: str | None) -> int | None:
 
 
 def _kind(iface: IfaceValues, is_tap: bool) -> str:
-    if iface.type in model.VHOST_IFACE_TYPES.values():
-        return model.KIND_VHOST_USER
+    if iface.type in plug_request.VHOST_IFACE_TYPES.values():
+        return plug_request.KIND_VHOST_USER
     if iface.type in SYSTEM_TYPES and (
-            is_tap or iface.external_ids.get(model.EXT_TAP_CREATED) == "true"):
-        return model.KIND_TAP
-    return model.KIND_SYSTEM
+            is_tap or iface.external_ids.get(plug_request.EXT_TAP_CREATED) == "true"):
+        return plug_request.KIND_TAP
+    return plug_request.KIND_SYSTEM
 
 
 def _ofport(iface: IfaceValues) -> int | None:
@@ -134,16 +134,16 @@ def _validated(ids: Mapping[str, str]) -> tuple[str, tuple[str, ...],
     """MAC, allowed IPs and network, validated, and the problem (None when
     valid). An invalid port keeps its raw MAC and loses the rest: it gets
     no flows, and no flow text is ever built from an unvalidated value."""
-    mac = ids[model.EXT_ATTACHED_MAC]
-    ips = ids.get(model.EXT_IPS)
+    mac = ids[plug_request.EXT_ATTACHED_MAC]
+    ips = ids.get(plug_request.EXT_IPS)
     try:
-        validate_port_id(ids[model.EXT_IFACE_ID])
+        validate_port_id(ids[plug_request.EXT_IFACE_ID])
         return (validate_mac(mac), validate_ips(ips.split(",") if ips else []),
-                validate_network(ids.get(model.EXT_NETWORK)), None)
+                validate_network(ids.get(plug_request.EXT_NETWORK)), None)
     except UserError as exc:
-        field = {"mac": model.EXT_ATTACHED_MAC, "ips": model.EXT_IPS,
-                 "network": model.EXT_NETWORK,
-                 "port_id": model.EXT_IFACE_ID}.get(exc.field, exc.field)
+        field = {"mac": plug_request.EXT_ATTACHED_MAC, "ips": plug_request.EXT_IPS,
+                 "network": plug_request.EXT_NETWORK,
+                 "port_id": plug_request.EXT_IFACE_ID}.get(exc.field, exc.field)
         return mac, (), None, f"external_ids:{field}: {exc.rule}"
 
 
@@ -156,30 +156,30 @@ def guest_port(iface: IfaceValues, is_tap: bool, bridge: str | None = None,
     ids = iface.external_ids
     mac, ips, network, problem = _validated(ids)
     kind = _kind(iface, is_tap)
-    modes = {t: m for m, t in model.VHOST_IFACE_TYPES.items()}
+    modes = {t: m for m, t in plug_request.VHOST_IFACE_TYPES.items()}
     return GuestPort(
-        port_id=ids[model.EXT_IFACE_ID], name=iface.name, kind=kind, mac=mac,
-        bridge=bridge, vm=ids.get(model.EXT_VM_ID) or ids.get(model.EXT_VM_UUID),
+        port_id=ids[plug_request.EXT_IFACE_ID], name=iface.name, kind=kind, mac=mac,
+        bridge=bridge, vm=ids.get(plug_request.EXT_VM_ID) or ids.get(plug_request.EXT_VM_UUID),
         network=network, ips=ips, ofport=_ofport(iface),
-        queues=_int_or_none(ids.get(model.EXT_QUEUES)), mtu=iface.mtu_request,
+        queues=_int_or_none(ids.get(plug_request.EXT_QUEUES)), mtu=iface.mtu_request,
         status=_status(iface), error=iface.error,
-        iface_status=ids.get(model.EXT_IFACE_STATUS),
+        iface_status=ids.get(plug_request.EXT_IFACE_STATUS),
         vhost_mode=modes.get(iface.type),
         socket=(iface.options.get("vhost-server-path")
-                if kind == model.KIND_VHOST_USER else None),
-        tag=tag, plugged_by_us=model.EXT_QUEUES in ids,
-        tap_created=ids.get(model.EXT_TAP_CREATED) == "true",
-        verdict=ids.get(model.EXT_VERDICT),
-        queues_enabled=_int_or_none(ids.get(model.EXT_QUEUES_ENABLED)),
+                if kind == plug_request.KIND_VHOST_USER else None),
+        tag=tag, plugged_by_us=plug_request.EXT_QUEUES in ids,
+        tap_created=ids.get(plug_request.EXT_TAP_CREATED) == "true",
+        verdict=ids.get(plug_request.EXT_VERDICT),
+        queues_enabled=_int_or_none(ids.get(plug_request.EXT_QUEUES_ENABLED)),
         ovn_installed=ids.get("ovn-installed") == "true",
         security_groups=parse_port_groups(ids.get(EXT_SECURITY_GROUPS)),
         valid=problem is None, problem=problem)
 
 
 def canonical_tag(tag: list, vlan_mode: list, trunks: list) -> int | None:
-    """Port.tag when the VLAN columns are what ``model.vlan_columns`` would
+    """Port.tag when the VLAN columns are what ``plug_request.vlan_columns`` would
     write for it (so the agent need not rewrite them), else None."""
     if len(tag) != 1:
         return None
-    return tag[0] if (tag, vlan_mode, trunks) == model.vlan_columns(tag[0]) \
+    return tag[0] if (tag, vlan_mode, trunks) == plug_request.vlan_columns(tag[0]) \
         else None

@@ -20,7 +20,7 @@ import abc
 import dataclasses
 from typing import Iterable, Mapping, Protocol, Sequence
 
-from virtio_ovs.core.model import Vif
+from virtio_ovs.core.plug_request import Vif
 from virtio_ovs.core.networks import Network
 from virtio_ovs.core.outcomes import PlugOutcome, UnplugOutcome
 from virtio_ovs.core.port import GuestPort
@@ -54,7 +54,7 @@ class PortStore(TapUse, Protocol):
     whoever plugged it."""
 
     @abc.abstractmethod
-    def check_plug(self, vifs: Iterable[Vif], local_vlans: bool = True
+    def validate_plug(self, vifs: Iterable[Vif], local_vlans: bool = True
                    ) -> list[str]:
         """Check ``vifs`` against the database without writing.
 

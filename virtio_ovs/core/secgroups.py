@@ -203,7 +203,7 @@ def referenced_by(groups: Mapping[str, SecurityGroup], name: str
                   any(r.remote_group == name for r in g.rules))
 
 
-def check_deletable(name: str, ports: list[str],
+def validate_deletable(name: str, ports: list[str],
                     groups: Mapping[str, SecurityGroup]) -> None:
     """A group goes only when no port uses it (``ports``) and no other
     group's rule names it; UserError otherwise. The same on both backends."""
@@ -217,7 +217,7 @@ def check_deletable(name: str, ports: list[str],
                         f"group of rules in {', '.join(others)}")
 
 
-def check_new_group(name: str, known: Iterable[str]) -> str:
+def validate_new_group(name: str, known: Iterable[str]) -> str:
     """``name`` is a valid name that no group has yet."""
     validate_sg_name(name)
     if name in known:
@@ -229,7 +229,7 @@ def unknown_group(name: str) -> UserError:
     return UserError("security_group", f"no security group named {name!r}")
 
 
-def check_remote_group(rule: Rule, known: Iterable[str]) -> None:
+def validate_remote_group(rule: Rule, known: Iterable[str]) -> None:
     if rule.remote_group is not None and rule.remote_group not in known:
         raise UserError("remote_group", f"no security group named "
                         f"{rule.remote_group!r}")

@@ -15,9 +15,9 @@ import struct
 import time
 
 from virtio_ovs import paths
-from virtio_ovs.core import model
+from virtio_ovs.core import plug_request
 from virtio_ovs.core.errors import EnvironmentFailure, UserError
-from virtio_ovs.core.model import Vif
+from virtio_ovs.core.plug_request import Vif
 
 # include/uapi/linux/if_tun.h
 IFF_TAP = 0x0002
@@ -84,22 +84,22 @@ def tap_mark(name: str, sysfs: str = "/sys/class/net") -> float | None:
     return float(stamp)
 
 
-def check_host(vif: Vif, allow_shared_socket_dir: bool = False) -> str:
+def validate_host(vif: Vif, allow_shared_socket_dir: bool = False) -> str:
     """Check what a VIF names on this host: ABSENT, OURS or PRESENT.
 
-    A TAP: see ``check_existing_tap``. vhost-user: the socket's directory
+    A TAP: see ``validate_existing_tap``. vhost-user: the socket's directory
     must exist, be a real directory (no symlink on the way) owned by root
     or the OVS user and not writable by others, unless
     ``allow_shared_socket_dir``: otherwise another local user could put
     a socket there for OVS to connect to."""
-    if vif.kind == model.KIND_TAP:
-        return check_existing_tap(vif)
-    check_socket_dir(os.path.dirname(vif.socket or "/"),
+    if vif.kind == plug_request.KIND_TAP:
+        return validate_existing_tap(vif)
+    validate_socket_dir(os.path.dirname(vif.socket or "/"),
                      allow_shared_socket_dir)
     return PRESENT
 
 
-def check_socket_dir(directory: str, allow_shared: bool = False) -> None:
+def validate_socket_dir(directory: str, allow_shared: bool = False) -> None:
     try:
         st = os.lstat(directory)
     except FileNotFoundError:
@@ -147,7 +147,7 @@ def read_owner(name: str, what: str) -> int | None:
     return None if value < 0 else value
 
 
-def check_existing_tap(vif: Vif) -> str:
+def validate_existing_tap(vif: Vif) -> str:
     """ABSENT, OURS or PRESENT for the TAP of ``vif``.
 
     Raises UserError when it exists but is not a TAP, its multiqueue flag

@@ -26,7 +26,7 @@ import dataclasses
 import ipaddress
 from typing import Iterable, Mapping
 
-from virtio_ovs.core.model import DEAD_VLAN
+from virtio_ovs.core.plug_request import DEAD_VLAN
 from virtio_ovs.core.networks import Network
 from virtio_ovs.core.port import GuestPort
 from virtio_ovs.core.secgroups import SecurityGroup

@@ -10,17 +10,17 @@ from __future__ import annotations
 import os
 
 from virtio_ovs import paths
-from virtio_ovs.core import model
+from virtio_ovs.core import plug_request
 from virtio_ovs.core.errors import UserError
-from virtio_ovs.core.model import Vif
+from virtio_ovs.core.plug_request import Vif
 from virtio_ovs.core.secgroups import EXT_SECURITY_GROUPS
 from virtio_ovs.ovsdb.host.views import DbView, optional, optional_of
 from virtio_ovs.ovsdb.transaction import ADDED, UNCHANGED, UPDATED, TxnContext
 
 # Keys a re-plug may update; anything else on the Interface is left alone.
-_REPLUG_KEYS = (model.EXT_VM_ID, model.EXT_NETWORK, model.EXT_IPS,
-                model.EXT_QUEUES, model.EXT_IFACE_STATUS,
-                model.EXT_TAP_OWNER, model.EXT_TAP_GROUP,
+_REPLUG_KEYS = (plug_request.EXT_VM_ID, plug_request.EXT_NETWORK, plug_request.EXT_IPS,
+                plug_request.EXT_QUEUES, plug_request.EXT_IFACE_STATUS,
+                plug_request.EXT_TAP_OWNER, plug_request.EXT_TAP_GROUP,
                 EXT_SECURITY_GROUPS)
 
 MAX_OFPORT = 0xfeff  # OFPP_MAX (0xff00) is the first reserved number
@@ -79,7 +79,7 @@ def vhost_sock_dir(view: DbView) -> str:
     return os.path.normpath(os.path.join(paths.ovs_rundir(), configured))
 
 
-def check_groups_exist(view: DbView, names) -> None:
+def validate_groups_exist(view: DbView, names) -> None:
     for name in names:
         if name not in view.groups:
             raise UserError("security_groups", f"no security group named "
@@ -106,9 +106,9 @@ class PlugVif:
         self.local_vlans = local_vlans
 
     def _device_field(self) -> str:
-        return "tap" if self.vif.kind == model.KIND_TAP else "vhost_user"
+        return "tap" if self.vif.kind == plug_request.KIND_TAP else "vhost_user"
 
-    def check(self, view: DbView) -> str:
+    def validate(self, view: DbView) -> str:
         """ADDED when the port is new, else UPDATED/UNCHANGED."""
         vif = self.vif
         bridge = view.bridges_by_name.get(vif.bridge)
@@ -121,11 +121,11 @@ class PlugVif:
             return UPDATED if self._replug_changes(existing) else UNCHANGED
         other = view.ifaces_by_name.get(vif.name)
         if other is not None or vif.name in view.ports_by_name:
-            owner = other.external_ids.get(model.EXT_IFACE_ID) if other else None
+            owner = other.external_ids.get(plug_request.EXT_IFACE_ID) if other else None
             what = f"port id {owner!r}" if owner else "another port"
             raise UserError(self._device_field(),
                             f"{vif.name!r} is already in OVSDB as {what}")
-        if vif.kind == model.KIND_VHOST_USER:
+        if vif.kind == plug_request.KIND_VHOST_USER:
             self._check_vhost_user(bridge, view)
         self._check_network(view)
         return ADDED
@@ -133,7 +133,7 @@ class PlugVif:
     def _check_network(self, view: DbView) -> None:
         if not self.local_vlans:
             return
-        check_groups_exist(view, self.vif.security_groups)
+        validate_groups_exist(view, self.vif.security_groups)
         if self.vif.network is not None and self._local_vlan(view) is None:
             raise UserError("network", f"no network named {self.vif.network!r}"
                             " (create it with net-create)")
@@ -144,7 +144,7 @@ class PlugVif:
 
     def _check_same_port(self, iface, view: DbView) -> None:
         vif = self.vif
-        mac = iface.external_ids.get(model.EXT_ATTACHED_MAC)
+        mac = iface.external_ids.get(plug_request.EXT_ATTACHED_MAC)
         if mac != vif.mac:
             raise UserError("mac", f"port id {vif.port_id!r} is plugged with "
                             f"MAC {mac}, not {vif.mac}")
@@ -168,7 +168,7 @@ class PlugVif:
             raise UserError("vhost_user", f"this OVS does not support "
                             f"interface type {self.vif.iface_type} (is it "
                             "OVS-DPDK with dpdk-init=true?)")
-        if self.vif.iface_type == model.VHOST_IFACE_TYPES["client"]:
+        if self.vif.iface_type == plug_request.VHOST_IFACE_TYPES["client"]:
             directory = vhost_sock_dir(view)
             if os.path.dirname(self.vif.socket or "") != directory:
                 raise UserError("vhost_user", "with QEMU as the client OVS "
@@ -178,7 +178,7 @@ class PlugVif:
     def _wanted_ids(self) -> dict[str, str]:
         ids = self.vif.external_ids()
         if self.tap_created:
-            ids[model.EXT_TAP_CREATED] = "true"
+            ids[plug_request.EXT_TAP_CREATED] = "true"
         return ids
 
     def _replug_changes(self, iface) -> dict[str, str | None]:
@@ -190,8 +190,8 @@ class PlugVif:
         # Set, never cleared: a racing plug may have committed the row of
         # a TAP this plug created (it then saw the TAP as pre-existing).
         if self.tap_created and \
-                iface.external_ids.get(model.EXT_TAP_CREATED) != "true":
-            changes[model.EXT_TAP_CREATED] = "true"
+                iface.external_ids.get(plug_request.EXT_TAP_CREATED) != "true":
+            changes[plug_request.EXT_TAP_CREATED] = "true"
         if self.vif.mtu is not None and optional(iface.mtu_request) != self.vif.mtu:
             changes["mtu"] = str(self.vif.mtu)
         affinity = iface.other_config.get("pmd-rxq-affinity")
@@ -201,7 +201,7 @@ class PlugVif:
         return changes
 
     def run_idl(self, ctx: HostTxnContext) -> str:
-        outcome = self.check(ctx.view)
+        outcome = self.validate(ctx.view)
         if outcome == ADDED:
             ctx.serialise_ports()
             self._insert(ctx)
@@ -248,8 +248,8 @@ class PlugVif:
         # VLAN until an agent binds the port (neutron's isolation).
         if self.local_vlans:
             vlan = self._local_vlan(ctx.view) if secure else None
-            port.tag, port.vlan_mode, port.trunks = model.vlan_columns(
-                model.DEAD_VLAN if vlan is None else vlan)
+            port.tag, port.vlan_mode, port.trunks = plug_request.vlan_columns(
+                plug_request.DEAD_VLAN if vlan is None else vlan)
         ctx.add_port(vif.bridge, port)
 
 
@@ -258,7 +258,7 @@ class UnplugVif:
         self.port_id = port_id
         self.if_exists = if_exists
 
-    def check(self, view: DbView):
+    def validate(self, view: DbView):
         iface = view.ifaces_by_id.get(self.port_id)
         if iface is None:
             if self.if_exists:
@@ -271,7 +271,7 @@ class UnplugVif:
         return iface
 
     def run_idl(self, ctx: HostTxnContext) -> str:
-        iface = self.check(ctx.view)
+        iface = self.validate(ctx.view)
         if iface is None:
             return UNCHANGED
         ctx.serialise_ports()

@@ -6,7 +6,7 @@ import json
 import logging
 from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
-from virtio_ovs.core.model import EXT_IFACE_ID, Vif
+from virtio_ovs.core.plug_request import EXT_IFACE_ID, Vif
 from virtio_ovs.core.errors import OvsdbTimeout, VirtioOvsError
 from virtio_ovs.core.outcomes import Committed, PlugOutcome, UnplugOutcome
 from virtio_ovs.core.networks import NET_KEY_PREFIX, Network, parse_networks
@@ -75,12 +75,12 @@ class IdlHostDb(HostDb):
         return self.cache.guest_ports()
 
     # -------------------------------------------------------------- ports
-    def check_plug(self, vifs: Iterable[Vif], local_vlans: bool = True
+    def validate_plug(self, vifs: Iterable[Vif], local_vlans: bool = True
                    ) -> list[str]:
         self.conn.start()
         view = DbView(self.conn)
         return [vif.port_id for vif in vifs if commands.PlugVif(
-            vif, local_vlans=local_vlans).check(view) == ADDED]
+            vif, local_vlans=local_vlans).validate(view) == ADDED]
 
     def plug(self, vifs: Iterable[Vif], outcome: PlugOutcome,
              wait: bool = True, created_taps: frozenset[str] = frozenset(),

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from virtio_ovs.core import model
+from virtio_ovs.core import plug_request
 from virtio_ovs.core.errors import UserError
 from virtio_ovs.core.networks import (NONEXISTENT_PEER, Network,
                                       int_patch_name, network_key,
@@ -32,8 +32,8 @@ def update_external_ids(row, wanted: Mapping[str, str | None]) -> bool:
 
 
 def bound_ports(view: DbView, network: str) -> list[str]:
-    return sorted(i.external_ids[model.EXT_IFACE_ID] for i in view.guest_ifaces()
-                  if i.external_ids.get(model.EXT_NETWORK) == network)
+    return sorted(i.external_ids[plug_request.EXT_IFACE_ID] for i in view.guest_ifaces()
+                  if i.external_ids.get(plug_request.EXT_NETWORK) == network)
 
 
 class CreateNetwork:
@@ -84,16 +84,16 @@ class BindPort:
 
     def run_idl(self, ctx: TxnContext) -> str:
         iface = ctx.view.ifaces_by_id.get(self.port_id)
-        if iface is None or model.EXT_ATTACHED_MAC not in iface.external_ids:
+        if iface is None or plug_request.EXT_ATTACHED_MAC not in iface.external_ids:
             raise UserError("port_id", f"no guest port with iface-id "
                             f"{self.port_id!r} (it needs iface-id and "
                             "attached-mac)")
         if self.local_vlans and self.network is not None \
                 and self.network not in ctx.view.networks:
             raise UserError("network", f"no network named {self.network!r}")
-        wanted = {model.EXT_NETWORK: self.network}
+        wanted = {plug_request.EXT_NETWORK: self.network}
         if self.ips is not None:
-            wanted[model.EXT_IPS] = ",".join(self.ips) or None
+            wanted[plug_request.EXT_IPS] = ",".join(self.ips) or None
         return UPDATED if update_external_ids(iface, wanted) else UNCHANGED
 
 
@@ -222,7 +222,7 @@ class SetPortTags:
             port = rows.get(uuid)
             if port is None:
                 continue
-            want = model.vlan_columns(tag)
+            want = plug_request.vlan_columns(tag)
             if (list(port.tag), list(port.vlan_mode), list(port.trunks)) != want:
                 port.tag, port.vlan_mode, port.trunks = want
                 outcome = UPDATED
@@ -242,8 +242,8 @@ class RecordVerdicts:
             iface = ctx.view.ifaces_by_id.get(port_id)
             if iface is None:
                 continue
-            wanted = {model.EXT_VERDICT: verdict,
-                      model.EXT_QUEUES_ENABLED:
+            wanted = {plug_request.EXT_VERDICT: verdict,
+                      plug_request.EXT_QUEUES_ENABLED:
                           None if enabled is None else str(enabled)}
             if update_external_ids(iface, wanted):
                 outcome = UPDATED

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from virtio_ovs.core.errors import UserError
 from virtio_ovs.core.secgroups import (EXT_SECURITY_GROUPS, Rule,
-                                       SecurityGroup, check_deletable,
-                                       check_new_group, check_remote_group,
+                                       SecurityGroup, validate_deletable,
+                                       validate_new_group, validate_remote_group,
                                        default_rules, unknown_group,
                                        sg_key, sort_rules, validate_sg_name)
-from virtio_ovs.ovsdb.host.commands import check_groups_exist
+from virtio_ovs.ovsdb.host.commands import validate_groups_exist
 from virtio_ovs.ovsdb.host.net_commands import update_external_ids
 from virtio_ovs.ovsdb.transaction import ADDED, UNCHANGED, UPDATED
 
@@ -42,7 +42,7 @@ class CreateGroup:
         self.group: SecurityGroup | None = None
 
     def run_idl(self, ctx) -> str:
-        check_new_group(self.name, ctx.view.groups)
+        validate_new_group(self.name, ctx.view.groups)
         self.group = SecurityGroup(self.name, default_rules(self.name))
         _write(ctx, self.group)
         return ADDED
@@ -54,7 +54,7 @@ class DeleteGroup:
 
     def run_idl(self, ctx) -> str:
         _existing(ctx.view, self.name)
-        check_deletable(self.name, ports_using(ctx.view, self.name),
+        validate_deletable(self.name, ports_using(ctx.view, self.name),
                         ctx.view.groups)
         row = ctx.view.open_vswitch
         row.verify("external_ids")
@@ -69,7 +69,7 @@ class AddRule:
 
     def run_idl(self, ctx) -> str:
         group = _existing(ctx.view, self.name)
-        check_remote_group(self.rule, ctx.view.groups)
+        validate_remote_group(self.rule, ctx.view.groups)
         if self.rule in group.rules:
             return UNCHANGED
         _write(ctx, SecurityGroup(group.name,
@@ -107,7 +107,7 @@ class SetPortGroups:
             raise UserError("port_id", f"no guest port with iface-id "
                             f"{self.port_id!r}")
         if self.check:
-            check_groups_exist(ctx.view, self.names)
+            validate_groups_exist(ctx.view, self.names)
         ctx.view.open_vswitch.verify("external_ids")
         changed = update_external_ids(
             iface, {EXT_SECURITY_GROUPS: ",".join(self.names) or None})

@@ -9,7 +9,7 @@ import functools
 import ovs.db.data
 import ovs.db.types
 
-from virtio_ovs.core import model
+from virtio_ovs.core import plug_request
 from virtio_ovs.core.errors import EnvironmentFailure
 from virtio_ovs.core.networks import parse_networks
 from virtio_ovs.core.port import is_guest
@@ -146,7 +146,7 @@ class DbView:
         by_name, by_id = {}, {}
         for iface in self.conn.rows("Interface").values():
             by_name[string_of(iface, "name")] = iface
-            port_id = map_value(iface, "external_ids", model.EXT_IFACE_ID)
+            port_id = map_value(iface, "external_ids", plug_request.EXT_IFACE_ID)
             if port_id is not None:
                 by_id.setdefault(port_id, iface)
         return by_name, by_id

@@ -69,7 +69,7 @@ class NorthboundDb(abc.ABC):
         """virtio-ovs's networks (switches marked ours), by name."""
 
     @abc.abstractmethod
-    def check_ports(self, specs: Iterable[LspSpec]) -> None:
+    def validate_ports(self, specs: Iterable[LspSpec]) -> None:
         """UserError when a network does not exist, or a port name belongs
         to a Logical_Switch_Port that virtio-ovs did not create."""
 

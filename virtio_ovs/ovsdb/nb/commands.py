@@ -129,7 +129,7 @@ def lsp_addresses(spec: LspSpec) -> list[str]:
     return [" ".join([spec.mac, *ips])]
 
 
-def check_port(view: NbView, spec: LspSpec):
+def validate_port(view: NbView, spec: LspSpec):
     """The port's existing LSP (ours) or None; UserError if the network is
     unknown or the name is someone else's."""
     if spec.network not in view.networks:
@@ -170,7 +170,7 @@ class EnsurePort:
 
     def run_idl(self, ctx: TxnContext) -> str:
         view: NbView = ctx.view
-        lsp = check_port(view, self.spec)
+        lsp = validate_port(view, self.spec)
         self.prior = spec_of(view, lsp) if lsp is not None else None
         switch = view.switches[self.spec.network]
         addresses = lsp_addresses(self.spec)

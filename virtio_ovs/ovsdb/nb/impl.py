@@ -49,10 +49,10 @@ class IdlNorthboundDb(NorthboundDb):
         nets = self._view().networks
         return [nets[name] for name in sorted(nets)]
 
-    def check_ports(self, specs: Iterable[LspSpec]) -> None:
+    def validate_ports(self, specs: Iterable[LspSpec]) -> None:
         view = self._view()
         for spec in specs:
-            nbc.check_port(view, spec)
+            nbc.validate_port(view, spec)
 
     def ensure_ports(self, specs: Iterable[LspSpec]) -> list[str]:
         specs = list(specs)

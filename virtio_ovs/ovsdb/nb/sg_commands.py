@@ -6,8 +6,8 @@ import dataclasses
 import json
 
 from virtio_ovs.core.errors import UserError
-from virtio_ovs.core.secgroups import (Rule, SecurityGroup, check_deletable,
-                                       check_new_group, check_remote_group,
+from virtio_ovs.core.secgroups import (Rule, SecurityGroup, validate_deletable,
+                                       validate_new_group, validate_remote_group,
                                        default_rules, unknown_group,
                                        sort_rules, validate_sg_name)
 from virtio_ovs.core.ovn_acls import DROP_GROUP, acl, drop_acls, pg_name
@@ -59,7 +59,7 @@ class CreateGroup:
         self.group: SecurityGroup | None = None
 
     def run_idl(self, ctx) -> str:
-        check_new_group(self.name, port_groups(ctx.view))
+        validate_new_group(self.name, port_groups(ctx.view))
         pg = ctx.insert("Port_Group")
         pg.name = pg_name(self.name)
         pg.external_ids = {SG_MARK: self.name}
@@ -77,7 +77,7 @@ class DeleteGroup:
         pg = _existing(ctx.view, self.name)
         groups = {name: group_of(other) for name, other
                   in port_groups(ctx.view).items() if name != DROP_GROUP}
-        check_deletable(self.name, [p.name for p in pg.ports], groups)
+        validate_deletable(self.name, [p.name for p in pg.ports], groups)
         for row in pg.acls:
             row.delete()
         pg.delete()
@@ -91,7 +91,7 @@ class AddRule:
 
     def run_idl(self, ctx) -> str:
         pg = _existing(ctx.view, self.name)
-        check_remote_group(self.rule, port_groups(ctx.view))
+        validate_remote_group(self.rule, port_groups(ctx.view))
         if self.rule in group_of(pg).rules:
             return UNCHANGED
         pg.addvalue("acls", _insert_acl(ctx, acl(self.name, self.rule),

@@ -1,4 +1,5 @@
-"""The VIF model: one plug request, validated. Pure: no I/O.
+"""A plug request (one VIF), validated, and the OVSDB names it is written
+with (external_ids keys, interface kinds, VLAN columns). Pure: no I/O.
 
 A VIF is one guest NIC as the host sees it: a TAP device served by
 vhost-net (``kind="tap"``) or a vhost-user socket served by OVS-DPDK's PMD
@@ -172,7 +173,7 @@ def validate_group_names(values: Any) -> tuple[str, ...]:
                          for v in values}))
 
 
-def check_unique(vifs: list[Vif], linenos: list[int] | None = None) -> None:
+def validate_unique(vifs: list[Vif], linenos: list[int] | None = None) -> None:
     """A bulk request may name each port id and each device once."""
     port_ids: set[str] = set()
     names: set[str] = set()
@@ -208,7 +209,7 @@ def parse_vif_lines(lines: Iterable[str], default_bridge: str,
         linenos.append(lineno)
     if not vifs:
         raise UserError("from_file", "no VIF found in the file")
-    check_unique(vifs, linenos)
+    validate_unique(vifs, linenos)
     return vifs
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from virtio_ovs.core import model
+from virtio_ovs.core import plug_request
 from virtio_ovs.core.errors import UserError
 
 MAC = "52:54:00:12:34:56"
@@ -12,7 +12,7 @@ MAC = "52:54:00:12:34:56"
 def vif(**kw):
     args = dict(port_id="p1", mac=MAC, bridge="br-int", tap="tap1")
     args.update(kw)
-    return model.make_vif(**args)
+    return plug_request.make_vif(**args)
 
 
 def refused(field: str, **kw) -> str:
@@ -118,7 +118,7 @@ def test_external_ids_use_libvirt_and_os_vif_keys():
 
 
 def test_parse_lines_defaults_bridge_and_skips_blank_lines():
-    vifs = model.parse_vif_lines(
+    vifs = plug_request.parse_vif_lines(
         ['{"port_id": "a", "mac": "52:54:00:00:00:01", "tap": "ta"}\n', "\n",
          '{"port_id": "b", "mac": "52:54:00:00:00:02", "tap": "tb", '
          '"bridge": "br-x", "queues": 2, "ips": ["10.0.0.2/24"]}\n'], "br-int")
@@ -128,7 +128,7 @@ def test_parse_lines_defaults_bridge_and_skips_blank_lines():
 
 def test_parse_lines_reports_line_numbers():
     with pytest.raises(UserError) as err:
-        model.parse_vif_lines(['{"port_id": "a", "mac": "52:54:00:00:00:01", '
+        plug_request.parse_vif_lines(['{"port_id": "a", "mac": "52:54:00:00:00:01", '
                                '"tap": "ta"}', "", '{"port_id": "b", "mac": '
                                '"01:00:00:00:00:01", "tap": "tb"}'], "br-int")
     assert str(err.value).startswith("line 3: mac:")
@@ -136,14 +136,14 @@ def test_parse_lines_reports_line_numbers():
 
 def test_parse_lines_refuses_unknown_keys_instead_of_ignoring_them():
     with pytest.raises(UserError) as err:
-        model.parse_vif_lines(['{"port_id": "a", "mac": "52:54:00:00:00:01", '
+        plug_request.parse_vif_lines(['{"port_id": "a", "mac": "52:54:00:00:00:01", '
                                '"tap": "ta", "mtu_request": 9000}'], "br-int")
     assert err.value.field == "mtu_request" and err.value.line == 1
 
 
 def test_parse_lines_needs_at_least_one_vif():
     with pytest.raises(UserError):
-        model.parse_vif_lines(["\n"], "br-int")
+        plug_request.parse_vif_lines(["\n"], "br-int")
 
 
 def test_duplicates_carry_the_second_line():
@@ -151,7 +151,7 @@ def test_duplicates_carry_the_second_line():
              '{"port_id": "b", "mac": "52:54:00:00:00:02", "tap": "tb"}',
              '{"port_id": "a", "mac": "52:54:00:00:00:03", "tap": "tc"}']
     with pytest.raises(UserError) as err:
-        model.parse_vif_lines(lines, "br-int")
+        plug_request.parse_vif_lines(lines, "br-int")
     assert (err.value.field, err.value.line) == ("port_id", 3)
 
 
