@@ -115,9 +115,11 @@ class FakeHostDb(PortStore):
 
     def commit(self, *commands, wait=False):
         """A host transaction: nothing is applied if ``host commit`` is
-        interrupted."""
+        interrupted; with ``lose_answer`` it is applied, then times out."""
         self.steps("host commit")
         self.committed.append(commands)
+        if self.lose_answer:
+            raise OvsdbTimeout("no answer")
         return ["updated"] * len(commands)
 
     def wait_ovn_installed(self, port_ids):

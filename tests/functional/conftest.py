@@ -73,13 +73,20 @@ def ctl(box):
     return Ctl(box)
 
 
+AGENT_KEYS = ("virtio-ovs:agent", "virtio-ovs:agent-standby")
+
+
 def db_state(box: OvsSandbox) -> dict:
     """What a plug may write, to check that a failed one wrote nothing."""
     def rows(table: str, columns: str) -> list:
         out = box.vsctl("--format=json", f"--columns={columns}", "list", table)
         data = json.loads(out)["data"]
         return sorted(json.dumps(r, sort_keys=True) for r in data)
+    ids = json.loads(box.vsctl("--format=json", "--columns=external_ids",
+                               "list", "Open_vSwitch"))["data"][0][0][1]
     return {
+        # Networks and groups; not the agents' heartbeats.
+        "Open_vSwitch": sorted(kv for kv in ids if kv[0] not in AGENT_KEYS),
         "Interface": rows("Interface", "name,type,options,external_ids,mtu_request"),
         "Port": rows("Port", "name,tag,trunks,vlan_mode,external_ids"),
         "Bridge": rows("Bridge", "name,ports"),

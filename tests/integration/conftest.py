@@ -7,6 +7,9 @@ import shutil
 
 import pytest
 
+from virtio_ovs.core import plug_request
+from virtio_ovs.core.outcomes import PlugOutcome
+from virtio_ovs.ovsdb.host import views
 from virtio_ovs.ovsdb.host.impl import IdlHostDb
 from tests.lab.dummy import DummyOvs
 
@@ -41,3 +44,24 @@ def db(ovs):
     host_db = IdlHostDb(ovs.remote, 5.0, is_tap=lambda name: name in TAPS)
     yield host_db
     host_db.close()
+
+
+def plug_every_kind(db, ovs) -> None:
+    """Rows with every kind of value: ids, options, an MTU and an ofport
+    request, a VLAN tag, a trunk, a second port, a network and groups."""
+    TAPS.update({"tapf1", "tapf2"})
+    db.create_network("blue", "local", None, None, {})
+    db.create_group("web")
+    vifs = [plug_request.make_vif(port_id="f1", mac="52:54:00:00:f0:01",
+                                  tap="tapf1", bridge="br-int", vm="vm1",
+                                  network="blue", ips=["10.0.0.1/24"],
+                                  queues=2, mtu=1400,
+                                  security_groups=["web"]),
+            plug_request.make_vif(port_id="f2", mac="52:54:00:00:f0:02",
+                                  tap="tapf2", bridge="br-int")]
+    db.plug(vifs, PlugOutcome())
+    ovs.vsctl("set", "Interface", "tapf2", "options:foo=bar")
+    db.conn.wait_for(lambda: any(
+        views.map_value(i, "options", "foo") == "bar"
+        for i in db.conn.rows("Interface").values()), db._deadline(),
+        "the replica")

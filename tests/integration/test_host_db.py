@@ -5,12 +5,13 @@ import time
 
 import pytest
 
+from virtio_ovs.backend.standalone import StandaloneBackend
 from virtio_ovs.core import plug_request
 from virtio_ovs.core.errors import EnvironmentFailure, OvsdbTimeout, UserError
 from virtio_ovs.core.outcomes import Committed, PlugOutcome
 from virtio_ovs.core.roles import BridgeSpec
 from virtio_ovs.ovsdb.host.impl import IdlHostDb
-from tests.integration.conftest import TAPS
+from tests.integration.conftest import TAPS, plug_every_kind
 
 MAC = "52:54:00:00:10:01"
 
@@ -231,3 +232,22 @@ def test_the_wiring_version_moves_only_with_what_flows_depend_on(db, ovs):
         version = db.wiring_version()
         change()
         assert eventually(lambda: db.wiring_version() != version)
+
+
+def test_a_refused_bind_writes_no_groups(db, ovs):
+    """Standalone bind is one transaction: the unknown network refuses it
+    whole, so the groups it asked for are not written (they were, before
+    the groups and the binding became one transaction)."""
+    plug_every_kind(db, ovs)
+    db.create_group("db")
+    backend = StandaloneBackend(db, None, {}, "br-int")
+    before = db.get_port("f1")
+    try:
+        backend.bind("f1", "nope", None, False, ("db",))
+    except UserError as exc:
+        assert "no network named 'nope'" in str(exc)
+    else:
+        raise AssertionError("the bind was not refused")
+    assert db.get_port("f1") == before
+    assert backend.bind("f1", "blue", None, False, ("db",))
+    assert db.get_port("f1").security_groups == ("db",)

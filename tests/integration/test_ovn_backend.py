@@ -8,7 +8,7 @@ import tempfile
 import pytest
 
 from virtio_ovs.core import plug_request
-from virtio_ovs.core.errors import UserError, VswitchdError
+from virtio_ovs.core.errors import OvsdbTimeout, UserError, VswitchdError
 from virtio_ovs.backend.ovn import OvnBackend
 from virtio_ovs.ovsdb.nb.impl import IdlNorthboundDb
 from virtio_ovs.backend.plugger import Plugger
@@ -106,3 +106,113 @@ def test_lsp_addresses_and_port_security(nb, central):
     assert central.nbctl("get", "Logical_Switch_Port", "p1", "addresses") == \
         central.nbctl("get", "Logical_Switch_Port", "p1", "port_security") == \
         '["52:54:00:00:30:01 10.0.0.1"]'
+
+
+# --- Writes to both databases: ``across`` orders them (NB, then the host)
+# and undoes the NB change when the host's transaction did not commit.
+# Each step is interrupted in turn.
+
+def lsp_state(central, port_id: str = "p1") -> tuple[str, str, bool]:
+    """(addresses, port_security, in vovs_web) of an LSP, or () if none."""
+    if port_id not in central.nbctl("--bare", "--columns=name", "list",
+                                    "Logical_Switch_Port").split():
+        return ()
+    uuid = central.nbctl("--bare", "--columns=_uuid", "find",
+                         "Logical_Switch_Port", f"name={port_id}")
+    members = central.nbctl("--bare", "--columns=ports", "find",
+                            "Port_Group", "name=vovs_web")
+    return (central.nbctl("get", "Logical_Switch_Port", port_id, "addresses"),
+            central.nbctl("get", "Logical_Switch_Port", port_id,
+                          "port_security"), uuid in members.split())
+
+
+@pytest.fixture
+def web(nb):
+    """A security group 'web' in the NB, removed afterwards."""
+    if "web" not in {g.name for g in nb.list_groups()}:
+        nb.create_group("web")
+    yield "web"
+    for port_id in list(nb.port_states()):
+        nb.set_port_groups(port_id, ())
+    nb.delete_group("web")
+
+
+def plugged_without_network(nb, port_id="p1", tap="tap1"):
+    """A guest port on the host that no LSP describes yet."""
+    ovn, host = backend(nb)
+    ovn.plug([model_vif(port_id, tap, network=None)], wait=False)
+    return host
+
+
+def model_vif(port_id="p1", tap="tap1", network="blue"):
+    return plug_request.make_vif(port_id=port_id, mac="52:54:00:00:30:01",
+                                 tap=tap, bridge="br-int", network=network,
+                                 ips=["10.0.0.1/24"])
+
+
+def failing(nb, host, step):
+    """A backend over ``host``'s rows whose ``step`` is interrupted."""
+    ovn, other = backend(nb, step)
+    other.rows = host.rows
+    return ovn, other
+
+
+def test_bind_interrupted_at_the_host_commit_removes_the_new_lsp(nb, web,
+                                                                   central):
+    host = plugged_without_network(nb)
+    ovn, other = failing(nb, host, "host commit")
+    with pytest.raises(Interrupt):
+        ovn.bind("p1", "blue", ("10.0.0.9/24",), False, ("web",))
+    assert lsp_state(central) == () and other.committed == []
+
+
+def test_bind_interrupted_at_the_host_commit_puts_the_lsp_back(nb, web,
+                                                                 central):
+    ovn, host = backend(nb)
+    ovn.plug([vif()], wait=False)
+    before = lsp_state(central)
+    assert before == ('["52:54:00:00:30:01 10.0.0.1"]',) * 2 + (False,)
+    failing_ovn, _ = failing(nb, host, "host commit")
+    with pytest.raises(Interrupt):
+        failing_ovn.bind("p1", "blue", ("10.0.0.9/24",), False, ("web",))
+    assert lsp_state(central) == before
+
+
+def test_bind_whose_nb_step_fails_writes_nothing_on_the_host(nb, central):
+    host = plugged_without_network(nb)
+    ovn, other = failing(nb, host, None)
+    with pytest.raises(UserError, match="no security group named 'nope'"):
+        ovn.bind("p1", "blue", None, False, ("nope",))
+    assert lsp_state(central) == () and other.steps.seen == []
+
+
+def test_bind_whose_host_answer_is_lost_keeps_the_nb_change(nb, central):
+    """The host may have the binding: the LSP stays (a re-run finishes)."""
+    host = plugged_without_network(nb)
+    ovn, other = failing(nb, host, None)
+    other.lose_answer = True
+    with pytest.raises(OvsdbTimeout):
+        ovn.bind("p1", "blue", None, False, None)
+    assert lsp_state(central)[0] == '["52:54:00:00:30:01"]'
+
+
+def test_bind_commits_once_per_database(nb, web, central):
+    host = plugged_without_network(nb)
+    ovn, other = failing(nb, host, None)
+    assert ovn.bind("p1", "blue", ("10.0.0.9/24",), False, ("web",))
+    assert lsp_state(central) == ('["52:54:00:00:30:01 10.0.0.9"]',) * 2 + \
+        (True,)
+    assert [[type(c).__name__ for c in cmds] for cmds in other.committed] \
+        == [["BindPort", "SetPortGroups"]]
+
+
+def test_port_update_interrupted_at_the_host_commit_restores_the_groups(
+        nb, web, central):
+    ovn, host = backend(nb)
+    ovn.plug([vif()], wait=False)
+    failing_ovn, _ = failing(nb, host, "host commit")
+    with pytest.raises(Interrupt):
+        failing_ovn.set_port_groups("p1", ("web",))
+    assert lsp_state(central)[2] is False
+    assert ovn.set_port_groups("p1", ("web",)) is True
+    assert lsp_state(central)[2] is True

@@ -1,0 +1,134 @@
+"""The agent's loop, driven turn by turn without OVS: its parts (lock
+follower, reconciler, heartbeat) over a stand-in replica and driver."""
+from __future__ import annotations
+
+import pytest
+
+from virtio_ovs import conf as conf_mod
+from virtio_ovs.agent.agent import Agent
+from virtio_ovs.backend.base import AgentDriver, Reconciled
+from virtio_ovs.core.errors import EnvironmentFailure, UserError
+from virtio_ovs.metrics import AgentMetrics
+
+
+class Replica:
+    """The parts of the host database the loop itself uses."""
+
+    remote, timeout = "fake:", 1.0
+
+    def __init__(self):
+        self.seqno = 1
+        self.version = 1
+        self.lock_state = "held"
+        self.status: dict | None = None
+        self.standby: dict | None = None
+
+    def start(self): pass
+    def run(self): pass
+    def close(self): pass
+    def register_wakeup(self, poller): pass
+    def wiring_version(self): return self.version
+    def agent_status(self): return self.status
+    def write_agent_status(self, status): self.status = status
+    def standby_status(self): return self.standby
+    def write_standby_status(self, status): self.standby = status
+
+
+class Driver(AgentDriver):
+    def __init__(self):
+        self.calls: list[int] = []
+        self.fail: Exception | None = None
+        self.resyncs = 0
+        self.done_version = -1
+
+    @property
+    def synced(self):
+        return bool(self.calls)
+
+    def up_to_date(self, wiring_version):
+        return wiring_version == self.done_version
+
+    def reconcile(self, wiring_version):
+        self.calls.append(wiring_version)
+        if self.fail is not None:
+            raise self.fail
+        self.done_version = wiring_version
+        return Reconciled({"ports": 2, "bound_ports": 1},
+                          wanted=frozenset({"p1"}), wired=frozenset({"p1"}))
+
+    def resync(self):
+        self.resyncs += 1
+        self.done_version = -1
+
+
+@pytest.fixture
+def loop(tmp_path):
+    path = tmp_path / "agent.conf"
+    path.write_text("[agent]\ncheck_interval = 0\ngc_interval = 0\n"
+                    "retry_interval = 0.2\n")
+    conf = conf_mod.load([str(path)], prog="virtio-ovs-agent")
+    replica, driver = Replica(), Driver()
+    agent = Agent(conf, replica, driver, AgentMetrics())
+
+    def turn():
+        agent.wake()  # the poll at the end of the turn returns at once
+        agent.turn()
+    yield agent, replica, driver, turn
+    agent.metrics.close()
+
+
+def test_the_first_turn_takes_the_lock_reconciles_and_reports(loop):
+    agent, replica, driver, turn = loop
+    turn()
+    assert agent.lock.role == "active" and driver.resyncs == 1
+    assert driver.calls == [1]
+    assert replica.status["role"] == "active"
+    assert (replica.status["ports"], replica.status["bound_ports"]) == (2, 1)
+    assert replica.status["synced"] is True
+
+
+def test_only_a_change_of_the_replica_reconciles_again(loop):
+    agent, replica, driver, turn = loop
+    turn()
+    turn()
+    assert driver.calls == [1]
+    replica.seqno += 1  # a heartbeat's echo: wiring unchanged
+    turn()
+    assert driver.calls == [1] and not agent.reconciler.dirty
+    replica.seqno += 1
+    replica.version += 1
+    turn()
+    assert driver.calls == [1, 2]
+
+
+def test_a_failed_reconcile_is_retried_after_the_interval(loop):
+    agent, replica, driver, turn = loop
+    driver.fail = EnvironmentFailure("ovs-vswitchd went away")
+    turn()
+    assert driver.calls == [1] and agent.reconciler.retry_at is not None
+    turn()
+    assert driver.calls == [1]  # not before the retry time
+    driver.fail = None
+    agent.reconciler.retry_at = 0.0  # the retry time has come
+    turn()
+    assert driver.calls == [1, 1] and agent.reconciler.retry_at is None
+
+
+def test_a_configuration_that_cannot_work_ends_the_loop_with_user_error(loop):
+    agent, replica, driver, turn = loop
+    driver.fail = UserError("integration_bridge", "br-int is programmed by "
+                            "ovn-controller")
+    with pytest.raises(UserError, match="integration_bridge"):
+        turn()
+
+
+def test_a_standby_touches_nothing_and_takes_over_when_the_lock_comes(loop):
+    agent, replica, driver, turn = loop
+    replica.lock_state = "contended"
+    turn()
+    assert agent.lock.role == "standby" and driver.calls == []
+    assert replica.standby["pid"] and replica.status is None
+    replica.lock_state = "held"
+    turn()
+    assert agent.lock.role == "active" and driver.calls == [1]
+    assert replica.standby is None  # its own record is cleared
