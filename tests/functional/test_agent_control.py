@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import signal
 import sys
+import statistics
 import time
 
 import pytest
@@ -208,12 +209,16 @@ def test_new_port_gets_flows_within_the_agent_reaction_time(box, topo):
     dev machine, up to ~480 ms on a 3x slower one), hence 1 s here."""
     start_synced_agent(topo)
     topo.ctl_ok("net-create", "blue", "--type", "local")
-    topo.ctl_ok("plug", "--port-id", "p1", "--mac", MAC, "--tap", "tapf1",
-                "--network", "blue", "--ip", "10.0.0.1/24")
-    start = time.monotonic()
-    ofport = box.vsctl("get", "Interface", "tapf1", "ofport")
-    topo.wait_until(lambda: f"in_port={ofport}" in topo.flows("br-int"),
-                    timeout=5, what="the port's flows")
-    took = time.monotonic() - start
-    assert took < 1.0, f"{took * 1000:.0f} ms from plug to flows"
-    assert box.vsctl("get", "Port", "tapf1", "tag") == "1"
+    took = []
+    for i in (1, 2, 3):  # the median of three: a loaded 2-core machine
+        topo.ctl_ok("plug", "--port-id", f"p{i}", "--mac",
+                    f"52:54:00:00:f1:{i:02x}", "--tap", f"tapf{i}",
+                    "--network", "blue", "--ip", f"10.0.0.{i}/24")
+        start = time.monotonic()
+        ofport = box.vsctl("get", "Interface", f"tapf{i}", "ofport")
+        topo.wait_until(lambda: f"in_port={ofport}," in topo.flows("br-int"),
+                        timeout=5, what="the port's flows")
+        took.append(time.monotonic() - start)
+        assert box.vsctl("get", "Port", f"tapf{i}", "tag") == "1"
+    assert statistics.median(took) < 1.0, \
+        f"{[round(t * 1000) for t in took]} ms from plug to flows"

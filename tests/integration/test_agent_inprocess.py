@@ -3,6 +3,7 @@ cache follows OVSDB notifications, tags and flows follow the state, and a
 change is reacted to within the target time."""
 from __future__ import annotations
 
+import statistics
 import threading
 import time
 
@@ -55,20 +56,27 @@ def port_flow_installed(agent, ofport: int) -> bool:
 
 
 def test_binding_sets_the_tag_and_installs_flows_within_100_ms(agent, db, ovs):
+    """The median of five binds (one sample on a loaded 2-core machine
+    says little)."""
     db.create_network("blue", "local", None, None, {})
-    plug(db, "p1", "tapa1", MAC)
-    ofport = db.get_port("p1").ofport
-    assert db.get_port("p1").tag == plug_request.DEAD_VLAN
-    db.bind_port("p1", "blue", ("10.0.0.1/24",))
-    took = wait_until(lambda: port_flow_installed(agent, ofport),
-                      "the bound port's flows", timeout=2)
-    print(f"bind -> flows installed: {took * 1000:.1f} ms")
-    assert took < 0.1, f"{took * 1000:.0f} ms from bind to flows"
-    flows = ovs.ofctl("dump-flows", "br-int")
-    assert f"in_port={ofport},dl_src={MAC}" in flows.replace(
-        "vlan_tci=0x0000/0x1fff,", "")
-    assert f"cookie={agent.driver.cookie:#x}" in flows
-    wait_until(lambda: db.get_port("p1").tag == 1, "the local VLAN")
+    took = []
+    for i in range(1, 6):
+        mac = f"52:54:00:00:20:{i:02x}"
+        plug(db, f"p{i}", f"tapa{i}", mac)
+        ofport = db.get_port(f"p{i}").ofport
+        assert db.get_port(f"p{i}").tag == plug_request.DEAD_VLAN
+        db.bind_port(f"p{i}", "blue", (f"10.0.0.{i}/24",))
+        took.append(wait_until(lambda: port_flow_installed(agent, ofport),
+                               "the bound port's flows", timeout=2))
+        flows = ovs.ofctl("dump-flows", "br-int")
+        assert f"in_port={ofport},dl_src={mac}" in flows.replace(
+            "vlan_tci=0x0000/0x1fff,", "")
+        assert f"cookie={agent.driver.cookie:#x}" in flows
+        wait_until(lambda: db.get_port(f"p{i}").tag == 1, "the local VLAN")
+    print("bind -> flows installed: " + ", ".join(
+        f"{t * 1000:.1f}" for t in took) + " ms")
+    assert statistics.median(took) < 0.1, \
+        f"median {statistics.median(took) * 1000:.0f} ms from bind to flows"
 
 
 def test_flows_are_sent_before_the_ofport_is_reported(agent, db, ovs):

@@ -139,15 +139,20 @@ def test_an_idle_connection_answers_echo_requests_and_notices_the_end():
     import socket
     import time
     from virtio_ovs.openflow.switch import OpenFlowConnection
-    ours, switch = socket.socketpair()
-    conn = OpenFlowConnection("br-test", 5.0)
-    conn.sock = ours
-    switch.sendall(ofwire.message(ofwire.OFPT_ECHO_REQUEST, b"ping", 77))
-    start = time.monotonic()
-    conn.service()
-    assert time.monotonic() - start < 0.5
-    reply = switch.recv(64)
-    assert ofwire.parse_header(reply)[1:] == (ofwire.OFPT_ECHO_REPLY, 12, 77)
+    import statistics
+    took = []
+    for xid in (77, 78, 79):
+        ours, switch = socket.socketpair()
+        conn = OpenFlowConnection("br-test", 5.0)
+        conn.sock = ours
+        switch.sendall(ofwire.message(ofwire.OFPT_ECHO_REQUEST, b"ping", xid))
+        start = time.monotonic()
+        conn.service()
+        took.append(time.monotonic() - start)
+        reply = switch.recv(64)
+        assert ofwire.parse_header(reply)[1:] == \
+            (ofwire.OFPT_ECHO_REPLY, 12, xid)
+    assert statistics.median(took) < 0.5, took  # not the 5 s timeout
     assert reply[8:] == b"ping"
     assert conn.sock is ours and not conn.ended
     switch.close()
@@ -189,15 +194,21 @@ def test_a_switch_too_busy_to_answer_gets_twice_the_time_next():
     import time
     from virtio_ovs.core.errors import EnvironmentFailure
     from virtio_ovs.openflow.switch import OpenFlowConnection
-    conn = OpenFlowConnection("br-test", 0.2)
-    waited = []
-    for _ in range(2):
-        ours, switch = socket.socketpair()  # a switch that never answers
-        conn.sock = ours
-        start = time.monotonic()
-        with pytest.raises(EnvironmentFailure, match="did not answer"):
-            conn.bundle(lambda bundle_id, next_xid: [])
-        waited.append(time.monotonic() - start)
-        assert conn.sock is None and not conn.ended
-        switch.close()
-    assert 0.15 < waited[0] < 0.35 and 0.35 < waited[1] < 0.6, waited
+    import statistics
+    rounds = []
+    for _ in range(3):  # the median of three rounds: a loaded machine
+        conn = OpenFlowConnection("br-test", 0.2)
+        waited = []
+        for _ in range(2):
+            ours, switch = socket.socketpair()  # never answers
+            conn.sock = ours
+            start = time.monotonic()
+            with pytest.raises(EnvironmentFailure, match="did not answer"):
+                conn.bundle(lambda bundle_id, next_xid: [])
+            waited.append(time.monotonic() - start)
+            assert conn.sock is None and not conn.ended
+            switch.close()
+        rounds.append(waited)
+    first = statistics.median(w[0] for w in rounds)
+    second = statistics.median(w[1] for w in rounds)
+    assert 0.15 < first < 0.35 and 0.35 < second < 0.6, rounds

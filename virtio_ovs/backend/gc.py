@@ -4,11 +4,15 @@ and committing. Acts on the caller's network namespace."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import time
 
 from virtio_ovs.core.roles import TapUse
 from virtio_ovs.kernel.taps import is_tap, link_attr, tap_mark
+
+
+LOG = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
@@ -54,6 +58,9 @@ def collect(db: TapUse, taps, grace: float, dry_run: bool = False,
             result.attached.append(name)
         else:
             result.removed.append(name)
+    LOG.debug("gc: %d marked TAPs, %d unused; removing %s, young %s, held %s",
+              len(marked), len(unused), result.removed, result.young,
+              result.attached)
     if not dry_run:
         taps.delete_many(result.removed)
     return result

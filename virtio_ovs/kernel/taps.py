@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import logging
 import os
 import secrets
 import socket
@@ -20,6 +21,7 @@ from virtio_ovs.core.errors import EnvironmentFailure, UserError
 from virtio_ovs.core.plug_request import Vif
 
 # include/uapi/linux/if_tun.h
+LOG = logging.getLogger(__name__)
 IFF_TAP = 0x0002
 IFF_MULTI_QUEUE = 0x0100
 IFF_NO_PI = 0x1000
@@ -225,6 +227,8 @@ class TapManager:
                                      f"{exc.strerror or exc}") from None
         finally:
             os.close(fd)
+        LOG.debug("created TAP %s (%d queues, flags %#x)", name, queues,
+                  flags)
 
     def delete_many(self, names: list[str]) -> None:
         """Delete ``names`` in one batch: each gets a link group no other
@@ -245,7 +249,10 @@ class TapManager:
             for name in names:
                 ipr.link("set", ifname=name, group=group)
             ipr.link("del", group=group)
-        except Exception:  # fall back to one at a time
+            LOG.debug("deleted %d TAPs as link group %d", len(names), group)
+        except Exception as exc:  # fall back to one at a time
+            LOG.warning("deleting %d TAPs as one link group failed (%s): "
+                        "one at a time", len(names), exc)
             for name in names:
                 self.delete(name)
 

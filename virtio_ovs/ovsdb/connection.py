@@ -7,6 +7,7 @@ block forever before the first connection completed.)
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import time
 from typing import Callable, Mapping
@@ -17,6 +18,8 @@ import ovs.poller
 import ovs.stream
 
 from virtio_ovs.core.errors import EnvironmentFailure, OvsdbTimeout
+
+LOG = logging.getLogger(__name__)
 
 POLL_SLICE_MS = 200
 
@@ -199,6 +202,9 @@ class Connection:
         idl = self._idl
         self.wait_for(lambda: idl.state == idl.IDL_S_MONITORING, deadline,
                       f"the first update from {self.remote}")
+        LOG.debug("%s: %s replicated (%s)%s", self.remote, self.db_name,
+                  ", ".join(sorted(self._tables)),
+                  f", lock {self.lock_name}" if self.lock_name else "")
 
     def close(self) -> None:
         if self._idl is not None:
