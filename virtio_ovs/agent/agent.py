@@ -28,6 +28,7 @@ from virtio_ovs.agent.parts import (LOCK_NAME, Heartbeat, LockFollower,
                                     Reconciler)
 from virtio_ovs.backend import factory
 from virtio_ovs.backend.base import AgentDriver
+from virtio_ovs.backend.standalone import new_cookie
 from virtio_ovs.core.errors import EnvironmentFailure, VirtioOvsError
 from virtio_ovs.core.networks import parse_bridge_mappings
 from virtio_ovs.core.validate import validate_bind
@@ -55,8 +56,9 @@ class Agent:
     the orphan-TAP collector."""
 
     def __init__(self, conf, db: HostDb, driver: AgentDriver,
-                 metrics: AgentMetrics):
+                 metrics: AgentMetrics, cookie: int = 0):
         self.conf = conf
+        self.cookie = cookie  # this run's; the flows it programs carry it
         self.db = db
         self.driver = driver
         self.metrics = metrics
@@ -148,8 +150,9 @@ class Agent:
     def run(self) -> int:
         """Until stopped: 0. A configuration that cannot work here (the
         integration bridge programmed by someone else) raises UserError."""
-        LOG.info("starting: OVSDB %s, backend %s", self.db.remote,
-                 self.conf.agent.backend)
+        LOG.info("starting: OVSDB %s, backend %s, integration bridge %s, "
+                 "cookie %#x", self.db.remote, self.conf.agent.backend,
+                 self.conf.ovs.integration_bridge, self.cookie)
         if json_parser() != "C":
             LOG.warning("python-ovs parses OVSDB's JSON in pure Python (no "
                         "ovs._json C extension): updates of thousands of "
@@ -268,7 +271,8 @@ class Agent:
             "integration_bridge": self.conf.ovs.integration_bridge,
             "datapath_type": self.conf.ovs.datapath_type,
             "bridge_mappings": parse_bridge_mappings(
-                self.conf.ovs.bridge_mappings), **self.driver.status(),
+                self.conf.ovs.bridge_mappings), "cookie": f"{self.cookie:#x}",
+            **self.driver.status(),
             "synced": self.driver.synced and not rec.dirty,
             "last_reconcile": rec.last_reconcile,
             "last_reconcile_ms": rec.last_reconcile_ms,
@@ -282,5 +286,6 @@ def build_agent(conf) -> Agent:
                   conf.ovs.ssl_ca_cert_file)
     db = factory.open_host_db(conf_mod.ovsdb_remote(conf),
                               conf.ovs.ovsdb_timeout, lock_name=LOCK_NAME)
-    driver = factory.build_driver(conf, db, release_free_memory)
-    return Agent(conf, db, driver, AgentMetrics())
+    cookie = new_cookie()
+    driver = factory.build_driver(conf, db, release_free_memory, cookie)
+    return Agent(conf, db, driver, AgentMetrics(), cookie)

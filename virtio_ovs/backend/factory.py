@@ -10,7 +10,8 @@ from typing import Callable
 from virtio_ovs.backend.base import AgentDriver, Backend
 from virtio_ovs.backend.ovn import OvnBackend, OvnDriver
 from virtio_ovs.backend.plugger import Plugger
-from virtio_ovs.backend.standalone import FlowDriver, StandaloneBackend
+from virtio_ovs.backend.standalone import (FlowDriver, StandaloneBackend,
+                                           new_cookie)
 from virtio_ovs.core.networks import parse_bridge_mappings
 from virtio_ovs.core.roles import BridgeSpec
 from virtio_ovs.kernel.taps import TapManager, validate_host, is_tap
@@ -63,16 +64,17 @@ def _ovn_backend(conf, db: HostDb, timeout: float,
                       plugger(db, allow_shared_socket_dir))
 
 
-def _flow_driver(conf, db: HostDb, on_first_sync: Callable[[], None]
-                 ) -> AgentDriver:
+def _flow_driver(conf, db: HostDb, on_first_sync: Callable[[], None],
+                 cookie: int) -> AgentDriver:
     spec = BridgeSpec(conf.ovs.integration_bridge, conf.ovs.datapath_type,
                       tuple(PROTOCOLS),
                       parse_bridge_mappings(conf.ovs.bridge_mappings))
-    return FlowDriver(db, spec, conf.ovs.ovsdb_timeout, on_first_sync)
+    return FlowDriver(db, spec, conf.ovs.ovsdb_timeout, on_first_sync,
+                      cookie)
 
 
-def _ovn_driver(conf, db: HostDb, on_first_sync: Callable[[], None]
-                ) -> AgentDriver:
+def _ovn_driver(conf, db: HostDb, on_first_sync: Callable[[], None],
+                cookie: int) -> AgentDriver:
     return OvnDriver(db)
 
 
@@ -96,6 +98,8 @@ def build_backend(conf, db: HostDb, timeout: float,
 
 
 def build_driver(conf, db: HostDb,
-                 on_first_sync: Callable[[], None] = lambda: None
-                 ) -> AgentDriver:
-    return kind(conf).make_driver(conf, db, on_first_sync)
+                 on_first_sync: Callable[[], None] = lambda: None,
+                 cookie: int | None = None) -> AgentDriver:
+    """``cookie``: the agent's per-run cookie (drawn here when None)."""
+    return kind(conf).make_driver(conf, db, on_first_sync,
+                                  new_cookie() if cookie is None else cookie)
