@@ -22,6 +22,7 @@ from virtio_ovs.core.plug_request import Vif
 from virtio_ovs.core.networks import Network
 from virtio_ovs.core.outcomes import Committed, PlugOutcome, UnplugOutcome
 from virtio_ovs.core.port import GuestPort
+from virtio_ovs.core.roles import PortStore
 from virtio_ovs.core.secgroups import Rule, SecurityGroup
 from virtio_ovs.ovsdb.host.api import BindPort, HostDb, SetPortGroups
 from virtio_ovs.ovsdb.nb.commands import EnsurePort
@@ -209,7 +210,7 @@ class OvnDriver(AgentDriver):
     """On OVN, ovn-controller programs br-int: the agent only counts what
     it installed (for the heartbeat, the metrics and the wiring time)."""
 
-    def __init__(self, db: HostDb):
+    def __init__(self, db: PortStore):
         self.db = db
         self._synced = False
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Mapping, Protocol, Sequence
 
 from virtio_ovs.backend.base import AgentDriver, Backend, Reconciled
 from virtio_ovs.backend.plugger import Plugger
@@ -13,7 +13,8 @@ from virtio_ovs.core.errors import UserError, VirtioOvsError
 from virtio_ovs.core.plug_request import Vif
 from virtio_ovs.core.networks import Network, int_patch_name, phy_patch_name
 from virtio_ovs.core.outcomes import PlugOutcome, UnplugOutcome
-from virtio_ovs.core.roles import BridgeSpec
+from virtio_ovs.core.roles import (BridgeSpec, GroupStore, NetworkStore,
+                                   PortStore, SwitchSetup)
 from virtio_ovs.core.secgroups import Rule, SecurityGroup
 from virtio_ovs.network.flows import (Flow, FlowDiff, FlowPlanner,
                                       HostState, PatchPorts, diff_flows,
@@ -100,12 +101,16 @@ def new_cookie() -> int:
     return secrets.randbelow(2**63 - 2) + 1
 
 
+class WiringDb(PortStore, NetworkStore, GroupStore, SwitchSetup, Protocol):
+    """What the flows are computed from, and the switch set-up they need."""
+
+
 class FlowDriver(AgentDriver):
     """The standalone agent's reconcile: bridges, tags and flows as a pure
     function of the OVSDB state, written as a diff; and the watch on
     ovs-vswitchd through the OpenFlow connection kept open per bridge."""
 
-    def __init__(self, db: HostDb, bridges: BridgeSpec, timeout: float,
+    def __init__(self, db: WiringDb, bridges: BridgeSpec, timeout: float,
                  on_first_sync: Callable[[], None] = lambda: None,
                  cookie: int | None = None):
         self.db = db

@@ -17,6 +17,7 @@ import xml.etree.ElementTree as ET
 from typing import Any, Callable
 
 from virtio_ovs.check.qmp import QmpError
+from virtio_ovs.core.roles import Evidence
 from virtio_ovs.core.verdicts import THROUGH_QEMU, PortReport
 from virtio_ovs.core.errors import EnvironmentFailure, UserError
 from virtio_ovs.core.port import GuestPort
@@ -208,7 +209,7 @@ def annotate(report: PortReport, view: DomainView, nic: DomainNic) -> None:
                           "name='vhost'/>")
 
 
-def check_domains(names: list[str], ports: list[GuestPort], db,
+def check_domains(names: list[str], ports: list[GuestPort], db: Evidence,
                   source: Libvirt, use_qmp: bool) -> list[PortReport]:
     """Reports for the OVS ports of each running domain in ``names``, with
     the expected queues the domain's XML gives."""

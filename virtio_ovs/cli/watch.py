@@ -12,12 +12,12 @@ import json
 import os
 import sys
 import time
-from typing import Callable, TextIO
+from typing import Callable, Protocol, TextIO
 
 import ovs.poller
 
 from virtio_ovs.core import events as ev
-from virtio_ovs.ovsdb.host.api import HostDb
+from virtio_ovs.core.roles import AgentRecords, PortStore, Replica
 
 
 def format_event(event: dict, fmt: str) -> str:
@@ -32,10 +32,14 @@ def format_event(event: dict, fmt: str) -> str:
     return f"{stamp} {event['event']}{subject} {details}".rstrip()
 
 
+
+class WatchedDb(Replica, PortStore, AgentRecords, Protocol):
+    """The replica's changes, the ports and the agent's record."""
+
 class Watcher:
     """Diffs successive views of the replica into events."""
 
-    def __init__(self, db: HostDb, emit: Callable[[dict], None],
+    def __init__(self, db: WatchedDb, emit: Callable[[dict], None],
                  clock: Callable[[], float] = time.time):
         self.db = db
         self.emit = emit
@@ -92,7 +96,7 @@ class Watcher:
         poller.block()
 
 
-def run(db: HostDb, fmt: str, out: TextIO = sys.stdout) -> int:
+def run(db: WatchedDb, fmt: str, out: TextIO = sys.stdout) -> int:
     def emit(event: dict) -> None:
         out.write(format_event(event, fmt) + "\n")
         out.flush()
