@@ -17,8 +17,9 @@ from virtio_ovs.core import validate as v
 OVS_OPTS = [
     cfg.StrOpt("ovsdb_connection",
                sample_default="unix:$OVS_RUNDIR/db.sock",
-               help="OVSDB remote (unix:PATH, tcp:IP:PORT or ssl:IP:PORT), "
-                    "as ovs-vsctl's --db. Default: ovs-vsctl's default, "
+               help="OVSDB remote (unix:PATH, tcp:IP:PORT or ssl:IP:PORT, "
+                    "or a comma-separated list of them), as ovs-vsctl's "
+                    "--db. Default: ovs-vsctl's default, "
                     "unix:$OVS_RUNDIR/db.sock with OVS_RUNDIR defaulting to "
                     "/var/run/openvswitch."),
     cfg.FloatOpt("ovsdb_timeout", default=10.0, min=0.1, max=3600.0,
@@ -44,9 +45,11 @@ OVN_OPTS = [
     cfg.StrOpt("ovn_nb_connection",
                sample_default="unix:$OVN_RUNDIR/ovnnb_db.sock",
                help="The OVN northbound database (unix:, tcp: or ssl: "
-                    "remote), as neutron's option of the same name. "
-                    "Default: ovn-nbctl's, unix:$OVN_RUNDIR/ovnnb_db.sock "
-                    "with OVN_RUNDIR defaulting to /var/run/ovn."),
+                    "remote, or a comma-separated list of the members of a "
+                    "clustered NB), as neutron's option of the same name. "
+                    "Default: ovn-nbctl's, $OVN_NB_DB, else "
+                    "unix:$OVN_RUNDIR/ovnnb_db.sock with OVN_RUNDIR "
+                    "defaulting to /var/run/ovn."),
     cfg.StrOpt("ovn_nb_private_key", help="Private key for an ssl: NB."),
     cfg.StrOpt("ovn_nb_certificate", help="Certificate for an ssl: NB."),
     cfg.StrOpt("ovn_nb_ca_cert", help="CA certificate for an ssl: NB."),
@@ -202,4 +205,8 @@ def ovsdb_remote(conf: cfg.ConfigOpts) -> str:
 
 
 def ovn_nb_remote(conf: cfg.ConfigOpts) -> str:
-    return conf.ovn.ovn_nb_connection or paths.default_nb_remote()
+    """[ovn] ovn_nb_connection, else ovn-nbctl's default ($OVN_NB_DB, then
+    the unix socket in $OVN_RUNDIR), checked as the option is."""
+    if conf.ovn.ovn_nb_connection:
+        return conf.ovn.ovn_nb_connection
+    return v.validate_remote(paths.default_nb_remote(), "OVN_NB_DB")

@@ -2,7 +2,8 @@
 
 ovs-vsctl, ovs-ofctl and ovs-appctl look in ``$OVS_RUNDIR`` (default: the
 run directory the distribution built OVS with, /var/run/openvswitch on
-Debian and Red Hat); ovn-nbctl in ``$OVN_RUNDIR`` (/var/run/ovn).
+Debian and Red Hat); ovn-nbctl takes ``$OVN_NB_DB``, else looks in
+``$OVN_RUNDIR`` (/var/run/ovn).
 """
 import os
 
@@ -20,7 +21,10 @@ def default_db_remote() -> str:
 
 
 def default_nb_remote() -> str:
-    """ovn-nbctl's default ``--db``: unix:$OVN_RUNDIR/ovnnb_db.sock."""
+    """ovn-nbctl's default ``--db``: ``$OVN_NB_DB`` (a remote or a list of
+    remotes), else unix:$OVN_RUNDIR/ovnnb_db.sock."""
+    if os.environ.get("OVN_NB_DB"):
+        return os.environ["OVN_NB_DB"]
     rundir = os.environ.get("OVN_RUNDIR") or DISTRO_OVN_RUNDIR
     return f"unix:{rundir}/ovnnb_db.sock"
 

@@ -5,6 +5,8 @@ import pytest
 
 from virtio_ovs import paths
 from virtio_ovs.cli import main as cli
+from virtio_ovs.core.errors import UserError
+from virtio_ovs.core.validate import validate_remote
 
 
 def test_default_db_follows_ovs_rundir(monkeypatch):
@@ -16,10 +18,47 @@ def test_default_db_follows_ovs_rundir(monkeypatch):
 
 
 def test_default_nb_follows_ovn_rundir(monkeypatch):
+    monkeypatch.delenv("OVN_NB_DB", raising=False)
     monkeypatch.delenv("OVN_RUNDIR", raising=False)
     assert paths.default_nb_remote() == "unix:/var/run/ovn/ovnnb_db.sock"
     monkeypatch.setenv("OVN_RUNDIR", "/tmp/c")
     assert paths.default_nb_remote() == "unix:/tmp/c/ovnnb_db.sock"
+
+
+def test_ovn_nb_db_is_honoured_as_ovn_nbctl_does(monkeypatch, tmp_path):
+    from virtio_ovs import conf as conf_mod
+    cluster = "tcp:10.0.0.1:6641,tcp:10.0.0.2:6641,tcp:10.0.0.3:6641"
+    monkeypatch.setenv("OVN_RUNDIR", "/tmp/c")
+    monkeypatch.setenv("OVN_NB_DB", cluster)
+    assert paths.default_nb_remote() == cluster
+    conf = conf_mod.load([])
+    assert conf_mod.ovn_nb_remote(conf) == cluster
+    path = tmp_path / "a.conf"
+    path.write_text("[ovn]\novn_nb_connection = unix:/x.sock\n")
+    assert conf_mod.ovn_nb_remote(conf_mod.load([str(path)])) == \
+        "unix:/x.sock"  # the option wins, as neutron's does
+    monkeypatch.setenv("OVN_NB_DB", "tcp:10.0.0.1")
+    with pytest.raises(UserError, match="^OVN_NB_DB: "):
+        conf_mod.ovn_nb_remote(conf)
+
+
+@pytest.mark.parametrize("remote", [
+    "tcp:10.0.0.1:6641,tcp:10.0.0.2:6641,tcp:10.0.0.3:6641",
+    "unix:/run/a.sock,unix:/run/b.sock",
+    "ssl:[fd00::1]:6641,ssl:[fd00::2]:6641",
+    "unix:/run/with,comma.sock,tcp:10.0.0.1:6641"])
+def test_a_list_of_remotes_is_a_clustered_database(remote):
+    assert validate_remote(remote) == remote
+
+
+@pytest.mark.parametrize("remote, rule", [
+    ("tcp:10.0.0.1:6641,tcp:10.0.0.1:6641", "names a member twice"),
+    ("tcp:10.0.0.1:6641,udp:10.0.0.2:1", "is not unix:PATH"),
+    ("tcp:10.0.0.1:6641,tcp:10.0.0.2:0", "the port must be 1..65535"),
+    (",tcp:10.0.0.1:6641", "is not unix:PATH")])
+def test_a_bad_member_refuses_the_list(remote, rule):
+    with pytest.raises(UserError, match=rule):
+        validate_remote(remote)
 
 
 def test_help_documents_exit_codes(capsys):

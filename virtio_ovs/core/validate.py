@@ -140,12 +140,33 @@ _HOST_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,252})")
 _REMOTE_RE = re.compile(r"(?P<kind>tcp|ssl|ptcp|pssl):(?P<rest>.+)")
 
 
+def split_remotes(remote: str) -> list[str]:
+    """"unix:/a,tcp:1.2.3.4:6640" -> both members, as ovsdb(7), ovs-vsctl
+    and python-ovs's IDL read a list (a part without ":" belongs to the
+    previous member's path)."""
+    remotes: list[str] = []
+    for part in remote.split(","):
+        if remotes and ":" not in part:
+            remotes[-1] += "," + part
+        else:
+            remotes.append(part)
+    return remotes
+
+
 def validate_remote(value: Any, field: str = "db") -> str:
     """An OVSDB remote as ovs-vsctl takes it: unix:PATH, tcp:IP:PORT or
-    ssl:IP:PORT (IPv6 in brackets); a port must be 1..65535."""
+    ssl:IP:PORT (IPv6 in brackets; a port must be 1..65535), or a
+    comma-separated list of them, the members of a clustered database."""
     if not isinstance(value, str) or not is_utf8(value) \
             or _BAD_CHARS.search(value):
         raise UserError(field, "must be unix:PATH, tcp:IP:PORT or ssl:IP:PORT")
+    members = split_remotes(value)
+    if len(members) > 1:
+        if len(set(members)) != len(members):
+            raise UserError(field, f"{value!r} names a member twice")
+        for member in members:
+            validate_remote(member, field)
+        return value
     if value.startswith("unix:") and len(value) > len("unix:"):
         return value
     match = _REMOTE_RE.fullmatch(value)

@@ -18,6 +18,7 @@ import ovs.poller
 import ovs.stream
 
 from virtio_ovs.core.errors import EnvironmentFailure, OvsdbTimeout
+from virtio_ovs.core.validate import split_remotes
 
 LOG = logging.getLogger(__name__)
 
@@ -62,17 +63,6 @@ class Deadline:
 
 def _stream_error_text(remote: str, error: int) -> str:
     return f"cannot connect to {remote}: {os.strerror(error)}"
-
-
-def split_remotes(remote: str) -> list[str]:
-    """"unix:/a,tcp:1.2.3.4:6640" -> both; like ovs-vsctl's --db."""
-    remotes: list[str] = []
-    for part in remote.split(","):
-        if remotes and ":" not in part:
-            remotes[-1] += "," + part
-        else:
-            remotes.append(part)
-    return remotes
 
 
 def fetch_schema(remote: str, db_name: str, deadline: Deadline) -> dict:
