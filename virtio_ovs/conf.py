@@ -53,6 +53,15 @@ OVN_OPTS = [
     cfg.StrOpt("ovn_nb_private_key", help="Private key for an ssl: NB."),
     cfg.StrOpt("ovn_nb_certificate", help="Certificate for an ssl: NB."),
     cfg.StrOpt("ovn_nb_ca_cert", help="CA certificate for an ssl: NB."),
+    cfg.StrOpt("nb_owner", default="virtio-ovs",
+               choices=["virtio-ovs", "neutron"],
+               help="Who owns the northbound database. virtio-ovs: it "
+                    "creates its networks, ports and groups there (marked, "
+                    "next to anyone else's rows, which it never writes). "
+                    "neutron: neutron's ML2/OVN owns it and nova/os-vif "
+                    "plug the ports; virtio-ovs never writes the NB, and "
+                    "reports, checks and watches the ports (net-*, sg-*, "
+                    "bind, unbind and port-update say so and exit 1)."),
 ]
 
 AGENT_OPTS = [

@@ -4,6 +4,7 @@ dummy datapath (no root, no namespaces) or recorded replies."""
 from __future__ import annotations
 
 import shutil
+import tempfile
 
 import pytest
 
@@ -12,8 +13,23 @@ from virtio_ovs.core.outcomes import PlugOutcome
 from virtio_ovs.ovsdb.host import views
 from virtio_ovs.ovsdb.host.impl import IdlHostDb
 from tests.lab.dummy import DummyOvs
+from tests.lab.ovn import Central
 
 TAPS: set[str] = set()  # device names the fake kernel probe calls TAPs
+
+
+@pytest.fixture(scope="module")
+def central():
+    if shutil.which("ovn-northd") is None:
+        pytest.skip("ovn-northd is not installed (run tools/test.sh)")
+    directory = tempfile.mkdtemp(prefix="vovs-nb-")
+    nb_central = Central(None, directory)
+    try:
+        nb_central.start()
+        yield nb_central
+    finally:
+        nb_central.stop()
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

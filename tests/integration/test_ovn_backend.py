@@ -2,9 +2,6 @@
 ovsdb-server (no root) and a host database that fails where told."""
 from __future__ import annotations
 
-import shutil
-import tempfile
-
 import pytest
 
 from virtio_ovs.core import plug_request
@@ -13,22 +10,7 @@ from virtio_ovs.backend.ovn import OvnBackend
 from virtio_ovs.ovsdb.nb.impl import IdlNorthboundDb
 from virtio_ovs.backend.plugger import Plugger
 from virtio_ovs.kernel.taps import ABSENT
-from tests.lab.ovn import Central
 from tests.fakes import FakeHostDb, FakeTaps, Interrupt, Steps
-
-
-@pytest.fixture(scope="module")
-def central():
-    if shutil.which("ovn-northd") is None:
-        pytest.skip("ovn-northd is not installed (run tools/test.sh)")
-    directory = tempfile.mkdtemp(prefix="vovs-nb-")
-    nb_central = Central(None, directory)
-    try:
-        nb_central.start()
-        yield nb_central
-    finally:
-        nb_central.stop()
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture

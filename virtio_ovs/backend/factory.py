@@ -8,7 +8,7 @@ import functools
 from typing import Callable
 
 from virtio_ovs.backend.base import AgentDriver, Backend
-from virtio_ovs.backend.ovn import OvnBackend, OvnDriver
+from virtio_ovs.backend.ovn import NeutronOwnedBackend, OvnBackend, OvnDriver
 from virtio_ovs.backend.plugger import Plugger
 from virtio_ovs.backend.standalone import (FlowDriver, StandaloneBackend,
                                            new_cookie)
@@ -59,9 +59,12 @@ def _standalone_backend(conf, db: HostDb, timeout: float,
 
 def _ovn_backend(conf, db: HostDb, timeout: float,
                  allow_shared_socket_dir: bool) -> Backend:
+    """[ovn] nb_owner = neutron: the NB is read, never written."""
     from virtio_ovs import conf as conf_mod
-    return OvnBackend(db, open_nb(conf_mod.ovn_nb_remote(conf), timeout),
-                      plugger(db, allow_shared_socket_dir))
+    cls = NeutronOwnedBackend if conf.ovn.nb_owner == "neutron" \
+        else OvnBackend
+    return cls(db, open_nb(conf_mod.ovn_nb_remote(conf), timeout),
+               plugger(db, allow_shared_socket_dir))
 
 
 def _flow_driver(conf, db: HostDb, on_first_sync: Callable[[], None],

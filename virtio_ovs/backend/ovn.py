@@ -82,7 +82,7 @@ def commit_tracked(db: HostDb, progress: HostProgress, *commands) -> list:
 
 class OvnBackend(Backend):
     name = "ovn"
-    record_columns = ("ovn_switch", "ovn_up", "ovn_installed")
+    record_columns = ("ovn_switch", "ovn_up", "ovn_installed", "ovn_owner")
 
     def __init__(self, db: HostDb, nb: NorthboundDb, plugger: Plugger):
         self.db = db
@@ -123,6 +123,9 @@ class OvnBackend(Backend):
 
     def unplug(self, port_ids: Sequence[str], if_exists: bool, wait: bool
                ) -> UnplugOutcome:
+        """Refused whole for a port whose LSP is someone else's (nova and
+        os-vif unplug neutron's ports)."""
+        self.nb.validate_not_foreign(port_ids)
         outcome = self.plugger.unplug(port_ids, if_exists, wait)
         self.nb.delete_ports(port_ids)
         return outcome
@@ -154,18 +157,21 @@ class OvnBackend(Backend):
         return port
 
     def unbind(self, port_id: str) -> None:
+        self.nb.validate_not_foreign([port_id])
         self.db.bind_port(port_id, None, None, local_vlans=False)
         self.nb.delete_ports([port_id])
 
     def port_records(self) -> list[dict]:
-        """Each guest port with its OVN state: ``ovn_switch`` and
-        ``ovn_up`` from the NB, ``ovn_installed`` from this host."""
-        states = self.nb.port_states()
-        return [_with_state(port, states) for port in self.db.list_ports()]
+        """Each guest port with its OVN state: ``ovn_switch``, ``ovn_up``
+        and ``ovn_owner`` from the NB (whoever created the LSP: neutron's
+        ports are listed as they are), ``ovn_installed`` from this host."""
+        ports = self.db.list_ports()
+        states = self.nb.port_states(p.port_id for p in ports)
+        return [_with_state(port, states) for port in ports]
 
     def port_record(self, port_id: str) -> dict | None:
         port = self.db.get_port(port_id)
-        return (_with_state(port, self.nb.port_states())
+        return (_with_state(port, self.nb.port_states([port_id]))
                 if port is not None else None)
 
     # ------------------------------------------------- security groups
@@ -206,6 +212,37 @@ class OvnBackend(Backend):
         self.nb.close()
 
 
+class NeutronOwnedBackend(OvnBackend):
+    """``[ovn] nb_owner = neutron``: neutron's ML2/OVN owns the NB, and
+    nova/os-vif (or libvirt) plug the ports. virtio-ovs reads the NB (to
+    report each port's switch, state and owner) and never writes it: every
+    verb that would is refused before anything is written."""
+
+    def _refuse(self, *args, **kwargs):
+        raise UserError("nb_owner", NEUTRON_OWNS_NB)
+
+    create_network = delete_network = list_networks = create_group = \
+        delete_group = list_groups = add_rule = delete_rule = \
+        set_port_groups = bind = unbind = _refuse
+
+    def plug(self, vifs: list[Vif], wait: bool) -> PlugOutcome:
+        """Into OVS only, as os-vif does; a network would be an NB write."""
+        if any(vif.network for vif in vifs):
+            raise UserError("network", NEUTRON_OWNS_NB)
+        return self.plugger.plug(vifs, wait, local_vlans=False)
+
+    def unplug(self, port_ids: Sequence[str], if_exists: bool, wait: bool
+               ) -> UnplugOutcome:
+        """Only ports that no LSP of neutron's (or anyone's) describes."""
+        self.nb.validate_not_foreign(port_ids)
+        return self.plugger.unplug(port_ids, if_exists, wait)
+
+
+NEUTRON_OWNS_NB = ("neutron owns the OVN northbound database ([ovn] nb_owner "
+                   "= neutron): networks, groups and bindings are made "
+                   "through neutron's API, and virtio-ovs writes nothing there")
+
+
 class OvnDriver(AgentDriver):
     """On OVN, ovn-controller programs br-int: the agent only counts what
     it installed (for the heartbeat, the metrics and the wiring time)."""
@@ -242,6 +279,9 @@ def _with_state(port: GuestPort, states: dict) -> dict:
     state = states.get(port.port_id)
     record["ovn_switch"] = state.network if state else None
     record["ovn_up"] = state.up if state else False
+    record["ovn_owner"] = state.owner if state else None
+    if state and state.network_name and not record.get("network"):
+        record["network"] = state.network_name  # neutron's name for it
     return record
 
 

@@ -12,13 +12,36 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from typing import Iterable
+from typing import Iterable, Mapping
 
 from virtio_ovs.core.networks import Network
 from virtio_ovs.core.secgroups import Rule, SecurityGroup
 
 MARK = "virtio-ovs:network"  # on a Logical_Switch: the network's name
 LSP_MARK = "virtio-ovs:managed"  # on a Logical_Switch_Port: "true"
+NEUTRON_PREFIX = "neutron:"  # ML2/OVN's external_ids keys
+NEUTRON_NETWORK_NAME = "neutron:network_name"  # on a Logical_Switch
+OURS, NEUTRON, OTHER = "virtio-ovs", "neutron", "other"
+
+
+def owner_of(external_ids: Mapping[str, str], mark: str = LSP_MARK) -> str:
+    """Who created a row: virtio-ovs (its mark), neutron (ML2/OVN writes
+    ``neutron:*`` keys on every switch and port it creates) or another
+    client (an operator, another CMS)."""
+    if mark == MARK and external_ids.get(MARK) or \
+            mark == LSP_MARK and external_ids.get(LSP_MARK) == "true":
+        return OURS
+    if any(key.startswith(NEUTRON_PREFIX) for key in external_ids):
+        return NEUTRON
+    return OTHER
+
+
+def not_ours(kind: str, name: str, owner: str) -> str:
+    """The one-line rule for a write refused on someone else's row."""
+    if owner == NEUTRON:
+        return (f"{kind} {name!r} belongs to neutron (neutron:* external_ids);"
+                " change it through neutron, virtio-ovs never writes it")
+    return f"{kind} {name!r} exists and was not created by virtio-ovs"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,8 +59,10 @@ class LspSpec:
 @dataclasses.dataclass(frozen=True)
 class LspState:
     port_id: str
-    network: str
+    network: str  # the Logical_Switch's name
     up: bool
+    owner: str = OURS  # OURS, NEUTRON or OTHER
+    network_name: str | None = None  # neutron's name for the network
 
 
 class NorthboundDb(abc.ABC):
@@ -74,6 +99,12 @@ class NorthboundDb(abc.ABC):
         to a Logical_Switch_Port that virtio-ovs did not create."""
 
     @abc.abstractmethod
+    def validate_not_foreign(self, port_ids: Iterable[str]) -> None:
+        """UserError when one of ``port_ids`` names an LSP that virtio-ovs
+        did not create (neutron's, an operator's): what a verb that would
+        remove or change the port must find before it writes anything."""
+
+    @abc.abstractmethod
     def ensure_ports(self, specs: Iterable[LspSpec]) -> list[str]:
         """Create or update the ports, all in one transaction: addresses
         and port_security = the MAC and the addresses of its CIDRs (the MAC
@@ -87,9 +118,12 @@ class NorthboundDb(abc.ABC):
         transaction; returns the deleted ids."""
 
     @abc.abstractmethod
-    def port_states(self) -> dict[str, LspState]:
-        """Port id -> network and ``up`` (ovn-northd sets it once a chassis
-        has claimed the port), for every port on our networks."""
+    def port_states(self, port_ids: Iterable[str] | None = None
+                    ) -> dict[str, LspState]:
+        """Port id -> switch, ``up`` (ovn-northd sets it once a chassis has
+        claimed the port) and owner: for each LSP named in ``port_ids``,
+        whoever created it (neutron's included); with None, for every port
+        on our networks."""
 
     @abc.abstractmethod
     def create_group(self, name: str) -> SecurityGroup:

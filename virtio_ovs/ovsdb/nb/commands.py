@@ -7,7 +7,8 @@ import ipaddress
 from virtio_ovs.core.errors import UserError
 from virtio_ovs.core.networks import Network, validate_ovn_network
 from virtio_ovs.ovsdb.connection import Connection
-from virtio_ovs.ovsdb.nb.api import LSP_MARK, MARK, LspSpec
+from virtio_ovs.ovsdb.nb.api import (LSP_MARK, MARK, OURS, LspSpec, not_ours,
+                                     owner_of)
 from virtio_ovs.ovsdb.nb.sg_commands import memberships, set_memberships
 from virtio_ovs.ovsdb.transaction import ADDED, UNCHANGED, UPDATED, TxnContext
 
@@ -110,6 +111,11 @@ class DeleteNetwork:
     def run_idl(self, ctx: TxnContext) -> str:
         view: NbView = ctx.view
         if self.name not in view.networks:
+            switch = view.switches.get(self.name)
+            if switch is not None:
+                raise UserError("name", not_ours(
+                    "logical switch", self.name,
+                    owner_of(switch.external_ids, MARK)))
             raise UserError("name", f"no network named {self.name!r}")
         ls = view.switches[self.name]
         guests = sorted(p.name for p in ls.ports if p.type != "localnet")
@@ -131,15 +137,26 @@ def lsp_addresses(spec: LspSpec) -> list[str]:
 
 def validate_port(view: NbView, spec: LspSpec):
     """The port's existing LSP (ours) or None; UserError if the network is
-    unknown or the name is someone else's."""
+    unknown or someone else's, or the port is someone else's."""
     if spec.network not in view.networks:
+        switch = view.switches.get(spec.network)
+        if switch is not None:
+            raise UserError("network", not_ours(
+                "logical switch", spec.network,
+                owner_of(switch.external_ids, MARK)))
         raise UserError("network", f"no network named {spec.network!r} in "
                         "the OVN northbound database (net-create it)")
-    lsp = view.lsps.get(spec.port_id)
-    if lsp is not None and lsp.external_ids.get(LSP_MARK) != "true":
-        raise UserError("port_id", f"logical switch port {spec.port_id!r} "
-                        "exists and was not created by virtio-ovs")
-    return lsp
+    validate_foreign_port(view, spec.port_id)
+    return view.lsps.get(spec.port_id)
+
+
+def validate_foreign_port(view: NbView, port_id: str) -> None:
+    """UserError when ``port_id`` names an LSP that virtio-ovs did not
+    create (neutron's, an operator's): virtio-ovs writes nothing of it."""
+    lsp = view.lsps.get(port_id)
+    if lsp is not None and owner_of(lsp.external_ids) != OURS:
+        raise UserError("port_id", not_ours("logical switch port", port_id,
+                                            owner_of(lsp.external_ids)))
 
 
 def spec_of(view: NbView, lsp) -> LspSpec | None:

@@ -9,7 +9,8 @@ from virtio_ovs.core.secgroups import Rule, SecurityGroup
 from virtio_ovs.core.ovn_acls import DROP_GROUP
 from virtio_ovs.ovsdb.nb import commands as nbc
 from virtio_ovs.ovsdb.nb import sg_commands as sgc
-from virtio_ovs.ovsdb.nb.api import LspSpec, LspState, NorthboundDb
+from virtio_ovs.ovsdb.nb.api import (NEUTRON_NETWORK_NAME, LspSpec, LspState,
+                                     NorthboundDb, owner_of)
 from virtio_ovs.ovsdb.transaction import ADDED, UNCHANGED, TxnContext, transact
 
 DB_NAME = "OVN_Northbound"
@@ -54,6 +55,11 @@ class IdlNorthboundDb(NorthboundDb):
         for spec in specs:
             nbc.validate_port(view, spec)
 
+    def validate_not_foreign(self, port_ids: Iterable[str]) -> None:
+        view = self._view()
+        for port_id in port_ids:
+            nbc.validate_foreign_port(view, port_id)
+
     def ensure_ports(self, specs: Iterable[LspSpec]) -> list[str]:
         specs = list(specs)
         outcomes = self._transact([nbc.EnsurePort(s) for s in specs])
@@ -64,14 +70,23 @@ class IdlNorthboundDb(NorthboundDb):
         outcomes = self._transact([nbc.DeletePort(p) for p in port_ids])
         return [p for p, o in zip(port_ids, outcomes) if o != UNCHANGED]
 
-    def port_states(self) -> dict[str, LspState]:
+    def port_states(self, port_ids: Iterable[str] | None = None
+                    ) -> dict[str, LspState]:
         view = self._view()
+        if port_ids is None:
+            lsps = [lsp for name in view.networks
+                    for lsp in view.switches[name].ports
+                    if lsp.type != "localnet"]
+        else:
+            lsps = [lsp for p in port_ids if (lsp := view.lsps.get(p))]
         states = {}
-        for name in view.networks:
-            for lsp in view.switches[name].ports:
-                if lsp.type != "localnet":
-                    states[lsp.name] = LspState(lsp.name, name,
-                                                lsp.up == [True])
+        for lsp in lsps:
+            switch = view.switch_of_lsp.get(lsp.uuid)
+            states[lsp.name] = LspState(
+                lsp.name, switch.name if switch is not None else None,
+                lsp.up == [True], owner_of(lsp.external_ids),
+                switch.external_ids.get(NEUTRON_NETWORK_NAME)
+                if switch is not None else None)
         return states
 
     def create_group(self, name: str) -> SecurityGroup:

@@ -11,7 +11,7 @@ from virtio_ovs.core.secgroups import (Rule, SecurityGroup, validate_deletable,
                                        default_rules, unknown_group,
                                        sort_rules, validate_sg_name)
 from virtio_ovs.core.ovn_acls import DROP_GROUP, acl, drop_acls, pg_name
-from virtio_ovs.ovsdb.nb.api import LSP_MARK
+from virtio_ovs.ovsdb.nb.api import LSP_MARK, OURS, not_ours, owner_of
 from virtio_ovs.ovsdb.transaction import ADDED, UNCHANGED, UPDATED
 
 SG_MARK = "virtio-ovs:sg"  # on a Port_Group: the group's name
@@ -160,7 +160,11 @@ class SetPortGroups:
 
     def run_idl(self, ctx) -> str:
         lsp = ctx.view.lsps.get(self.port_id)
-        if lsp is None or lsp.external_ids.get(LSP_MARK) != "true":
+        if lsp is not None and owner_of(lsp.external_ids) != OURS:
+            raise UserError("port_id", not_ours(
+                "logical switch port", self.port_id,
+                owner_of(lsp.external_ids)))
+        if lsp is None:
             raise UserError("port_id", f"port {self.port_id!r} is not bound "
                             "to an OVN network of virtio-ovs (bind it first)")
         self.prior = memberships(ctx.view, lsp)
