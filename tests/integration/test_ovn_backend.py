@@ -198,3 +198,28 @@ def test_port_update_interrupted_at_the_host_commit_restores_the_groups(
     assert lsp_state(central)[2] is False
     assert ovn.set_port_groups("p1", ("web",)) is True
     assert lsp_state(central)[2] is True
+
+
+# --- Exactly once in a cluster: a transaction whose answer was lost is
+# built again from the fresh replica, where the first attempt may be
+# applied already. The same command object run again stands for that.
+
+def test_a_create_or_delete_run_again_after_it_was_applied_says_done(nb):
+    from virtio_ovs.core.secgroups import make_rule
+    from virtio_ovs.ovsdb.nb import commands as nbc, sg_commands as sgc
+    steps = [nbc.CreateNetwork("again", "geneve", None, None),
+             sgc.CreateGroup("again"),
+             sgc.AddRule("again", make_rule(direction="ingress",
+                                            protocol="tcp", port_min=22,
+                                            port_max=22, known=None)),
+             nbc.DeleteNetwork("again")]
+    for command in steps:
+        first = nb.commit(command)
+        assert nb.commit(command) == first != ["unchanged"], command
+    rule_id = sgc.group_of(sgc.port_groups(nb._view())["again"]).rules[-1].id
+    for command in (sgc.DeleteRule("again", rule_id),
+                    sgc.DeleteGroup("again")):
+        assert nb.commit(command) == nb.commit(command) == ["updated"]
+    # A new command object is a new request: it is refused as before.
+    with pytest.raises(UserError, match="no network named 'again'"):
+        nb.commit(nbc.DeleteNetwork("again"))

@@ -1,4 +1,13 @@
-"""Northbound commands as small objects (see ovsdb/transaction.py)."""
+"""Northbound commands as small objects (see ovsdb/transaction.py).
+
+Retries: a transaction is built again when its answer was lost (in a
+clustered NB, the leader went away: python-ovs reconnects to the new
+leader and reports TRY_AGAIN), although the first attempt may have been
+applied. A command that creates or deletes a named record remembers what
+it staged, and when the fresh replica shows exactly that, it reports what
+it did instead of "exists" or "no such": each write is done, and said,
+once. (Ports, bindings and groups memberships are idempotent anyway.)
+"""
 from __future__ import annotations
 
 import functools
@@ -75,6 +84,9 @@ class CreateNetwork:
 
     def run_idl(self, ctx: TxnContext) -> str:
         view: NbView = ctx.view
+        if self.network is not None and \
+                view.networks.get(self.network.name) == self.network:
+            return ADDED  # a retry (see the module docstring)
         net = validate_ovn_network(*self.args, view.networks)
         if net.name in view.switches:
             raise UserError("name", f"a logical switch named {net.name!r} "
@@ -107,9 +119,12 @@ class CreateNetwork:
 class DeleteNetwork:
     def __init__(self, name: str):
         self.name = name
+        self.staged = False
 
     def run_idl(self, ctx: TxnContext) -> str:
         view: NbView = ctx.view
+        if self.staged and self.name not in view.switches:
+            return UPDATED  # a retry (see the module docstring)
         if self.name not in view.networks:
             switch = view.switches.get(self.name)
             if switch is not None:
@@ -126,6 +141,7 @@ class DeleteNetwork:
         for lsp in ls.ports:
             lsp.delete()
         ls.delete()
+        self.staged = True
         return UPDATED
 
 

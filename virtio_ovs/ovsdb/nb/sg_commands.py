@@ -59,6 +59,8 @@ class CreateGroup:
         self.group: SecurityGroup | None = None
 
     def run_idl(self, ctx) -> str:
+        if self.group is not None and self.name in port_groups(ctx.view):
+            return ADDED  # a retry (see ovsdb/nb/commands.py)
         validate_new_group(self.name, port_groups(ctx.view))
         pg = ctx.insert("Port_Group")
         pg.name = pg_name(self.name)
@@ -72,8 +74,11 @@ class CreateGroup:
 class DeleteGroup:
     def __init__(self, name: str):
         self.name = name
+        self.staged = False
 
     def run_idl(self, ctx) -> str:
+        if self.staged and self.name not in port_groups(ctx.view):
+            return UPDATED  # a retry (see ovsdb/nb/commands.py)
         pg = _existing(ctx.view, self.name)
         groups = {name: group_of(other) for name, other
                   in port_groups(ctx.view).items() if name != DROP_GROUP}
@@ -81,6 +86,7 @@ class DeleteGroup:
         for row in pg.acls:
             row.delete()
         pg.delete()
+        self.staged = True
         return UPDATED
 
 
@@ -88,14 +94,16 @@ class AddRule:
     def __init__(self, group: str, rule: Rule):
         self.name = group
         self.rule = rule
+        self.staged = False
 
     def run_idl(self, ctx) -> str:
         pg = _existing(ctx.view, self.name)
         validate_remote_group(self.rule, port_groups(ctx.view))
         if self.rule in group_of(pg).rules:
-            return UNCHANGED
+            return ADDED if self.staged else UNCHANGED  # a retry: commands.py
         pg.addvalue("acls", _insert_acl(ctx, acl(self.name, self.rule),
                                         self.rule))
+        self.staged = True
         return ADDED
 
 
@@ -103,6 +111,7 @@ class DeleteRule:
     def __init__(self, group: str, rule_id: str):
         self.name = group
         self.rule_id = rule_id
+        self.staged = False
 
     def run_idl(self, ctx) -> str:
         pg = _existing(ctx.view, self.name)
@@ -111,7 +120,10 @@ class DeleteRule:
             if text and Rule(**json.loads(text)).id == self.rule_id:
                 pg.delvalue("acls", row)
                 row.delete()
+                self.staged = True
                 return UPDATED
+        if self.staged:
+            return UPDATED  # a retry (see ovsdb/nb/commands.py)
         raise UserError("rule_id", f"security group {self.name!r} has no "
                         f"rule {self.rule_id!r}")
 
