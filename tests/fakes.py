@@ -31,14 +31,20 @@ class FakeTaps:
     def __init__(self, steps: Steps):
         self.steps = steps
         self.links: set[str] = set()
+        self.marked: set[str] = set()  # created by virtio-ovs
 
     def create(self, name, queues, owner=None, group=None) -> None:
         self.steps(f"create {name}")
         self.links.add(name)
+        self.marked.add(name)
 
     def delete(self, name) -> None:
         self.steps(f"delete {name}")
         self.links.discard(name)
+        self.marked.discard(name)
+
+    def is_marked(self, name) -> bool:
+        return name in self.marked
 
     def delete_many(self, names) -> None:
         for name in names:
@@ -58,6 +64,7 @@ class FakeHostDb(PortStore):
         self.rows: dict[str, str] = {}
         self.others: set[str] = set()  # devices of other processes' rows
         self.lose_answer = False  # commit, then time out without knowing
+        self.tap_created = True  # what the rows record
         self.unreachable = False  # read-backs fail
         self.committed: list[tuple] = []  # what commit() applied
 
@@ -94,7 +101,7 @@ class FakeHostDb(PortStore):
         outcome = UnplugOutcome() if outcome is None else outcome
         outcome.ports = [GuestPort(port_id=p, name=self.rows.pop(p),
                                    kind="tap", mac="52:54:00:00:00:01",
-                                   tap_created=True)
+                                   tap_created=self.tap_created)
                          for p in port_ids if p in self.rows]
         self.steps("unplug commit")
         outcome.committed = Committed.YES

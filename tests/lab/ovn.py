@@ -49,12 +49,19 @@ class Central:
     ``netns`` None, wherever the caller is: they need no root)."""
 
     def __init__(self, netns: str | None, directory: str,
-                 nb_tcp_port: int | None = None):
+                 nb_tcp_port: int | None = None, nb_members: int = 1):
         """``nb_tcp_port``: the NB also listens on 127.0.0.1 of the
-        central's namespace (``nb_tcp_remote``)."""
+        central's namespace (``nb_tcp_remote``). ``nb_members`` > 1: the NB
+        is a RAFT cluster of that many ovsdb-servers (their cluster links
+        on the central namespace's loopback), and ``nb_remote`` lists
+        every member's unix socket, as a client of a production NB would
+        (``tcp:A:6641,tcp:B:6641,tcp:C:6641``)."""
         self.netns = netns
         self.dir = directory
-        self.nb_remote = f"unix:{directory}/nb.sock"
+        self.nb_members = [f"nb{i}" for i in range(1, nb_members + 1)] \
+            if nb_members > 1 else ["nb"]
+        self.nb_remote = ",".join(f"unix:{directory}/{m}.sock"
+                                  for m in self.nb_members)
         self.sb_remote = f"unix:{directory}/sb.sock"
         self.nb_tcp_port = nb_tcp_port
         self.nb_tcp_remote = (f"tcp:127.0.0.1:{nb_tcp_port}"
@@ -69,18 +76,50 @@ class Central:
 
     def start(self) -> None:
         os.makedirs(self.dir, exist_ok=True)
-        for db, schema in (("nb", NB_SCHEMA), ("sb", SB_SCHEMA)):
-            _run(["ovsdb-tool", "create", f"{self.dir}/{db}.db", schema])
-            remotes = [f"--remote=punix:{self.dir}/{db}.sock"]
-            if db == "nb" and self.nb_tcp_port:
-                remotes.append(f"--remote=ptcp:{self.nb_tcp_port}:127.0.0.1")
-            self._daemon(db, "ovsdb-server", f"{self.dir}/{db}.db", *remotes)
+        if len(self.nb_members) > 1:
+            self._create_nb_cluster()
+        else:
+            _run(["ovsdb-tool", "create", f"{self.dir}/nb.db", NB_SCHEMA])
+        _run(["ovsdb-tool", "create", f"{self.dir}/sb.db", SB_SCHEMA])
+        for db in (*self.nb_members, "sb"):
+            self.start_member(db)
         self.nbctl("--no-wait", "init")
         self._daemon("northd", "ovn-northd", f"--ovnnb-db={self.nb_remote}",
                      f"--ovnsb-db={self.sb_remote}")
 
+    def raft_address(self, member: str) -> str:
+        return f"tcp:127.0.0.1:{6642 + self.nb_members.index(member) + 1}"
+
+    def _create_nb_cluster(self) -> None:
+        first, *others = self.nb_members
+        _run(["ovsdb-tool", "create-cluster", f"{self.dir}/{first}.db",
+              NB_SCHEMA, self.raft_address(first)])
+        for member in others:
+            _run(["ovsdb-tool", "join-cluster", f"{self.dir}/{member}.db",
+                  "OVN_Northbound", self.raft_address(member),
+                  self.raft_address(first)])
+
+    def start_member(self, db: str) -> None:
+        """Start one database server (an NB member, or the SB)."""
+        remotes = [f"--remote=punix:{self.dir}/{db}.sock"]
+        if db == "nb" and self.nb_tcp_port:
+            remotes.append(f"--remote=ptcp:{self.nb_tcp_port}:127.0.0.1")
+        self._daemon(db, "ovsdb-server", f"{self.dir}/{db}.db", *remotes)
+
+    def stop_member(self, db: str) -> None:
+        _stop_pid(_read_pid(f"{self.dir}/{db}.pid"))
+
+    def nb_leader(self) -> str | None:
+        """The NB member that is the cluster's leader now, or None."""
+        for member in self.nb_members:
+            proc = _run(["ovs-appctl", "-t", f"{self.dir}/{member}.ctl",
+                         "cluster/status", "OVN_Northbound"], check=False)
+            if proc.returncode == 0 and "Role: leader" in proc.stdout:
+                return member
+        return None
+
     def stop(self) -> None:
-        for name in ("northd", "sb", "nb"):
+        for name in ("northd", "sb", *self.nb_members):
             _stop_pid(_read_pid(f"{self.dir}/{name}.pid"))
 
     def nbctl(self, *args: str) -> str:
@@ -172,14 +211,14 @@ class Guest:
 
 class OvnTopology:
     def __init__(self, hosts: int = 2, prefix: str = "vn",
-                 bridge_mappings: str | None = None):
+                 bridge_mappings: str | None = None, nb_members: int = 1):
         self.name = f"{prefix}{os.getpid() % 10000}{secrets.token_hex(2)}"[:10]
         self.dir = tempfile.mkdtemp(prefix=f"{self.name}-")
         self.nhosts = hosts
         self.bridge_mappings = bridge_mappings
         self.namespaces: list[str] = []
         self.central = Central(f"{self.name}-c", os.path.join(self.dir, "c"),
-                               nb_tcp_port=6641)
+                               nb_tcp_port=6641, nb_members=nb_members)
         self.underlay = f"{self.name}-ul"
         self.hosts: list[Hypervisor] = []
         self.net = f"172.31.{secrets.randbelow(250) + 1}"

@@ -124,3 +124,20 @@ def test_an_unplug_whose_answer_was_lost_still_deletes_its_taps():
     with pytest.raises(OvsdbTimeout):
         plug.unplug(["p1", "p2"])
     assert db.rows == {} and taps.links == set()
+
+
+def test_unplug_deletes_a_marked_tap_its_row_did_not_record():
+    """Two plugs race for one new TAP; the one that saw it created but not
+    yet marked plugged it as someone else's, and won the commit: its row
+    lacks tap-created, but the device carries virtio-ovs's mark."""
+    plug, db, taps = plugger()
+    db.tap_created = False  # the rows record no tap-created
+    taps.links.add("tap1")
+    taps.marked.add("tap1")  # the losing plug's TAP
+    db.rows["p1"] = "tap1"
+    plug.unplug(["p1"])
+    assert taps.links == set()
+    taps.links.add("libvirt0")  # not marked: never deleted
+    db.rows["p2"] = "libvirt0"
+    plug.unplug(["p2"])
+    assert taps.links == {"libvirt0"}

@@ -42,6 +42,9 @@ class Taps(Protocol):
 
     def delete_many(self, names: list[str]) -> None: ...
 
+    def is_marked(self, name: str) -> bool:
+        """Does ``name`` carry virtio-ovs's mark (it created the TAP)?"""
+
 
 class Plugger:
     def __init__(self, db: PortStore, taps: Taps,
@@ -132,4 +135,9 @@ class Plugger:
         return outcome
 
     def _delete_created(self, ports: list[GuestPort]) -> None:
-        self.taps.delete_many([p.name for p in ports if p.tap_created])
+        """The TAPs virtio-ovs created: recorded on the row, or marked on
+        the device. (Two plugs racing for one new TAP: the one that found
+        it created but not yet marked plugged it as someone else's, and its
+        row may be the one that won.)"""
+        self.taps.delete_many([p.name for p in ports if p.tap_created
+                               or self.taps.is_marked(p.name)])

@@ -230,6 +230,9 @@ class TapManager:
         LOG.debug("created TAP %s (%d queues, flags %#x)", name, queues,
                   flags)
 
+    def is_marked(self, name: str) -> bool:
+        return tap_mark(name) is not None
+
     def delete_many(self, names: list[str]) -> None:
         """Delete ``names`` in one batch: each gets a link group no other
         link has, and one RTM_DELLINK deletes the group. The kernel then
