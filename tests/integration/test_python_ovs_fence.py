@@ -98,3 +98,16 @@ def test_the_installed_python_ovs_is_inside_the_requirement():
     assert installed[0] == int(high) - 1, \
         f"CI runs python-ovs {ovs.version.VERSION}; bound <{high}"
 
+
+
+def test_a_clustered_connection_retries_the_members_at_most_1_s_apart(ovs):
+    """``connection.quick_failover`` reaches into python-ovs's session."""
+    from virtio_ovs.ovsdb.connection import FAILOVER_BACKOFF_MS, Connection
+    conn = Connection(f"{ovs.remote},unix:{ovs.dir}/no-such-member.sock",
+                      5.0, {"Open_vSwitch": ("external_ids",)})
+    try:
+        conn.start()
+        fsm = conn.idl._session.reconnect
+        assert (fsm.min_backoff, fsm.max_backoff) == FAILOVER_BACKOFF_MS
+    finally:
+        conn.close()
