@@ -65,13 +65,17 @@ OVN_OPTS = [
 ]
 
 AGENT_OPTS = [
-    cfg.StrOpt("backend", default="standalone", choices=["standalone", "ovn"],
+    cfg.StrOpt("backend", default="standalone",
+               choices=["standalone", "ovn", "observe"],
                help="standalone: networks in this host's OVSDB and the "
                     "agent's own OpenFlow flows (one host, or VLANs through "
                     "provider bridges). ovn: networks are OVN logical "
                     "switches in the northbound database, shared by every "
                     "host; ovn-controller owns br-int and the agent "
-                    "programs no flows."),
+                    "programs no flows (see [ovn] nb_owner beside neutron). "
+                    "observe: another agent (neutron's OVS agent) owns "
+                    "br-int and the networks; virtio-ovs lists, checks and "
+                    "watches the ports and writes no flow, tag or network."),
     cfg.FloatOpt("report_interval", default=30.0, min=1.0, max=86400.0,
                  mutable=True,
                  help="Seconds between heartbeats written to OVSDB; "

@@ -53,3 +53,32 @@ def test_no_other_place_compares_backend_names():
                                if isinstance(e, ast.Constant)}
             assert not consts & NAMES, \
                 f"{path.relative_to(PKG)}:{node.lineno} compares backend names"
+
+
+def test_the_observe_backend_writes_no_network_and_plugs_into_ovs_only():
+    import pytest
+    from tests.fakes import FakeHostDb, FakeTaps, Steps
+    from virtio_ovs.backend.observe import ObserveBackend
+    from virtio_ovs.backend.plugger import Plugger
+    from virtio_ovs.core import plug_request
+    from virtio_ovs.core.errors import UserError
+    from virtio_ovs.kernel.taps import ABSENT
+    steps = Steps()
+    host = FakeHostDb(steps)
+    backend = ObserveBackend(host, Plugger(host, FakeTaps(steps),
+                                           validate_host=lambda v: ABSENT))
+    for verb, args in (("create_network", ("n", "local", None, None)),
+                       ("list_networks", ()), ("create_group", ("g",)),
+                       ("bind", ("p1", "n", None, False)),
+                       ("unbind", ("p1",)), ("set_port_groups", ("p1", ()))):
+        with pytest.raises(UserError, match="^backend: \\[agent\\] backend "
+                           "= observe"):
+            getattr(backend, verb)(*args)
+    assert steps.seen == []
+    vif = dict(port_id="p1", mac="52:54:00:00:00:01", tap="tap1",
+               bridge="br-int")
+    with pytest.raises(UserError, match="^network: "):
+        backend.plug([plug_request.make_vif(**vif, network="n")], wait=False)
+    backend.plug([plug_request.make_vif(**vif)], wait=False)
+    assert host.rows == {"p1": "tap1"}
+    assert backend.unplug(["p1"], False, False).ports[0].port_id == "p1"

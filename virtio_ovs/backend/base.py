@@ -167,3 +167,36 @@ class AgentDriver(abc.ABC):
 
     def close(self) -> None:
         """Close the connections (flows stay in place)."""
+
+
+class CountingDriver(AgentDriver):
+    """For a backend where someone else programs br-int (ovn-controller,
+    neutron's OVS agent): the agent only counts the ports and how many of
+    them are wired (for the heartbeat, the metrics and the wiring time)."""
+
+    def __init__(self, db):
+        self.db = db  # a PortStore
+        self._synced = False
+
+    @abc.abstractmethod
+    def wired(self, port) -> bool:
+        """Whether the other controller has wired this guest port."""
+
+    @property
+    def synced(self) -> bool:
+        return self._synced
+
+    def up_to_date(self, wiring_version: int) -> bool:
+        return False  # counting is cheap, and "wired" may change anytime
+
+    def reconcile(self, wiring_version: int) -> Reconciled:
+        ports = self.db.list_ports()
+        wired = frozenset(p.port_id for p in ports if self.wired(p))
+        self._synced = True
+        return Reconciled(
+            counts={"ports": len(ports), "bound_ports": len(wired)},
+            ports=tuple(ports), wanted=frozenset(p.port_id for p in ports),
+            wired=wired)
+
+    def resync(self) -> None:
+        self._synced = False

@@ -8,6 +8,7 @@ import functools
 from typing import Callable
 
 from virtio_ovs.backend.base import AgentDriver, Backend
+from virtio_ovs.backend.observe import ObserveBackend, ObserveDriver
 from virtio_ovs.backend.ovn import NeutronOwnedBackend, OvnBackend, OvnDriver
 from virtio_ovs.backend.plugger import Plugger
 from virtio_ovs.backend.standalone import (FlowDriver, StandaloneBackend,
@@ -81,10 +82,21 @@ def _ovn_driver(conf, db: HostDb, on_first_sync: Callable[[], None],
     return OvnDriver(db)
 
 
+def _observe_backend(conf, db: HostDb, timeout: float,
+                     allow_shared_socket_dir: bool) -> Backend:
+    return ObserveBackend(db, plugger(db, allow_shared_socket_dir))
+
+
+def _observe_driver(conf, db: HostDb, on_first_sync: Callable[[], None],
+                    cookie: int) -> AgentDriver:
+    return ObserveDriver(db)
+
+
 KINDS = {
     "standalone": Kind("standalone", False, _standalone_backend,
                        _flow_driver),
     "ovn": Kind("ovn", True, _ovn_backend, _ovn_driver),
+    "observe": Kind("observe", False, _observe_backend, _observe_driver),
 }
 
 

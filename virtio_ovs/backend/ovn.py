@@ -15,14 +15,13 @@ import dataclasses
 import logging
 from typing import Callable, Iterable, Sequence, TypeVar
 
-from virtio_ovs.backend.base import AgentDriver, Backend, Reconciled
+from virtio_ovs.backend.base import Backend, CountingDriver
 from virtio_ovs.backend.plugger import Plugger
 from virtio_ovs.core.errors import OvsdbTimeout, UserError
 from virtio_ovs.core.plug_request import Vif
 from virtio_ovs.core.networks import Network
 from virtio_ovs.core.outcomes import Committed, PlugOutcome, UnplugOutcome
 from virtio_ovs.core.port import GuestPort
-from virtio_ovs.core.roles import PortStore
 from virtio_ovs.core.secgroups import Rule, SecurityGroup
 from virtio_ovs.ovsdb.host.api import BindPort, HostDb, SetPortGroups
 from virtio_ovs.ovsdb.nb.commands import EnsurePort
@@ -243,35 +242,12 @@ NEUTRON_OWNS_NB = ("neutron owns the OVN northbound database ([ovn] nb_owner "
                    "through neutron's API, and virtio-ovs writes nothing there")
 
 
-class OvnDriver(AgentDriver):
-    """On OVN, ovn-controller programs br-int: the agent only counts what
-    it installed (for the heartbeat, the metrics and the wiring time)."""
+class OvnDriver(CountingDriver):
+    """On OVN, ovn-controller programs br-int: a port is wired once it
+    wrote ``ovn-installed`` on the Interface."""
 
-    def __init__(self, db: PortStore):
-        self.db = db
-        self._synced = False
-
-    @property
-    def synced(self) -> bool:
-        return self._synced
-
-    def up_to_date(self, wiring_version: int) -> bool:
-        return False  # counting is cheap, and ovn-installed may change
-
-    def reconcile(self, wiring_version: int) -> Reconciled:
-        ports = self.db.list_ports()
-        installed = frozenset(p.port_id for p in ports if p.ovn_installed)
-        self._synced = True
-        return Reconciled(
-            counts={"ports": len(ports), "bound_ports": len(installed)},
-            ports=tuple(ports), wanted=frozenset(p.port_id for p in ports),
-            wired=installed)
-
-    def resync(self) -> None:
-        self._synced = False
-
-    def status(self) -> dict:
-        return {}
+    def wired(self, port: GuestPort) -> bool:
+        return bool(port.ovn_installed)
 
 
 def _with_state(port: GuestPort, states: dict) -> dict:
