@@ -153,12 +153,25 @@ class PrivateLibvirtd:
 
 def domain_xml(name: str, kernel: str, initrd: str, mac: str,
                interfaceid: str, queues: int, vcpus: int, workdir: str,
-               bridge: str = "br-int", driver: str = "qemu") -> str:
+               bridge: str = "br-int", driver: str = "qemu",
+               interface: str | None = None, cmdline: str = "") -> str:
     """A TCG guest booting our kernel and initrd, with one virtio NIC that
-    libvirt plugs into OVS itself (``<virtualport type='openvswitch'>``).
+    libvirt plugs into OVS itself (``<virtualport type='openvswitch'>``),
+    or the ``interface`` XML given (nova's, for a TAP it plugged).
     ``driver='qemu'``: userspace virtio-net (no /dev/vhost-net here). The
-    guest prints VO-READY into ``workdir/NAME.console``."""
+    guest prints VO-READY into ``workdir/NAME.console``; ``cmdline`` adds
+    to the kernel's (``vo.ip=CIDR``)."""
     queues_attr = f" queues='{queues}'" if queues > 1 else ""
+    interface = interface or f"""\
+    <interface type='bridge'>
+      <source bridge='{bridge}'/>
+      <virtualport type='openvswitch'>
+        <parameters interfaceid='{interfaceid}'/>
+      </virtualport>
+      <mac address='{mac}'/>
+      <model type='virtio'/>
+      <driver name='{driver}'{queues_attr}/>
+    </interface>"""
     return f"""\
 <domain type='qemu'>
   <name>{name}</name>
@@ -168,21 +181,13 @@ def domain_xml(name: str, kernel: str, initrd: str, mac: str,
     <type arch='x86_64' machine='pc'>hvm</type>
     <kernel>{kernel}</kernel>
     <initrd>{initrd}</initrd>
-    <cmdline>console=ttyS0 quiet panic=-1</cmdline>
+    <cmdline>console=ttyS0 quiet panic=-1 {cmdline}</cmdline>
   </os>
   <cpu mode='custom' match='exact'><model fallback='allow'>qemu64</model></cpu>
   <on_reboot>destroy</on_reboot>
   <devices>
     <emulator>/usr/bin/qemu-system-x86_64</emulator>
-    <interface type='bridge'>
-      <source bridge='{bridge}'/>
-      <virtualport type='openvswitch'>
-        <parameters interfaceid='{interfaceid}'/>
-      </virtualport>
-      <mac address='{mac}'/>
-      <model type='virtio'/>
-      <driver name='{driver}'{queues_attr}/>
-    </interface>
+{interface}
     <serial type='file'>
       <source path='{workdir}/{name}.boot.log'/>
       <target port='0'/>
