@@ -63,7 +63,29 @@ function configure_virtio_ovs_dpdk {
     restart_service openvswitch-switch
 }
 
+# Which neutron owns this node's networking: "ovn" (ML2/OVN: neutron owns
+# the OVN northbound database, ovn-controller br-int), "ovs" (ML2/OVS:
+# neutron's OVS agent owns br-int), or nothing. VIRTIO_OVS_BESIDE_NEUTRON
+# overrides what the enabled services say.
+function virtio_ovs_neutron_mode {
+    local mode=${VIRTIO_OVS_BESIDE_NEUTRON:-auto}
+    if [[ "$mode" == "auto" ]]; then
+        mode=""
+        if [[ "${Q_AGENT:-}" == "ovn" ]] || \
+                is_service_enabled ovn-controller q-ovn-agent; then
+            mode=ovn
+        elif [[ "${Q_AGENT:-}" == "openvswitch" ]] || \
+                is_service_enabled q-agt neutron-agent; then
+            mode=ovs
+        fi
+    fi
+    [[ "$mode" == "False" ]] && mode=""
+    echo "$mode"
+}
+
 function configure_virtio_ovs {
+    local neutron
+    neutron=$(virtio_ovs_neutron_mode)
     sudo mkdir -p "$VIRTIO_OVS_CONF_DIR"
     if [[ ! -f "$VIRTIO_OVS_CONF" ]]; then
         sudo cp "$VIRTIO_OVS_DIR/etc/virtio-ovs.conf.sample" "$VIRTIO_OVS_CONF"
@@ -71,13 +93,26 @@ function configure_virtio_ovs {
     iniset "$VIRTIO_OVS_CONF" ovs ovsdb_connection "$VIRTIO_OVS_OVSDB_CONNECTION"
     iniset "$VIRTIO_OVS_CONF" ovs integration_bridge "$VIRTIO_OVS_INTEGRATION_BRIDGE"
     iniset "$VIRTIO_OVS_CONF" ovs datapath_type "$VIRTIO_OVS_DATAPATH_TYPE"
-    iniset "$VIRTIO_OVS_CONF" ovs bridge_mappings "$VIRTIO_OVS_BRIDGE_MAPPINGS"
     iniset "$VIRTIO_OVS_CONF" agent report_interval "$VIRTIO_OVS_REPORT_INTERVAL"
     iniset "$VIRTIO_OVS_CONF" agent check_interval "$VIRTIO_OVS_CHECK_INTERVAL"
-    iniset "$VIRTIO_OVS_CONF" agent backend "$VIRTIO_OVS_BACKEND"
-    iniset "$VIRTIO_OVS_CONF" ovn ovn_nb_connection "$VIRTIO_OVS_OVN_NB_CONNECTION"
-    create_virtio_ovs_bridges
-    create_virtio_ovs_networks
+    case "$neutron" in
+        ovn)  # observe beside ML2/OVN: its NB, never written
+            iniset "$VIRTIO_OVS_CONF" agent backend ovn
+            iniset "$VIRTIO_OVS_CONF" ovn ovn_nb_connection \
+                "${OVN_NB_REMOTE:-$VIRTIO_OVS_OVN_NB_CONNECTION}"
+            iniset "$VIRTIO_OVS_CONF" ovn nb_owner neutron
+            ;;
+        ovs)  # observe beside neutron's OVS agent: it owns br-int
+            iniset "$VIRTIO_OVS_CONF" agent backend observe
+            ;;
+        *)
+            iniset "$VIRTIO_OVS_CONF" ovs bridge_mappings "$VIRTIO_OVS_BRIDGE_MAPPINGS"
+            iniset "$VIRTIO_OVS_CONF" agent backend "$VIRTIO_OVS_BACKEND"
+            iniset "$VIRTIO_OVS_CONF" ovn ovn_nb_connection "$VIRTIO_OVS_OVN_NB_CONNECTION"
+            create_virtio_ovs_bridges
+            create_virtio_ovs_networks
+            ;;
+    esac
 }
 
 # Create a bridge unless it exists; mark it only if we created it.

@@ -6,7 +6,14 @@
 function _record { echo "$*" >> "$STUB_LOG"; }
 function define_plugin { _record define_plugin "$@"; }
 function enable_service { _record enable_service "$@"; }
-function is_service_enabled { return 0; }
+# Enabled services: $STUB_SERVICES (space-separated), as ENABLED_SERVICES.
+function is_service_enabled {
+    local service
+    for service in "$@"; do
+        [[ " ${STUB_SERVICES:-virtio-ovs-agent} " == *" $service "* ]] && return 0
+    done
+    return 1
+}
 function is_ubuntu { return 1; }
 function install_package { _record install_package "$@"; }
 function setup_develop { _record setup_develop "$@"; }

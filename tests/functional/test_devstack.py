@@ -172,3 +172,62 @@ def test_shellcheck_passes_on_every_shell_script():
     proc = subprocess.run(["shellcheck", "-x", "-s", "bash", *scripts], cwd=ROOT,
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout
+
+
+@pytest.mark.parametrize("neutron", [
+    {"Q_AGENT": "ovn", "STUB_SERVICES": "virtio-ovs-agent ovn-controller "
+     "n-cpu", "OVN_NB_REMOTE": "tcp:192.0.2.10:6641"},
+    {"Q_AGENT": "openvswitch", "STUB_SERVICES": "virtio-ovs-agent q-agt "
+     "n-cpu"},
+], ids=["ml2-ovn", "ml2-ovs"])
+def test_beside_neutron_it_observes_and_creates_nothing(box, tmp_path,
+                                                       neutron):
+    """On a node where neutron owns the networking, the plugin configures
+    virtio-ovs for observation: the backend and the NB from neutron's
+    settings, no bridge, network or group made, br-int left as neutron set
+    it; the agent it starts checks and reports."""
+    # br-int as neutron's agent or ovn-controller left it.
+    box.vsctl("set", "Bridge", "br-int", "fail_mode=standalone",
+              "external_ids:owner=neutron")
+    if neutron["Q_AGENT"] == "openvswitch":  # the OVS agent's controller
+        box.vsctl("set-controller", "br-int", "tcp:127.0.0.1:6633")
+    before = (box.vsctl("list-br"), box.vsctl(
+        "--columns=fail_mode,external_ids,controller", "list", "Bridge",
+        "br-int"))
+    ds = Devstack(box, tmp_path, **neutron)
+    for phase in ("install", "post-config", "extra"):
+        ds.source("stack", phase)
+    conf = ds.conf()
+    if neutron["Q_AGENT"] == "ovn":
+        assert conf["agent"]["backend"] == "ovn"
+        assert conf["ovn"]["nb_owner"] == "neutron"
+        assert conf["ovn"]["ovn_nb_connection"] == "tcp:192.0.2.10:6641"
+    else:
+        assert conf["agent"]["backend"] == "observe"
+    assert "bridge_mappings" not in conf["ovs"]  # no provider bridge made
+    command = (tmp_path / "run_process.virtio-ovs-agent").read_text().split()
+    agent = subprocess.Popen(box.exec_cmd(command), env=box.env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             text=True)
+    try:
+        end = time.monotonic() + 30
+        while not ctl_json(box, "status").get("synced"):
+            assert agent.poll() is None, agent.communicate()[1][-2000:]
+            assert time.monotonic() < end, "the agent never synced"
+            time.sleep(0.2)
+        status = ctl_json(box, "status")
+        assert status["backend"] == conf["agent"]["backend"]
+        proc = box.exec([sys.executable, "-m", "virtio_ovs.cli",
+                         "--config-file", str(ds.conf_dir / "virtio-ovs.conf"),
+                         "net-create", "mine", "--type", "geneve"],
+                        check=False)
+        assert proc.returncode == 1 and "neutron" in proc.stderr, proc.stderr
+    finally:
+        agent.terminate()
+        agent.wait(timeout=10)
+    assert (box.vsctl("list-br"), box.vsctl(
+        "--columns=fail_mode,external_ids,controller", "list", "Bridge",
+        "br-int")) == before
+    ds.source("unstack")
+    ds.source("clean")
+    assert box.vsctl("list-br") == before[0]
