@@ -28,7 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
                      description="Plug guest virtio NICs (vhost-net TAPs, "
                      "vhost-user sockets) into Open vSwitch and inspect them.")
     parser.add_argument("--db", metavar="REMOTE",
-                        help="OVSDB remote: unix:PATH, tcp:IP:PORT, ssl:IP:PORT")
+                        help="OVSDB remote: unix:PATH, tcp:IP:PORT, ssl:IP:PORT, "
+                        "or a comma-separated list of a cluster's members")
     parser.add_argument("--timeout", type=float, metavar="SECONDS",
                         help="give up after SECONDS (default: [ovs] "
                         "ovsdb_timeout, 10)")
