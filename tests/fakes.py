@@ -65,6 +65,7 @@ class FakeHostDb(PortStore):
         self.others: set[str] = set()  # devices of other processes' rows
         self.lose_answer = False  # commit, then time out without knowing
         self.tap_created = True  # what the rows record
+        self.chassis = "hv1"  # Open_vSwitch external_ids:system-id
         self.unreachable = False  # read-backs fail
         self.committed: list[tuple] = []  # what commit() applied
 
@@ -128,6 +129,9 @@ class FakeHostDb(PortStore):
         if self.lose_answer:
             raise OvsdbTimeout("no answer")
         return ["updated"] * len(commands)
+
+    def chassis_name(self):
+        return self.chassis
 
     def wait_ovn_installed(self, port_ids):
         self.steps("wait ovn-installed")

@@ -13,7 +13,8 @@ import dataclasses
 import threading
 from typing import Callable, Iterable, Iterator, Mapping
 
-from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client import (CollectorRegistry, Counter, Histogram,
+                               generate_latest)
 from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
                                     Metric)
 from prometheus_client.registry import Collector
@@ -27,6 +28,7 @@ VERDICTS = (verdicts.BYPASS, verdicts.THROUGH_QEMU, verdicts.NOT_RUNNING,
             verdicts.UNKNOWN)
 WIRING_BUCKETS = (.005, .01, .02, .03, .05, .1, .25, .5, 1, 2.5, 5, 10)
 RECONCILE_BUCKETS = (.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5)
+MIGRATION_BUCKETS = (.25, .5, 1, 2, 5, 10, 30, 60, 120, 300, 600)
 DEFAULT_PORT = 9477  # documented default for metrics_bind
 
 
@@ -130,6 +132,15 @@ class AgentMetrics:
             "that should be wired (a new or newly bound row) to its flows "
             "installed (standalone) or ovn-installed (ovn)",
             buckets=WIRING_BUCKETS, registry=self.registry)
+        self.migrations = Counter(
+            f"{PREFIX}_migrations", "Live migrations of this host's ports "
+            "that ended (OVN backend), by result (done or aborted) and "
+            "direction (in: to this host, out: from it)",
+            ["result", "direction"], registry=self.registry)
+        self.migration = Histogram(
+            f"{PREFIX}_migration_seconds", "From a port's second location "
+            "being requested to the move done (OVN backend), as this host "
+            "saw it", buckets=MIGRATION_BUCKETS, registry=self.registry)
         self.reconcile = Histogram(
             f"{PREFIX}_reconcile_seconds", "Duration of one reconcile of "
             "OVSDB state into flows", buckets=RECONCILE_BUCKETS,

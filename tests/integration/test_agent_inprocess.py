@@ -118,13 +118,13 @@ def test_a_verdict_write_costs_no_reconcile(agent, db, ovs):
     def reconciles() -> float:
         return agent.metrics.registry.get_sample_value(
             "virtio_ovs_reconcile_seconds_count")
-    wait_until(lambda: agent.reconciler.reconciled_seqno == agent.db.seqno,
+    wait_until(lambda: agent.reconciler.reconciled_seqno[0] == agent.db.seqno,
                "a quiet agent")
     before, seen = reconciles(), agent.db.seqno
     db.record_verdicts({"v1": ("not-running", None)})
     # The agent's replica changed, and the agent has dealt with it.
     wait_until(lambda: agent.db.seqno != seen and
-               agent.reconciler.reconciled_seqno == agent.db.seqno,
+               agent.reconciler.reconciled_seqno[0] == agent.db.seqno,
                "the agent to take the verdict in")
     assert reconciles() == before
     db.bind_port("v1", "blue", ("10.0.0.7/24",))

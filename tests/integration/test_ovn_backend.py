@@ -223,3 +223,68 @@ def test_a_create_or_delete_run_again_after_it_was_applied_says_done(nb):
     # A new command object is a new request: it is refused as before.
     with pytest.raises(UserError, match="no network named 'again'"):
         nb.commit(nbc.DeleteNetwork("again"))
+
+
+# --- Placement: requested-chassis is where the port was plugged, and a
+# plug on a second chassis starts a live migration towards it.
+
+def placed(central, port_id="p1") -> tuple[str, str]:
+    get = ["--if-exists", "get", "Logical_Switch_Port", port_id]
+    return (central.nbctl(*get, "options:requested-chassis").strip('"'),
+            central.nbctl(*get, "options:activation-strategy").strip('"'))
+
+
+def on_chassis(nb, chassis, fail_at=None):
+    steps = Steps(fail_at)
+    host = FakeHostDb(steps)
+    host.chassis = chassis
+    plugger = Plugger(host, FakeTaps(steps), validate_host=lambda vif: ABSENT)
+    return OvnBackend(host, nb, plugger, ovn=(23, 3)), host
+
+
+def test_a_plug_places_the_lsp_on_its_chassis(nb, central):
+    source, _ = on_chassis(nb, "hv1")
+    source.plug([vif()], wait=False)
+    assert placed(central) == ("hv1", "")
+    source.plug([vif()], wait=False)  # again: nothing moves
+    assert placed(central) == ("hv1", "")
+
+
+def test_a_plug_on_a_second_chassis_starts_a_migration(nb, central):
+    source, _ = on_chassis(nb, "hv1")
+    source.plug([vif()], wait=False)
+    destination, _ = on_chassis(nb, "hv2")
+    destination.plug([vif(tap="tap9")], wait=False)
+    assert placed(central) == ("hv1,hv2", "rarp")
+
+
+def test_a_destination_plug_that_fails_puts_the_source_back(nb, central):
+    source, _ = on_chassis(nb, "hv1")
+    source.plug([vif()], wait=False)
+    destination, _ = on_chassis(nb, "hv2", fail_at="commit")
+    with pytest.raises(Interrupt):
+        destination.plug([vif(tap="tap9")], wait=False)
+    assert placed(central) == ("hv1", "")
+
+
+def test_an_ovn_without_multichassis_binding_places_nothing(nb, central):
+    old, _ = on_chassis(nb, "hv1")
+    old.ovn = (22, 3)
+    old.plug([vif()], wait=False)
+    assert placed(central) == ("", "")
+
+
+def test_unplugging_either_end_of_a_migration_keeps_the_lsp_on_the_other(
+        nb, central):
+    source, src_host = on_chassis(nb, "hv1")
+    source.plug([vif()], wait=False)
+    destination, dst_host = on_chassis(nb, "hv2")
+    destination.plug([vif(tap="tap9")], wait=False)
+    source.unplug(["p1"], False, False)  # the move is done
+    assert placed(central) == ("hv2", "") and "p1" in lsps(nb)
+    source.plug([vif()], wait=False)  # back to hv1: a second migration
+    assert placed(central) == ("hv2,hv1", "rarp")
+    source.unplug(["p1"], False, False)  # aborted: hv1's port goes
+    assert placed(central) == ("hv2", "")
+    destination.unplug(["p1"], False, False)  # the last location
+    assert "p1" not in lsps(nb)

@@ -65,3 +65,22 @@ def test_agent_up_down_and_replaced():
                                 105.6)
     assert names(found) == ["agent-up"] and found[0]["pid"] == 11
     assert ev.agent_events(None, False, None, 1.0) == ([], False)
+
+
+def test_the_agent_s_migration_records_are_events():
+    import dataclasses
+    from virtio_ovs.core import events as ev
+    from virtio_ovs.core.port import GuestPort
+    port = GuestPort(port_id="p1", name="tap1", kind="tap", mac="m")
+    moves = [("hv1 -> hv2", ev.MIGRATION_START),
+             ("done: hv1 -> hv2", ev.MIGRATION_DONE),
+             ("hv2 -> hv3", ev.MIGRATION_START),
+             ("aborted: hv2 -> hv3", ev.MIGRATION_ABORTED)]
+    before = port
+    for record, kind in moves:
+        after = dataclasses.replace(before, migration=record)
+        [event] = ev.port_events({"p1": before}, {"p1": after})
+        assert event["event"] == kind
+        assert (event["source"], event["destination"]) == tuple(
+            record.rpartition(": ")[2].split(" -> "))
+        before = after

@@ -18,7 +18,7 @@ LAYERS = {
     "core": "pure", "network": "pure",
     "paths": "support", "conf": "support",
     "ovsdb": "adapter", "openflow": "adapter", "kernel": "adapter",
-    "check": "adapter", "metrics": "adapter",
+    "check": "adapter", "metrics": "adapter", "ovn_controller": "adapter",
     "backend": "orchestration",
     "agent": "face", "cli": "face",
 }

@@ -228,8 +228,7 @@ class Agent:
         poller = ovs.poller.Poller()
         self.db.register_wakeup(poller)
         poller.fd_wait(self._wake_r, select.POLLIN)
-        for fd in self.driver.wakeup_fds():
-            poller.fd_wait(fd, select.POLLIN)
+        self.driver.register_wakeup(poller)
         poller.timer_wait(timeout_ms)
         poller.block()
         try:
@@ -286,6 +285,7 @@ def build_agent(conf) -> Agent:
                   conf.ovs.ssl_ca_cert_file)
     db = factory.open_host_db(conf_mod.ovsdb_remote(conf),
                               conf.ovs.ovsdb_timeout, lock_name=LOCK_NAME)
-    cookie = new_cookie()
-    driver = factory.build_driver(conf, db, release_free_memory, cookie)
-    return Agent(conf, db, driver, AgentMetrics(), cookie)
+    cookie, metrics = new_cookie(), AgentMetrics()
+    driver = factory.build_driver(conf, db, release_free_memory, cookie,
+                                  metrics)
+    return Agent(conf, db, driver, metrics, cookie)

@@ -134,7 +134,7 @@ class Reconciler:
         self.retry_interval = retry_interval
         self.wiring = WiringClock()
         self.dirty = True
-        self.reconciled_seqno = -1  # the replica version last reconciled
+        self.reconciled_seqno: tuple = ()  # the versions last reconciled
         self.retry_at: float | None = None
         self.last_reconcile: float | None = None
         self.last_reconcile_ms: float | None = None
@@ -143,8 +143,12 @@ class Reconciler:
     def note_changes(self) -> None:
         """The seqno, not run()'s result: updates that arrive while a
         transaction commits are processed inside the commit loop."""
-        if self.replica.seqno != self.reconciled_seqno:
+        if self._seen() != self.reconciled_seqno:
             self.dirty = True
+
+    def _seen(self) -> tuple[int, int]:
+        """The versions a reconcile reads: the host's, the driver's own."""
+        return self.replica.seqno, self.driver.changes()
 
     def resync(self) -> None:
         """Program everything again, as at start."""
@@ -162,7 +166,7 @@ class Reconciler:
 
     def run(self) -> None:
         start = time.monotonic()
-        seqno = self.replica.seqno
+        seqno = self._seen()
         try:
             version = self.replica.wiring_version()
             if self.driver.up_to_date(version):
@@ -185,7 +189,7 @@ class Reconciler:
 
     def _done(self, seqno: int) -> None:
         self.reconciled_seqno = seqno
-        self.dirty = self.replica.seqno != seqno
+        self.dirty = self._seen() != seqno
         self.retry_at = None
 
     def _observe(self, result: Reconciled, start: float) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import select
 from typing import Sequence
 
 from virtio_ovs.core.plug_request import Vif
@@ -152,6 +153,16 @@ class AgentDriver(abc.ABC):
     def wakeup_fds(self) -> list[int]:
         """Connections the agent's poll must wake on."""
         return []
+
+    def register_wakeup(self, poller) -> None:
+        """Make the agent's ``poller`` wake on the driver's connections."""
+        for fd in self.wakeup_fds():
+            poller.fd_wait(fd, select.POLLIN)
+
+    def changes(self) -> int:
+        """A number that moves when the driver's own databases changed
+        (the agent then reconciles, as for a change of the host's)."""
+        return 0
 
     def service(self) -> bool:
         """Serve those connections; True when the data plane was lost

@@ -11,6 +11,7 @@ from virtio_ovs.backend.base import AgentDriver, Backend
 from virtio_ovs.backend.observe import ObserveBackend, ObserveDriver
 from virtio_ovs.backend.ovn import NeutronOwnedBackend, OvnBackend, OvnDriver
 from virtio_ovs.backend.plugger import Plugger
+from virtio_ovs import ovn_controller
 from virtio_ovs.backend.standalone import (FlowDriver, StandaloneBackend,
                                            new_cookie)
 from virtio_ovs.core.networks import parse_bridge_mappings
@@ -62,14 +63,16 @@ def _ovn_backend(conf, db: HostDb, timeout: float,
                  allow_shared_socket_dir: bool) -> Backend:
     """[ovn] nb_owner = neutron: the NB is read, never written."""
     from virtio_ovs import conf as conf_mod
-    cls = NeutronOwnedBackend if conf.ovn.nb_owner == "neutron" \
-        else OvnBackend
-    return cls(db, open_nb(conf_mod.ovn_nb_remote(conf), timeout),
-               plugger(db, allow_shared_socket_dir))
+    nb = open_nb(conf_mod.ovn_nb_remote(conf), timeout)
+    if conf.ovn.nb_owner == "neutron":
+        return NeutronOwnedBackend(db, nb, plugger(db,
+                                                   allow_shared_socket_dir))
+    return OvnBackend(db, nb, plugger(db, allow_shared_socket_dir),
+                      ovn_controller.version())
 
 
 def _flow_driver(conf, db: HostDb, on_first_sync: Callable[[], None],
-                 cookie: int) -> AgentDriver:
+                 cookie: int, metrics) -> AgentDriver:
     spec = BridgeSpec(conf.ovs.integration_bridge, conf.ovs.datapath_type,
                       tuple(PROTOCOLS),
                       parse_bridge_mappings(conf.ovs.bridge_mappings))
@@ -78,8 +81,15 @@ def _flow_driver(conf, db: HostDb, on_first_sync: Callable[[], None],
 
 
 def _ovn_driver(conf, db: HostDb, on_first_sync: Callable[[], None],
-                cookie: int) -> AgentDriver:
-    return OvnDriver(db)
+                cookie: int, metrics) -> AgentDriver:
+    """Beside neutron (nb_owner = neutron) the agent opens no NB: neutron
+    places its ports, and virtio-ovs writes nothing there."""
+    if conf.ovn.nb_owner == "neutron":
+        return OvnDriver(db)
+    from virtio_ovs import conf as conf_mod
+    return OvnDriver(db, open_nb(conf_mod.ovn_nb_remote(conf),
+                                 conf.ovs.ovsdb_timeout),
+                     ovn_controller.version(), metrics)
 
 
 def _observe_backend(conf, db: HostDb, timeout: float,
@@ -88,7 +98,7 @@ def _observe_backend(conf, db: HostDb, timeout: float,
 
 
 def _observe_driver(conf, db: HostDb, on_first_sync: Callable[[], None],
-                    cookie: int) -> AgentDriver:
+                    cookie: int, metrics) -> AgentDriver:
     return ObserveDriver(db)
 
 
@@ -114,7 +124,9 @@ def build_backend(conf, db: HostDb, timeout: float,
 
 def build_driver(conf, db: HostDb,
                  on_first_sync: Callable[[], None] = lambda: None,
-                 cookie: int | None = None) -> AgentDriver:
-    """``cookie``: the agent's per-run cookie (drawn here when None)."""
+                 cookie: int | None = None, metrics=None) -> AgentDriver:
+    """``cookie``: the agent's per-run cookie (drawn here when None);
+    ``metrics``: the agent's (AgentMetrics), for what the driver counts."""
     return kind(conf).make_driver(conf, db, on_first_sync,
-                                  new_cookie() if cookie is None else cookie)
+                                  new_cookie() if cookie is None else cookie,
+                                  metrics)

@@ -13,18 +13,21 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from typing import Callable, Iterable, Sequence, TypeVar
 
-from virtio_ovs.backend.base import Backend, CountingDriver
+from virtio_ovs.backend.base import Backend, CountingDriver, Reconciled
 from virtio_ovs.backend.plugger import Plugger
 from virtio_ovs.core.errors import OvsdbTimeout, UserError
+from virtio_ovs.core.migration import (MULTICHASSIS, Placement,
+                                       migration_text, strategy_for, wanted)
 from virtio_ovs.core.plug_request import Vif
 from virtio_ovs.core.networks import Network
 from virtio_ovs.core.outcomes import Committed, PlugOutcome, UnplugOutcome
 from virtio_ovs.core.port import GuestPort
 from virtio_ovs.core.secgroups import Rule, SecurityGroup
 from virtio_ovs.ovsdb.host.api import BindPort, HostDb, SetPortGroups
-from virtio_ovs.ovsdb.nb.commands import EnsurePort
+from virtio_ovs.ovsdb.nb.commands import DeletePort, EnsurePort, SetPlacement
 from virtio_ovs.ovsdb.nb.sg_commands import SetPortGroups as SetLspGroups
 from virtio_ovs.ovsdb.nb.api import LspSpec, NorthboundDb
 
@@ -81,12 +84,28 @@ def commit_tracked(db: HostDb, progress: HostProgress, *commands) -> list:
 
 class OvnBackend(Backend):
     name = "ovn"
-    record_columns = ("ovn_switch", "ovn_up", "ovn_installed", "ovn_owner")
+    record_columns = ("ovn_switch", "ovn_up", "ovn_installed", "ovn_owner",
+                      "migrating")
 
-    def __init__(self, db: HostDb, nb: NorthboundDb, plugger: Plugger):
+    def __init__(self, db: HostDb, nb: NorthboundDb, plugger: Plugger,
+                 ovn: tuple[int, int] | None = None):
+        """``ovn``: the local OVN's version; with multi-chassis binding
+        (22.09 and later) each LSP is placed on the chassis that plugged it
+        (``requested-chassis``), and a plug on a second chassis starts a
+        live migration towards it (core/migration.py)."""
         self.db = db
         self.nb = nb
         self.plugger = plugger
+        self.ovn = ovn
+
+    def _placing(self, kind: str) -> dict:
+        """The LspSpec fields that place a port of ``kind`` here."""
+        if self.ovn is None or self.ovn < MULTICHASSIS:
+            return {}
+        chassis = self.db.chassis_name()
+        if chassis is None:
+            return {}
+        return {"chassis": chassis, "strategy": strategy_for(kind, self.ovn)}
 
     def create_network(self, name, net_type, physnet, segment) -> Network:
         return self.nb.create_network(name, net_type, physnet, segment)
@@ -101,7 +120,8 @@ class OvnBackend(Backend):
         """LSPs first, then the OVS ports; with ``wait``, returns once
         ovn-controller has installed every bound port."""
         specs = [_spec(vif.port_id, vif.network, vif.mac, vif.ips, vif.vm,
-                       vif.security_groups) for vif in vifs if vif.network]
+                       vif.security_groups, **self._placing(vif.kind))
+                 for vif in vifs if vif.network]
         plan = self.plugger.validate(vifs, local_vlans=False)
         self.nb.validate_ports(specs)
         outcome = PlugOutcome()  # filled by the plugger, also when it raises
@@ -126,14 +146,34 @@ class OvnBackend(Backend):
         os-vif unplug neutron's ports)."""
         self.nb.validate_not_foreign(port_ids)
         outcome = self.plugger.unplug(port_ids, if_exists, wait)
-        self.nb.delete_ports(port_ids)
+        self.nb.commit(*self._leave_or_delete(port_ids))
         return outcome
+
+    def _leave_or_delete(self, port_ids: Sequence[str]) -> list:
+        """The NB side of an unplug: a port that a live migration also
+        holds on another chassis keeps its LSP, and this chassis leaves its
+        requested-chassis (the source after the move, or the destination of
+        an aborted one: core.migration.wanted); any other LSP of ours goes.
+        """
+        here = self._placing("tap").get("chassis")
+        placements = self.nb.placements(port_ids) if here else {}
+        commands: list = []
+        for port_id in port_ids:
+            current = placements.get(port_id)
+            if current is not None and current.migrating and \
+                    here in current.chassis:
+                commands.append(SetPlacement(port_id, wanted(
+                    current, here, False, None, None), current))
+            else:
+                commands.append(DeletePort(port_id))
+        return commands
 
     def bind(self, port_id: str, network: str, ips, wait: bool,
              groups: tuple[str, ...] | None = None) -> bool:
         port = self._guest_port(port_id)
         spec = _spec(port_id, network, port.mac,
-                     port.ips if ips is None else ips, port.vm, groups)
+                     port.ips if ips is None else ips, port.vm, groups,
+                     **self._placing(port.kind))
         self.nb.validate_ports([spec])
         host = [BindPort(port_id, network, ips, local_vlans=False)]
         if groups is not None:
@@ -244,10 +284,98 @@ NEUTRON_OWNS_NB = ("neutron owns the OVN northbound database ([ovn] nb_owner "
 
 class OvnDriver(CountingDriver):
     """On OVN, ovn-controller programs br-int: a port is wired once it
-    wrote ``ovn-installed`` on the Interface."""
+    wrote ``ovn-installed`` on the Interface. With an NB (not neutron's)
+    and multi-chassis binding, the agent also places this host's ports of
+    ours (core/migration.py): it claims a port plugged here by someone
+    else (libvirt, on a migration's destination), ends the move when the
+    source's port is gone, returns an aborted one to its source; it
+    records each migration on the port's Interface (list, show, watch) and
+    in the metrics."""
+
+    def __init__(self, db: HostDb, nb: NorthboundDb | None = None,
+                 ovn: tuple[int, int] | None = None, metrics=None):
+        super().__init__(db)
+        self.nb = nb if ovn is not None and ovn >= MULTICHASSIS else None
+        self.ovn = ovn
+        self.metrics = metrics
+        self.seen: dict[str, tuple[Placement, float]] = {}  # migrating
 
     def wired(self, port: GuestPort) -> bool:
         return bool(port.ovn_installed)
+
+    def changes(self) -> int:
+        return self.nb.seqno if self.nb is not None else 0
+
+    def register_wakeup(self, poller) -> None:
+        if self.nb is not None:
+            self.nb.register_wakeup(poller)
+
+    def service(self) -> bool:
+        if self.nb is not None:
+            self.nb.run()
+        return False
+
+    def reconcile(self, wiring_version: int) -> Reconciled:
+        result = super().reconcile(wiring_version)
+        if self.nb is not None:
+            self._place({p.port_id: p for p in result.ports})
+        return result
+
+    def _place(self, local: dict[str, GuestPort]) -> None:
+        here = self.db.chassis_name()
+        if here is None:
+            return
+        commands, now = [], {}
+        for port_id, current in self.nb.placements().items():
+            if port_id not in local and here not in current.chassis:
+                continue
+            kind = local[port_id].kind if port_id in local else "tap"
+            want = wanted(current, here, port_id in local, None,
+                          strategy_for(kind, self.ovn))
+            if want != current:
+                LOG.info("port %s: requested-chassis %s -> %s", port_id,
+                         current.requested, want.requested)
+                commands.append(SetPlacement(port_id, want, current))
+            now[port_id] = want
+        if commands:
+            self.nb.commit(*commands)
+        self._record(here, local, now)
+
+    def _record(self, here: str, local: dict[str, GuestPort],
+                now: dict[str, Placement]) -> None:
+        """A migration's start and end, on the Interface and in the
+        metrics, as this host sees them."""
+        records: dict[str, str | None] = {}
+        for port_id, placement in now.items():
+            text = migration_text(placement)
+            if text:
+                self.seen.setdefault(port_id, (placement, time.monotonic()))
+                records[port_id] = text
+                continue
+            started = self.seen.pop(port_id, None)
+            if started is None:
+                continue
+            (source, destination), since = started[0].chassis, started[1]
+            result = "done" if placement.chassis == (destination,) \
+                else "aborted"
+            records[port_id] = f"{result}: {source} -> {destination}"
+            LOG.info("port %s: migration %s -> %s %s", port_id, source,
+                     destination, result)
+            if self.metrics is not None:
+                self.metrics.migrations.labels(
+                    result, "in" if destination == here else "out").inc()
+                if result == "done":
+                    self.metrics.migration.observe(time.monotonic() - since)
+        for port_id in set(self.seen) - set(now):
+            del self.seen[port_id]  # the LSP went
+        changed = {p: r for p, r in records.items()
+                   if p in local and local[p].migration != r}
+        if changed:
+            self.db.record_migrations(changed)
+
+    def close(self) -> None:
+        if self.nb is not None:
+            self.nb.close()
 
 
 def _with_state(port: GuestPort, states: dict) -> dict:
@@ -256,6 +384,7 @@ def _with_state(port: GuestPort, states: dict) -> dict:
     record["ovn_switch"] = state.network if state else None
     record["ovn_up"] = state.up if state else False
     record["ovn_owner"] = state.owner if state else None
+    record["migrating"] = port.migrating  # "SRC -> DST", from the agent
     if state and state.network_name and not record.get("network"):
         record["network"] = state.network_name  # neutron's name for it
     return record
@@ -263,7 +392,9 @@ def _with_state(port: GuestPort, states: dict) -> dict:
 
 def _spec(port_id: str, network: str | None, mac: str,
           ips: Iterable[str], vm: str | None,
-          groups: tuple[str, ...] | None) -> LspSpec:
+          groups: tuple[str, ...] | None, chassis: str | None = None,
+          strategy: str | None = None) -> LspSpec:
     assert network is not None
-    return LspSpec(port_id, network, mac, tuple(ips), vm, groups)
+    return LspSpec(port_id, network, mac, tuple(ips), vm, groups,
+                   chassis=chassis, strategy=strategy)
 

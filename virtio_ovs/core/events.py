@@ -14,6 +14,9 @@ UNBOUND = "port-unbound"
 OVN_INSTALLED = "port-ovn-installed"
 VERDICT = "verdict-changed"
 QUEUES = "queues-changed"
+MIGRATION_START = "migration-start"
+MIGRATION_DONE = "migration-done"
+MIGRATION_ABORTED = "migration-aborted"
 AGENT_UP = "agent-up"
 AGENT_DOWN = "agent-down"
 WATCHING = "watch-started"
@@ -53,12 +56,25 @@ def _changes(old: GuestPort, new: GuestPort) -> list[dict]:
     if old.verdict != new.verdict:
         events.append({"event": VERDICT, **base, "verdict": new.verdict,
                        "previous": old.verdict})
+    if old.migration != new.migration and new.migration:
+        events.append(_migration_event(new.migration, base))
     if (old.queues, old.queues_enabled) != (new.queues, new.queues_enabled):
         events.append({"event": QUEUES, **base, "expected": new.queues,
                        "enabled": new.queues_enabled,
                        "previous_expected": old.queues,
                        "previous_enabled": old.queues_enabled})
     return events
+
+
+def _migration_event(record: str, base: dict) -> dict:
+    """The agent's record ("SRC -> DST", "done: SRC -> DST", "aborted:
+    SRC -> DST") as an event."""
+    outcome, _, path = record.rpartition(": ")
+    source, _, destination = path.partition(" -> ")
+    kind = {"done": MIGRATION_DONE, "aborted": MIGRATION_ABORTED}.get(
+        outcome, MIGRATION_START)
+    return {"event": kind, **base, "source": source,
+            "destination": destination}
 
 
 def agent_alive(status: Mapping | None, now: float) -> bool:

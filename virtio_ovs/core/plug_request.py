@@ -57,6 +57,9 @@ EXT_TAP_OWNER = "virtio-ovs:tap-owner"
 EXT_TAP_GROUP = "virtio-ovs:tap-group"
 EXT_VERDICT = "virtio-ovs:verdict"  # written by the agent's periodic check
 EXT_QUEUES_ENABLED = "virtio-ovs:queues-enabled"
+# The agent's record of the port's live migration (OVN backend): "SRC ->
+# DST" while both hold it, then "done: SRC -> DST" or "aborted: ...".
+EXT_MIGRATION = "virtio-ovs:migration"
 
 JSON_KEYS = ("port_id", "mac", "tap", "vhost_user", "vhost_mode", "bridge",
              "vm", "network", "ips", "queues", "mtu", "owner", "group",

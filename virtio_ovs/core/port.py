@@ -63,6 +63,7 @@ class GuestPort:
     verdict: str | None = None  # the agent's last bypass check
     queues_enabled: int | None = None
     ovn_installed: bool = False  # ovn-controller has installed the port
+    migration: str | None = None  # the agent's record: see EXT_MIGRATION
     security_groups: tuple[str, ...] = ()  # none: the port is unfiltered
     # False when external_ids written by someone else do not validate: such
     # a port is listed but gets no network, hence no flows.
@@ -72,6 +73,13 @@ class GuestPort:
     @property
     def bound_network(self) -> str | None:
         return self.network if self.valid else None
+
+    @property
+    def migrating(self) -> str | None:
+        """"SRC -> DST" while a live migration holds the port on both."""
+        if self.migration and ":" not in self.migration:
+            return self.migration
+        return None
 
     def as_dict(self) -> dict:
         data = dataclasses.asdict(self)
@@ -172,6 +180,7 @@ def guest_port(iface: IfaceValues, is_tap: bool, bridge: str | None = None,
         verdict=ids.get(plug_request.EXT_VERDICT),
         queues_enabled=_int_or_none(ids.get(plug_request.EXT_QUEUES_ENABLED)),
         ovn_installed=ids.get("ovn-installed") == "true",
+        migration=ids.get(plug_request.EXT_MIGRATION),
         security_groups=parse_port_groups(ids.get(EXT_SECURITY_GROUPS)),
         valid=problem is None, problem=problem)
 

@@ -235,6 +235,11 @@ class AgentRecords(Protocol):
         """Port id -> (verdict, enabled queues), as the agent's periodic
         check found them, into each Interface's external_ids."""
 
+    @abc.abstractmethod
+    def record_migrations(self, records: Mapping[str, str | None]) -> None:
+        """Port id -> the agent's record of its live migration
+        (``virtio-ovs:migration``; None removes it), on each Interface."""
+
 
 class SwitchSetup(Protocol):
     """The bridges, ports' VLAN tags and OpenFlow numbers the standalone
@@ -270,6 +275,11 @@ class SwitchSetup(Protocol):
     @abc.abstractmethod
     def bridge_names(self) -> set[str]:
         """The names of every Bridge row."""
+
+    @abc.abstractmethod
+    def chassis_name(self) -> str | None:
+        """This host's OVN chassis name: ``Open_vSwitch
+        external_ids:system-id`` (ovn-controller's), or None."""
 
 
 class Replica(Protocol):

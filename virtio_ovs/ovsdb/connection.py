@@ -214,6 +214,10 @@ class Connection:
                   ", ".join(sorted(self._tables)),
                   f", lock {self.lock_name}" if self.lock_name else "")
 
+    @property
+    def started(self) -> bool:
+        return self._idl is not None
+
     def close(self) -> None:
         if self._idl is not None:
             self._idl.close()

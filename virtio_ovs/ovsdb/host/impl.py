@@ -340,6 +340,13 @@ class IdlHostDb(HostDb):
     def record_verdicts(self, verdicts) -> None:
         self._transact([nc.RecordVerdicts(verdicts)])
 
+    def record_migrations(self, records) -> None:
+        self._transact([nc.RecordMigrations(records)])
+
+    def chassis_name(self) -> str | None:
+        self.conn.start()
+        return the_open_vswitch(self.conn).external_ids.get("system-id")
+
     def networks(self) -> dict[str, Network]:
         self.conn.start()
         return parse_networks(the_open_vswitch(self.conn).external_ids)

@@ -250,6 +250,22 @@ class RecordVerdicts:
         return outcome
 
 
+class RecordMigrations:
+    """The agent's record of each port's live migration."""
+
+    def __init__(self, records: Mapping[str, str | None]):
+        self.records = records
+
+    def run_idl(self, ctx: TxnContext) -> str:
+        outcome = UNCHANGED
+        for port_id, record in self.records.items():
+            iface = ctx.view.ifaces_by_id.get(port_id)
+            if iface is not None and update_external_ids(
+                    iface, {plug_request.EXT_MIGRATION: record}):
+                outcome = UPDATED
+        return outcome
+
+
 def provider_commands(spec, physnet: str, bridge: str, connect: bool) -> list:
     """Check a provider bridge and make its patch pair with br-int."""
     protocols = list(spec.protocols)

@@ -14,6 +14,7 @@ import abc
 import dataclasses
 from typing import Iterable, Mapping
 
+from virtio_ovs.core.migration import Placement
 from virtio_ovs.core.networks import Network
 from virtio_ovs.core.secgroups import Rule, SecurityGroup
 
@@ -54,6 +55,12 @@ class LspSpec:
     ips: tuple[str, ...]  # CIDRs; the LSP gets the addresses alone
     vm: str | None = None
     security_groups: tuple[str, ...] | None = None  # None: keep as they are
+    # Where it is plugged: this host's chassis name (its system-id) and the
+    # activation strategy its kind and this OVN support; requested-chassis
+    # follows core.migration.wanted. ``placement``: exactly this (an undo).
+    chassis: str | None = None
+    strategy: str | None = None
+    placement: Placement | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,6 +133,12 @@ class NorthboundDb(abc.ABC):
         on our networks."""
 
     @abc.abstractmethod
+    def placements(self, port_ids: Iterable[str] | None = None
+                   ) -> dict[str, Placement]:
+        """Port id -> requested chassis and activation strategy, for our
+        LSPs named in ``port_ids`` (or all of ours), from the replica."""
+
+    @abc.abstractmethod
     def create_group(self, name: str) -> SecurityGroup:
         """A Port_Group ``vovs_<name>`` with the default rules' ACLs.
         UserError if it exists."""
@@ -155,6 +168,20 @@ class NorthboundDb(abc.ABC):
     @abc.abstractmethod
     def start(self) -> None:
         """Connect; OvsdbTimeout after ``timeout``."""
+
+    @property
+    @abc.abstractmethod
+    def seqno(self) -> int:
+        """Changes whenever the replica changes (0 before connecting)."""
+
+    @abc.abstractmethod
+    def run(self) -> None:
+        """Process what the server sent (nothing before connecting)."""
+
+    @abc.abstractmethod
+    def register_wakeup(self, poller) -> None:
+        """Make ``poller`` wake when the connection has something to
+        process. Does not block."""
 
     @abc.abstractmethod
     def close(self) -> None:

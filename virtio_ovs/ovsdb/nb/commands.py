@@ -14,6 +14,7 @@ import functools
 import ipaddress
 
 from virtio_ovs.core.errors import UserError
+from virtio_ovs.core.migration import Placement, wanted
 from virtio_ovs.core.networks import Network, validate_ovn_network
 from virtio_ovs.ovsdb.connection import Connection
 from virtio_ovs.ovsdb.nb.api import (LSP_MARK, MARK, OURS, LspSpec, not_ours,
@@ -32,6 +33,8 @@ NB_TABLES = {
 K_TYPE, K_PHYSNET, K_SEGMENT = ("virtio-ovs:type", "virtio-ovs:physnet",
                                 "virtio-ovs:segment")
 K_VM = "virtio-ovs:vm"  # on a Logical_Switch_Port
+REQUESTED_CHASSIS = "requested-chassis"  # LSP options, read by ovn-northd
+ACTIVATION_STRATEGY = "activation-strategy"
 
 
 def localnet_name(network: str) -> str:
@@ -184,7 +187,47 @@ def spec_of(view: NbView, lsp) -> LspSpec | None:
     parts = (lsp.addresses[0] if lsp.addresses else "").split()
     return LspSpec(lsp.name, switch.name, parts[0] if parts else "",
                    tuple(parts[1:]), lsp.external_ids.get(K_VM),
-                   memberships(view, lsp))
+                   memberships(view, lsp), placement=placement_of(lsp))
+
+
+def placement_of(lsp) -> Placement:
+    return Placement.parse(lsp.options.get(REQUESTED_CHASSIS),
+                           lsp.options.get(ACTIVATION_STRATEGY))
+
+
+def set_placement(lsp, placement: Placement) -> bool:
+    """Write ``placement`` into the LSP's options; True if it changed."""
+    changed = False
+    for key, value in ((REQUESTED_CHASSIS, placement.requested),
+                       (ACTIVATION_STRATEGY, placement.strategy)):
+        if lsp.options.get(key) == value:
+            continue
+        changed = True
+        if value is None:
+            lsp.delkey("options", key)
+        else:
+            lsp.setkey("options", key, value)
+    return changed
+
+
+class SetPlacement:
+    """Move one of our ports' placement from ``expected`` to ``wanted``
+    (an agent's decision, core.migration.wanted). Verified: if another
+    host changed it meanwhile, the transaction is built again and this
+    command leaves it (the agent decides again from the new state)."""
+
+    def __init__(self, port_id: str, wanted: Placement, expected: Placement):
+        self.port_id = port_id
+        self.wanted = wanted
+        self.expected = expected
+
+    def run_idl(self, ctx: TxnContext) -> str:
+        lsp = ctx.view.lsps.get(self.port_id)
+        if lsp is None or owner_of(lsp.external_ids) != OURS or \
+                placement_of(lsp) != self.expected:
+            return UNCHANGED
+        lsp.verify("options")
+        return UPDATED if set_placement(lsp, self.wanted) else UNCHANGED
 
 
 class EnsurePort:
@@ -212,9 +255,10 @@ class EnsurePort:
             ids[K_VM] = self.spec.vm
         if lsp is not None and view.switch_of_lsp.get(lsp.uuid) is switch:
             groups_changed = self._groups(ctx, lsp)
+            placed = set_placement(lsp, self._placement(placement_of(lsp)))
             if (list(lsp.addresses), list(lsp.port_security),
                     dict(lsp.external_ids)) == (addresses, addresses, ids):
-                return UPDATED if groups_changed else UNCHANGED
+                return UPDATED if groups_changed or placed else UNCHANGED
             lsp.addresses = lsp.port_security = addresses
             lsp.external_ids = ids
             return UPDATED
@@ -227,9 +271,25 @@ class EnsurePort:
         new.name = self.spec.port_id
         new.addresses = new.port_security = addresses
         new.external_ids = ids
+        placement = self._placement(Placement())
+        if placement.requested:
+            new.options = {k: v for k, v in (
+                (REQUESTED_CHASSIS, placement.requested),
+                (ACTIVATION_STRATEGY, placement.strategy)) if v}
         switch.addvalue("ports", new)
         self._groups(ctx, new)
         return outcome
+
+    def _placement(self, current: Placement) -> Placement:
+        """The spec's exact placement, or where a plug on the spec's
+        chassis puts the port (core.migration.wanted: claim it, or start a
+        migration towards it); without a chassis, as it is."""
+        if self.spec.placement is not None:
+            return self.spec.placement
+        if self.spec.chassis is None:
+            return current
+        return wanted(current, self.spec.chassis, True, None,
+                      self.spec.strategy)
 
     def _groups(self, ctx: TxnContext, lsp) -> bool:
         """The port's security groups (None: keep them as they are)."""

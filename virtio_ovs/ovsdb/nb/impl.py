@@ -3,14 +3,15 @@ from __future__ import annotations
 
 from typing import Iterable
 
+from virtio_ovs.core.migration import Placement
 from virtio_ovs.core.networks import Network
 from virtio_ovs.ovsdb.connection import Connection, Deadline
 from virtio_ovs.core.secgroups import Rule, SecurityGroup
 from virtio_ovs.core.ovn_acls import DROP_GROUP
 from virtio_ovs.ovsdb.nb import commands as nbc
 from virtio_ovs.ovsdb.nb import sg_commands as sgc
-from virtio_ovs.ovsdb.nb.api import (NEUTRON_NETWORK_NAME, LspSpec, LspState,
-                                     NorthboundDb, owner_of)
+from virtio_ovs.ovsdb.nb.api import (NEUTRON_NETWORK_NAME, OURS, LspSpec,
+                                     LspState, NorthboundDb, owner_of)
 from virtio_ovs.ovsdb.transaction import ADDED, UNCHANGED, TxnContext, transact
 
 DB_NAME = "OVN_Northbound"
@@ -89,6 +90,14 @@ class IdlNorthboundDb(NorthboundDb):
                 if switch is not None else None)
         return states
 
+    def placements(self, port_ids: Iterable[str] | None = None
+                   ) -> dict[str, Placement]:
+        view = self._view()
+        names = view.lsps if port_ids is None else port_ids
+        return {p: nbc.placement_of(lsp) for p in names
+                if (lsp := view.lsps.get(p)) is not None
+                and owner_of(lsp.external_ids) == OURS}
+
     def create_group(self, name: str) -> SecurityGroup:
         command = sgc.CreateGroup(name)
         self._transact([command])
@@ -115,6 +124,18 @@ class IdlNorthboundDb(NorthboundDb):
 
     def start(self) -> None:
         self.conn.start()
+
+    @property
+    def seqno(self) -> int:
+        return self.conn.idl.change_seqno if self.conn.started else 0
+
+    def run(self) -> None:
+        if self.conn.started:
+            self.conn.run()
+
+    def register_wakeup(self, poller) -> None:
+        if self.conn.started:
+            self.conn.idl.wait(poller)
 
     def close(self) -> None:
         self.conn.close()

@@ -1,0 +1,91 @@
+"""Where a port of ours should be bound, during a live migration and
+after: a pure function of what the databases say. No I/O.
+
+OVN's multi-chassis binding moves a running guest's port without the two
+hypervisors fighting over it: ``requested-chassis`` lists the source, then
+the destination, and ``activation-strategy=rarp`` keeps the destination
+blocked until the resumed guest's first RARP (QEMU sends it), so that
+nothing queued in the destination TAP meanwhile is replayed to the guest.
+
+Each host decides for itself, from its own view (level-triggered: no
+event is needed, an agent that was down reaches the same end when it
+comes back):
+
+- a port plugged here that the LSP does not name: here is its new
+  location. With no chassis requested yet, here alone; with one other
+  chassis, ``source,here`` and the strategy (the migration starts);
+- two chassis requested and none of it here any more: this host leaves
+  the list (the source after the move, or the destination of an aborted
+  migration);
+- two chassis requested, here the second, and the SB says here is
+  activated (``additional-chassis-activated``): here alone, the move is
+  done.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+RARP = "rarp"  # QEMU announces a TAP guest with RARPs (OVN >= 22.09)
+GARP_NA = "garp,na"  # a vhost-user guest's virtio announce (OVN >= 25.09)
+MULTICHASSIS = (22, 9)  # requested-chassis as a list, activation-strategy
+GARP_NA_SINCE = (25, 9)
+
+
+def strategy_for(kind: str, ovn: tuple[int, int]) -> str | None:
+    """The activation strategy for a port of ``kind`` on OVN ``ovn``: QEMU
+    sends RARPs for a TAP guest; a vhost-user guest announces itself with
+    GARP/NA (QEMU asks its virtio driver to), which OVN takes as a strategy
+    since 25.09 only; before, none (the destination is active at once)."""
+    if kind == "vhost-user":
+        return GARP_NA if ovn >= GARP_NA_SINCE else None
+    return RARP if ovn >= MULTICHASSIS else None
+
+
+@dataclasses.dataclass(frozen=True)
+class Placement:
+    """An LSP's requested chassis (main first) and activation strategy."""
+
+    chassis: tuple[str, ...] = ()
+    strategy: str | None = None
+
+    @classmethod
+    def parse(cls, requested: str | None, strategy: str | None
+              ) -> "Placement":
+        names = tuple(c for c in (requested or "").split(",") if c)
+        return cls(names, strategy or None)
+
+    @property
+    def requested(self) -> str | None:
+        return ",".join(self.chassis) or None
+
+    @property
+    def migrating(self) -> bool:
+        return len(self.chassis) == 2
+
+
+def wanted(current: Placement, here: str, local: bool,
+           activated: str | None, strategy: str | None) -> Placement:
+    """The placement this host wants for a port of ours. ``local``: an
+    Interface plugged here carries the port; ``activated``: the chassis
+    the SB says was activated by the strategy; ``strategy``: the one this
+    port's kind and this OVN support (None: immediate)."""
+    chassis = current.chassis
+    if local and here not in chassis:
+        if not chassis:
+            return Placement((here,))
+        if len(chassis) == 1:
+            return Placement((chassis[0], here), strategy)
+        return current  # a third location: not ours to arbitrate
+    if len(chassis) == 2 and here in chassis:
+        if not local:
+            return Placement(tuple(c for c in chassis if c != here))
+        if chassis[1] == here and activated == here:
+            return Placement((here,))
+    return current
+
+
+def migration_text(current: Placement) -> str | None:
+    """``src -> dst`` while two chassis hold the port, for list/show."""
+    if not current.migrating:
+        return None
+    return f"{current.chassis[0]} -> {current.chassis[1]}"
