@@ -288,3 +288,18 @@ def test_unplugging_either_end_of_a_migration_keeps_the_lsp_on_the_other(
     assert placed(central) == ("hv2", "")
     destination.unplug(["p1"], False, False)  # the last location
     assert "p1" not in lsps(nb)
+
+
+def test_an_unplug_after_the_agent_left_the_lsp_to_the_destination_keeps_it(
+        nb, central):
+    """The source's agent saw its port go first and left the LSP to the
+    destination: the unplug that follows must not delete it."""
+    from virtio_ovs.core.migration import Placement
+    from virtio_ovs.ovsdb.nb.commands import SetPlacement
+    source, _ = on_chassis(nb, "hv1")
+    source.plug([vif()], wait=False)
+    on_chassis(nb, "hv2")[0].plug([vif(tap="tap9")], wait=False)
+    nb.commit(SetPlacement("p1", Placement(("hv2",)),
+                           Placement(("hv1", "hv2"), "rarp")))
+    source.unplug(["p1"], False, False)
+    assert placed(central) == ("hv2", "") and "p1" in lsps(nb)

@@ -180,7 +180,10 @@ class QemuGuest:
     def __init__(self, name: str, workdir: str, kernel: str, initrd: str,
                  tap: str, mac: str, ip: str, queues: int = 1,
                  boot_queues: int | None = None, netns: str | None = None,
-                 env: dict | None = None):
+                 env: dict | None = None, incoming: str | None = None,
+                 memory_mb: int = 256, cpus: int = 2):
+        """``incoming``: a migration URI this QEMU waits on (the
+        destination of a live migration: it boots nothing itself)."""
         self.name = name
         self.tap, self.mac, self.ip, self.queues = tap, mac, ip, queues
         self.serial_sock = os.path.join(workdir, f"{name}.serial")
@@ -197,8 +200,9 @@ class QemuGuest:
         if queues > 1:
             netdev += f",queues={queues}"
             device += f",mq=on,vectors={2 * queues + 2}"
-        self.cmd = [QEMU, "-accel", "tcg", "-cpu", "max", "-m", "256",
-                    "-smp", "2", "-name", f"{name},debug-threads=on",
+        self.cmd = [QEMU, "-accel", "tcg", "-cpu", "max", "-m",
+                    str(memory_mb), "-smp", str(cpus),
+                    "-name", f"{name},debug-threads=on",
                     "-display", "none", "-no-reboot", "-kernel", kernel,
                     "-initrd", initrd, "-append", append,
                     "-serial", f"file:{self.boot_log}",
@@ -208,6 +212,8 @@ class QemuGuest:
                     "-device", "virtconsole,chardev=s0",
                     "-qmp", f"unix:{self.qmp_sock},server=on,wait=off",
                     "-netdev", netdev, "-device", device]
+        if incoming:
+            self.cmd += ["-incoming", incoming]
         if netns:
             self.cmd = ["ip", "netns", "exec", netns, *self.cmd]
         self.env = env

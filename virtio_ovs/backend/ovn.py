@@ -160,12 +160,13 @@ class OvnBackend(Backend):
         commands: list = []
         for port_id in port_ids:
             current = placements.get(port_id)
-            if current is not None and current.migrating and \
-                    here in current.chassis:
+            others = set(current.chassis) - {here} if current else set()
+            if not others:
+                commands.append(DeletePort(port_id))
+            elif here in current.chassis:
                 commands.append(SetPlacement(port_id, wanted(
                     current, here, False, None, None), current))
-            else:
-                commands.append(DeletePort(port_id))
+            # else: this host's agent already left it to the others
         return commands
 
     def bind(self, port_id: str, network: str, ips, wait: bool,
