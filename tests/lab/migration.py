@@ -37,7 +37,10 @@ class PingRun:
 
     @property
     def lost(self) -> list[int]:
-        return [s for s in range(1, self.sent + 1) if s not in self.replies]
+        """Requests without a reply; not the last one sent, which may be in
+        flight when ping is stopped (every phase ends 0.5 s or more after
+        what it measures)."""
+        return [s for s in range(1, self.sent) if s not in self.replies]
 
     def max_gap_ms(self) -> float:
         """The longest time between two consecutive replies."""
