@@ -138,12 +138,12 @@ def _boot(topo, guest_image) -> None:
         conn.close()
     console = os.path.join(h1.box.dir, "nova-vm.console")
     end = time.monotonic() + 120
-    while "VO-READY" not in _read(console):
+    while "VO-READY" not in private.read_text(console):
         if time.monotonic() > end:
-            raise SandboxError("the nova guest never booted: " + _read(
+            raise SandboxError("the nova guest never booted: " + private.read_text(
                 os.path.join(h1.box.dir, "nova-vm.boot.log"))[-800:])
         time.sleep(0.3)
-    topo.console = _read(console)
+    topo.console = private.read_text(console)
 
 
 def _start_agent(host) -> subprocess.Popen:
@@ -163,14 +163,6 @@ def _start_agent(host) -> subprocess.Popen:
         assert time.monotonic() < end, "the agent never synced"
         time.sleep(0.2)
     return agent
-
-
-def _read(path: str) -> str:
-    try:
-        with open(path, errors="replace") as f:
-            return f.read()
-    except OSError:
-        return ""
 
 
 def _status(host) -> dict:

@@ -43,9 +43,9 @@ def lab(guest_image):
         end = time.monotonic() + 120
         for name in DOMAINS:
             console = os.path.join(box.dir, f"{name}.console")
-            while "VO-READY" not in _read(console):
+            while "VO-READY" not in private.read_text(console):
                 assert time.monotonic() < end, f"{name} never booted: " \
-                    f"{_read(os.path.join(box.dir, name + '.boot.log'))[-800:]}"
+                    f"{private.read_text(os.path.join(box.dir, name + '.boot.log'))[-800:]}"
                 time.sleep(0.3)
         box.libvirtd = daemon
         yield box
@@ -53,14 +53,6 @@ def lab(guest_image):
         if daemon is not None:
             daemon.stop()
         box.stop()
-
-
-def _read(path: str) -> str:
-    try:
-        with open(path, errors="replace") as f:
-            return f.read()
-    except OSError:
-        return ""
 
 
 def ctl(box, *args):

@@ -151,6 +151,15 @@ class PrivateLibvirtd:
         self.proc = None
 
 
+def read_text(path: str) -> str:
+    """A console or log file's text so far ("" before it exists)."""
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
 def domain_xml(name: str, kernel: str, initrd: str, mac: str,
                interfaceid: str, queues: int, vcpus: int, workdir: str,
                bridge: str = "br-int", driver: str = "qemu",

@@ -15,6 +15,7 @@ import dataclasses
 import select
 from typing import Sequence
 
+from virtio_ovs.core.errors import UserError
 from virtio_ovs.core.plug_request import Vif
 from virtio_ovs.core.networks import Network
 from virtio_ovs.core.outcomes import PlugOutcome, UnplugOutcome
@@ -111,6 +112,29 @@ class Backend(abc.ABC):
     def close(self) -> None:
         """Drop the connections the backend opened (not the host
         database's, which its owner closes)."""
+
+
+class NetworkOwnedElsewhere:
+    """For a Backend whose networks, groups and bindings belong to someone
+    else (neutron): every verb that would write them is refused, with
+    ``refusal`` as its one line, before anything is written; a plug goes
+    into OVS only, as os-vif's does. Mix in before the Backend."""
+
+    refusal: str
+    refusal_field: str
+
+    def _refuse(self, *args, **kwargs):
+        raise UserError(self.refusal_field, self.refusal)
+
+    create_network = delete_network = list_networks = create_group = \
+        delete_group = list_groups = add_rule = delete_rule = \
+        set_port_groups = bind = unbind = _refuse
+
+    def plug(self, vifs: list[Vif], wait: bool) -> PlugOutcome:
+        """Into OVS only: a network would be someone else's write."""
+        if any(vif.network for vif in vifs):
+            raise UserError("network", self.refusal)
+        return self.plugger.plug(vifs, wait, local_vlans=False)
 
 
 @dataclasses.dataclass

@@ -8,11 +8,10 @@ from __future__ import annotations
 import logging
 from typing import Sequence
 
-from virtio_ovs.backend.base import Backend, CountingDriver
+from virtio_ovs.backend.base import (Backend, CountingDriver,
+                                     NetworkOwnedElsewhere)
 from virtio_ovs.backend.plugger import Plugger
-from virtio_ovs.core.errors import UserError
-from virtio_ovs.core.plug_request import Vif
-from virtio_ovs.core.outcomes import PlugOutcome, UnplugOutcome
+from virtio_ovs.core.outcomes import UnplugOutcome
 from virtio_ovs.core.port import GuestPort
 from virtio_ovs.core.roles import PortStore
 
@@ -22,24 +21,13 @@ NOT_OURS = ("[agent] backend = observe: another agent owns the networks and "
             "made through it, and virtio-ovs writes none of them")
 
 
-class ObserveBackend(Backend):
+class ObserveBackend(NetworkOwnedElsewhere, Backend):
     name = "observe"
+    refusal, refusal_field = NOT_OURS, "backend"
 
     def __init__(self, db: PortStore, plugger: Plugger):
         self.db = db
         self.plugger = plugger
-
-    def _refuse(self, *args, **kwargs):
-        raise UserError("backend", NOT_OURS)
-
-    create_network = delete_network = list_networks = create_group = \
-        delete_group = list_groups = add_rule = delete_rule = \
-        set_port_groups = bind = unbind = _refuse
-
-    def plug(self, vifs: list[Vif], wait: bool) -> PlugOutcome:
-        if any(vif.network for vif in vifs):
-            raise UserError("network", NOT_OURS)
-        return self.plugger.plug(vifs, wait, local_vlans=False)
 
     def unplug(self, port_ids: Sequence[str], if_exists: bool, wait: bool
                ) -> UnplugOutcome:

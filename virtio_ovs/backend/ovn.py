@@ -16,7 +16,8 @@ import logging
 import time
 from typing import Callable, Iterable, Sequence, TypeVar
 
-from virtio_ovs.backend.base import Backend, CountingDriver, Reconciled
+from virtio_ovs.backend.base import (Backend, CountingDriver,
+                                     NetworkOwnedElsewhere, Reconciled)
 from virtio_ovs.backend.plugger import Plugger
 from virtio_ovs.core.errors import OvsdbTimeout, UserError
 from virtio_ovs.core.migration import (MULTICHASSIS, Placement,
@@ -252,24 +253,18 @@ class OvnBackend(Backend):
         self.nb.close()
 
 
-class NeutronOwnedBackend(OvnBackend):
+NEUTRON_OWNS_NB = ("neutron owns the OVN northbound database ([ovn] nb_owner "
+                   "= neutron): networks, groups and bindings are made "
+                   "through neutron's API, and virtio-ovs writes nothing there")
+
+
+class NeutronOwnedBackend(NetworkOwnedElsewhere, OvnBackend):
     """``[ovn] nb_owner = neutron``: neutron's ML2/OVN owns the NB, and
     nova/os-vif (or libvirt) plug the ports. virtio-ovs reads the NB (to
     report each port's switch, state and owner) and never writes it: every
     verb that would is refused before anything is written."""
 
-    def _refuse(self, *args, **kwargs):
-        raise UserError("nb_owner", NEUTRON_OWNS_NB)
-
-    create_network = delete_network = list_networks = create_group = \
-        delete_group = list_groups = add_rule = delete_rule = \
-        set_port_groups = bind = unbind = _refuse
-
-    def plug(self, vifs: list[Vif], wait: bool) -> PlugOutcome:
-        """Into OVS only, as os-vif does; a network would be an NB write."""
-        if any(vif.network for vif in vifs):
-            raise UserError("network", NEUTRON_OWNS_NB)
-        return self.plugger.plug(vifs, wait, local_vlans=False)
+    refusal, refusal_field = NEUTRON_OWNS_NB, "nb_owner"
 
     def unplug(self, port_ids: Sequence[str], if_exists: bool, wait: bool
                ) -> UnplugOutcome:
@@ -278,9 +273,6 @@ class NeutronOwnedBackend(OvnBackend):
         return self.plugger.unplug(port_ids, if_exists, wait)
 
 
-NEUTRON_OWNS_NB = ("neutron owns the OVN northbound database ([ovn] nb_owner "
-                   "= neutron): networks, groups and bindings are made "
-                   "through neutron's API, and virtio-ovs writes nothing there")
 
 
 class OvnDriver(CountingDriver):

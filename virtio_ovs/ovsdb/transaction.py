@@ -12,7 +12,7 @@ import dataclasses
 import itertools
 import json
 import logging
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 from ovs.db.idl import Transaction
 
@@ -98,6 +98,23 @@ def transact(conn: Connection, commands: Sequence, deadline: Deadline,
         return Commit(outcomes, committed=status == Transaction.SUCCESS,
                       ctx=ctx)
     raise AssertionError("unreachable")
+
+
+def update_map(row, column: str, wanted: Mapping[str, str | None]) -> bool:
+    """Set (or, for None, remove) the keys of a map column that differ, as
+    mutations (concurrent writers of other keys keep theirs); True if any
+    did."""
+    changed = False
+    current = getattr(row, column)
+    for key, value in wanted.items():
+        if current.get(key) == value:
+            continue
+        changed = True
+        if value is None:
+            row.delkey(column, key)
+        else:
+            row.setkey(column, key, value)
+    return changed
 
 
 def error_text(error: str | None) -> str:

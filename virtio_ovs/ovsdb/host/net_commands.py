@@ -10,25 +10,15 @@ from virtio_ovs.core.networks import (NONEXISTENT_PEER, Network,
                                       phy_patch_name, validate_new_network)
 from virtio_ovs.ovsdb.host.commands import HostTxnContext as TxnContext
 from virtio_ovs.ovsdb.host.views import DbView, optional
-from virtio_ovs.ovsdb.transaction import ADDED, UNCHANGED, UPDATED
+from virtio_ovs.ovsdb.transaction import ADDED, UNCHANGED, UPDATED, update_map
 
 AGENT_KEY = "virtio-ovs:agent"
 STANDBY_KEY = "virtio-ovs:agent-standby"  # an agent waiting for the lock
 
 
 def update_external_ids(row, wanted: Mapping[str, str | None]) -> bool:
-    """Set (or, for None, remove) keys that differ, as mutations; True if
-    any did."""
-    changed = False
-    for key, value in wanted.items():
-        if row.external_ids.get(key) == value:
-            continue
-        changed = True
-        if value is None:
-            row.delkey("external_ids", key)
-        else:
-            row.setkey("external_ids", key, value)
-    return changed
+    """Set (or, for None, remove) external_ids keys that differ."""
+    return update_map(row, "external_ids", wanted)
 
 
 def bound_ports(view: DbView, network: str) -> list[str]:

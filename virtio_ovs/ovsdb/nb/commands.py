@@ -20,7 +20,8 @@ from virtio_ovs.ovsdb.connection import Connection
 from virtio_ovs.ovsdb.nb.api import (LSP_MARK, MARK, OURS, LspSpec, not_ours,
                                      owner_of)
 from virtio_ovs.ovsdb.nb.sg_commands import memberships, set_memberships
-from virtio_ovs.ovsdb.transaction import ADDED, UNCHANGED, UPDATED, TxnContext
+from virtio_ovs.ovsdb.transaction import (ADDED, UNCHANGED, UPDATED,
+                                          TxnContext, update_map)
 
 # The columns virtio-ovs reads or writes.
 NB_TABLES = {
@@ -197,17 +198,9 @@ def placement_of(lsp) -> Placement:
 
 def set_placement(lsp, placement: Placement) -> bool:
     """Write ``placement`` into the LSP's options; True if it changed."""
-    changed = False
-    for key, value in ((REQUESTED_CHASSIS, placement.requested),
-                       (ACTIVATION_STRATEGY, placement.strategy)):
-        if lsp.options.get(key) == value:
-            continue
-        changed = True
-        if value is None:
-            lsp.delkey("options", key)
-        else:
-            lsp.setkey("options", key, value)
-    return changed
+    return update_map(lsp, "options", {
+        REQUESTED_CHASSIS: placement.requested,
+        ACTIVATION_STRATEGY: placement.strategy})
 
 
 class SetPlacement:
