@@ -28,9 +28,10 @@ def open_host_db(remote: str, timeout: float,
     return IdlHostDb(remote, timeout, is_tap, lock_name)
 
 
-def open_nb(remote: str, timeout: float):
+def open_nb(remote: str, timeout: float,
+            connect_timeout: float | None = None):
     from virtio_ovs.ovsdb.nb.impl import IdlNorthboundDb
-    return IdlNorthboundDb(remote, timeout)
+    return IdlNorthboundDb(remote, timeout, connect_timeout)
 
 
 def plugger(db: HostDb, allow_shared_socket_dir: bool = False) -> Plugger:
@@ -87,9 +88,15 @@ def _ovn_driver(conf, db: HostDb, on_first_sync: Callable[[], None],
     if conf.ovn.nb_owner == "neutron":
         return OvnDriver(db)
     from virtio_ovs import conf as conf_mod
-    return OvnDriver(db, open_nb(conf_mod.ovn_nb_remote(conf),
-                                 conf.ovs.ovsdb_timeout),
+    timeout = conf.ovs.ovsdb_timeout
+    return OvnDriver(db, open_nb(conf_mod.ovn_nb_remote(conf), timeout,
+                                 min(timeout, NB_CONNECT_TIMEOUT)),
                      ovn_controller.version(), metrics)
+
+
+# The OVN agent's first connection to the NB: its loop waits this long at
+# most, and tries again NB_RETRY seconds later (backend/ovn.py).
+NB_CONNECT_TIMEOUT = 2.0
 
 
 def _observe_backend(conf, db: HostDb, timeout: float,

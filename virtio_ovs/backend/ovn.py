@@ -19,7 +19,7 @@ from typing import Callable, Iterable, Sequence, TypeVar
 from virtio_ovs.backend.base import (Backend, CountingDriver,
                                      NetworkOwnedElsewhere, Reconciled)
 from virtio_ovs.backend.plugger import Plugger
-from virtio_ovs.core.errors import OvsdbTimeout, UserError
+from virtio_ovs.core.errors import OvsdbTimeout, UserError, VirtioOvsError
 from virtio_ovs.core.migration import (MULTICHASSIS, Placement,
                                        migration_text, strategy_for, wanted)
 from virtio_ovs.core.plug_request import Vif
@@ -34,6 +34,7 @@ from virtio_ovs.ovsdb.nb.api import LspSpec, NorthboundDb
 
 LOG = logging.getLogger(__name__)
 T = TypeVar("T")
+NB_RETRY = 30.0  # seconds before the agent tries an unreachable NB again
 UNCHANGED = "unchanged"
 
 
@@ -292,6 +293,7 @@ class OvnDriver(CountingDriver):
         self.ovn = ovn
         self.metrics = metrics
         self.seen: dict[str, tuple[Placement, float]] = {}  # migrating
+        self.nb_retry_at = 0.0
 
     def wired(self, port: GuestPort) -> bool:
         return bool(port.ovn_installed)
@@ -309,9 +311,17 @@ class OvnDriver(CountingDriver):
         return False
 
     def reconcile(self, wiring_version: int) -> Reconciled:
+        """Counting does not depend on the NB: when the NB cannot be reached
+        or refuses, the placement is tried again NB_RETRY seconds later
+        (or at the next change), and the rest goes on."""
         result = super().reconcile(wiring_version)
-        if self.nb is not None:
-            self._place({p.port_id: p for p in result.ports})
+        if self.nb is not None and time.monotonic() >= self.nb_retry_at:
+            try:
+                self._place({p.port_id: p for p in result.ports})
+            except VirtioOvsError as exc:
+                self.nb_retry_at = time.monotonic() + NB_RETRY
+                LOG.warning("placing this host's ports in the NB failed, "
+                            "trying again in %d s: %s", NB_RETRY, exc)
         return result
 
     def _place(self, local: dict[str, GuestPort]) -> None:

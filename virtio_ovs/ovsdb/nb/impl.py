@@ -18,13 +18,18 @@ DB_NAME = "OVN_Northbound"
 
 
 class IdlNorthboundDb(NorthboundDb):
-    def __init__(self, remote: str, timeout: float):
+    def __init__(self, remote: str, timeout: float,
+                 connect_timeout: float | None = None):
+        """``connect_timeout``: the bound on the first connection (default
+        ``timeout``): an agent's event loop must not wait long for an NB
+        that is not there."""
         self.remote = remote
         self.timeout = timeout
+        self.connect_timeout = connect_timeout or timeout
         self.conn = Connection(remote, timeout, nbc.NB_TABLES, DB_NAME)
 
     def _view(self) -> nbc.NbView:
-        self.conn.start()
+        self.conn.start(Deadline(self.connect_timeout))
         self.conn.run()
         return nbc.NbView(self.conn)
 
