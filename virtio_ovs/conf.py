@@ -10,7 +10,7 @@ from typing import Iterator
 
 from oslo_config import cfg
 
-from virtio_ovs import paths
+from virtio_ovs import paths, version
 from virtio_ovs.core.errors import UserError
 from virtio_ovs.core import validate as v
 
@@ -159,7 +159,7 @@ def parse(args: list[str], prog: str) -> cfg.ConfigOpts:
     conf = make_conf()
     try:
         conf(args=args, project="virtio-ovs", prog=prog,
-             validate_default_values=True)
+             version=f"{prog} {version()}", validate_default_values=True)
         for _ in option_values(conf):
             pass
     except Exception as exc:  # oslo raises many types, and OSError

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import grp
+import os
 import json
 import pwd
 import sys
@@ -321,3 +322,18 @@ def test_the_checks_link_dump_agrees_with_pyroute2(box):
     out = box.exec([sys.executable, "-c", script]).stdout
     assert out.split() == ["TapQueues(enabled=None,", "disabled=None)",
                            "TapQueues(enabled=0,", "disabled=0)"]
+
+
+def test_a_reader_that_goes_away_ends_the_listing_quietly(box, ctl):
+    """``virtio-ovs-ctl list --format json | head -1`` on more output than
+    a pipe holds: no BrokenPipeError traceback, exit 0 (as ovs-vsctl)."""
+    from tests.functional.test_reliability import vif_lines
+    path = os.path.join(box.dir, "many.jsonl")
+    with open(path, "w") as f:
+        f.write(vif_lines("bp", 200))
+    assert ctl("plug", "--from-file", path).returncode == 0
+    proc = box.exec(["bash", "-c", "set -o pipefail; "
+                     f"{sys.executable} -m virtio_ovs.cli list --format json"
+                     " | head -c 100"], check=False, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == "" and len(proc.stdout) == 100

@@ -123,3 +123,16 @@ def test_bash_completion_knows_every_verb_and_option():
                     if re.match(rf"\s*(\S+\|)*{re.escape(verb)}(\|\S+)*\)", l))
         listed = set(re.search(r'opts="([^"]*)"', line).group(1).split())
         assert options == listed, (verb, options ^ listed)
+
+
+def test_both_commands_say_their_version(capsys):
+    from virtio_ovs import version
+    from virtio_ovs.agent import main as agent
+    assert version() not in ("", "unknown")  # installed by tools/test.sh
+    for command, name in ((cli.main, "virtio-ovs-ctl"),
+                          (agent.main, "virtio-ovs-agent")):
+        with pytest.raises(SystemExit) as exc:
+            command(["--version"])
+        assert exc.value.code == 0
+        out = capsys.readouterr()
+        assert (out.out + out.err).strip() == f"{name} {version()}"

@@ -1,6 +1,7 @@
 """virtio-ovs-ctl: the ovs-vsctl companion for guest NICs."""
 from __future__ import annotations
 
+import os
 import sys
 from typing import Sequence
 
@@ -22,6 +23,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         print("virtio-ovs-ctl: interrupted", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        return _closed_stdout()
+
+
+def _closed_stdout() -> int:
+    """The reader went away (``list | head -1``): end quietly, as
+    ovs-vsctl does. Python would report the failed flush at exit: stdout
+    points at /dev/null from here on."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 0
 
 
 if __name__ == "__main__":

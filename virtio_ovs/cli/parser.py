@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from virtio_ovs import version
 from virtio_ovs.core import plug_request
 from virtio_ovs.core.networks import OVN_TYPES, TYPES
 from virtio_ovs.core.validate import VHOST_MODES
@@ -27,6 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
                      formatter_class=argparse.RawDescriptionHelpFormatter,
                      description="Plug guest virtio NICs (vhost-net TAPs, "
                      "vhost-user sockets) into Open vSwitch and inspect them.")
+    parser.add_argument("--version", action="version",
+                        version=f"virtio-ovs-ctl {version()}",
+                        help="print the version and exit")
     parser.add_argument("--db", metavar="REMOTE",
                         help="OVSDB remote: unix:PATH, tcp:IP:PORT, ssl:IP:PORT, "
                         "or a comma-separated list of a cluster's members")
