@@ -10,15 +10,20 @@ sets), and the scrape thread never touches the IDL.
 from __future__ import annotations
 
 import dataclasses
+import socket
 import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable, Iterable, Iterator, Mapping
 
-from prometheus_client import (CollectorRegistry, Counter, Histogram,
+from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry,
+                               Counter, Gauge, Histogram, ProcessCollector,
                                generate_latest)
 from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
                                     Metric)
 from prometheus_client.registry import Collector
 
+from virtio_ovs import version
 from virtio_ovs.core import verdicts
 from virtio_ovs.core.verdicts import PortReport
 from virtio_ovs.core.port import GuestPort
@@ -30,6 +35,7 @@ WIRING_BUCKETS = (.005, .01, .02, .03, .05, .1, .25, .5, 1, 2.5, 5, 10)
 RECONCILE_BUCKETS = (.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5)
 MIGRATION_BUCKETS = (.25, .5, 1, 2, 5, 10, 30, 60, 120, 300, 600)
 DEFAULT_PORT = 9477  # documented default for metrics_bind
+REQUEST_TIMEOUT = 5.0  # seconds a metrics client may take to ask
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,7 +151,17 @@ class AgentMetrics:
             f"{PREFIX}_reconcile_seconds", "Duration of one reconcile of "
             "OVSDB state into flows", buckets=RECONCILE_BUCKETS,
             registry=self.registry)
-        self._server = None
+        self.heartbeat = Gauge(
+            f"{PREFIX}_agent_heartbeat_timestamp_seconds", "When the agent "
+            "last wrote its heartbeat (every report_interval, busy or "
+            "idle)", registry=self.registry)
+        build = Gauge(f"{PREFIX}_build_info", "The running virtio-ovs "
+                      "(value 1), its version and python-ovs's",
+                      ["version", "python_ovs"], registry=self.registry)
+        build.labels(version(), _python_ovs_version()).set(1)
+        ProcessCollector(registry=self.registry)  # process_* (RSS, CPU)
+        self.loop_turned = time.monotonic()
+        self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
     def update(self, **changes) -> None:
@@ -153,10 +169,52 @@ class AgentMetrics:
         or the new one whole)."""
         self.snapshot = dataclasses.replace(self.snapshot, **changes)
 
-    def serve(self, host: str, port: int) -> None:
-        from prometheus_client import start_http_server
-        self._server, self._thread = start_http_server(
-            port, addr=host, registry=self.registry)
+    def turned(self) -> None:
+        """The agent's loop turned (for /healthz)."""
+        self.loop_turned = time.monotonic()
+
+    def serve(self, host: str, port: int,
+              healthy: Callable[[], bool] = lambda: True) -> None:
+        """Serve /metrics and /healthz (200 while ``healthy()``, else 503);
+        any other path is 404. A client gets REQUEST_TIMEOUT seconds to
+        send its request."""
+        registry = self.registry
+
+        class Handler(BaseHTTPRequestHandler):
+            timeout = REQUEST_TIMEOUT
+
+            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                path = self.path.split("?", 1)[0]
+                if path == "/metrics":
+                    self._reply(200, generate_latest(registry),
+                                CONTENT_TYPE_LATEST)
+                elif path == "/healthz":
+                    ok = healthy()
+                    self._reply(200 if ok else 503,
+                                b"ok\n" if ok else b"stalled\n")
+                else:
+                    self._reply(404, b"not found: /metrics or /healthz\n")
+
+            def _reply(self, code: int, body: bytes,
+                       kind: str = "text/plain; charset=utf-8") -> None:
+                self.send_response(code)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args) -> None:  # no line per scrape
+                pass
+
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+            address_family = socket.AF_INET6 if ":" in host \
+                else socket.AF_INET
+
+        self._server = Server((host.strip("[]"), port), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever,
+                                        name="metrics", daemon=True)
+        self._thread.start()
 
     @property
     def address(self) -> tuple[str, int] | None:
@@ -168,6 +226,14 @@ class AgentMetrics:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+
+
+def _python_ovs_version() -> str:
+    try:
+        import ovs.version
+        return ovs.version.VERSION
+    except ImportError:  # pragma: no cover - a dependency
+        return "unknown"
 
 
 class WiringClock:

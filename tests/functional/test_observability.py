@@ -235,3 +235,47 @@ def test_watch_streams_plug_bind_unplug_and_the_agent(obs):
         watch.until("agent-up", 15, pid=obs.agent.pid)
     finally:
         assert watch.stop() == 0
+
+
+def http_get(topo, path: str) -> tuple[int, str]:
+    """(status, body) of GET ``path`` on the agent, inside the namespace."""
+    out = topo.box.exec([sys.executable, "-c", (
+        "import urllib.request, urllib.error\n"
+        "try:\n"
+        f"    r = urllib.request.urlopen('http://{BIND}{path}', timeout=5)\n"
+        "    print(r.status); print(r.read().decode(), end='')\n"
+        "except urllib.error.HTTPError as e:\n"
+        "    print(e.code); print(e.read().decode(), end='')\n")]).stdout
+    code, _, body = out.partition("\n")
+    return int(code), body
+
+
+def test_health_says_whether_the_loop_turns_and_other_paths_are_404(obs):
+    import signal
+    import time
+    box = obs.box
+    assert http_get(obs, "/healthz") == (200, "ok\n")
+    assert http_get(obs, "/nothing")[0] == 404
+    text = http_get(obs, "/metrics")[1]
+    for name in ("process_resident_memory_bytes",
+                 "virtio_ovs_agent_heartbeat_timestamp_seconds",
+                 'virtio_ovs_build_info{python_ovs="'):
+        assert name in text, name
+    # ovsdb-server stopped: the agent's heartbeat write waits up to its
+    # ovsdb_timeout (10 s), longer than report_interval (1 s) + 5 s.
+    pid = box.pid("ovsdb-server")
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        end, seen = time.monotonic() + 30, None
+        while time.monotonic() < end:
+            seen = http_get(obs, "/healthz")
+            if seen[0] == 503:
+                break
+            time.sleep(0.5)
+        assert seen == (503, "stalled\n"), seen
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    end = time.monotonic() + 30
+    while http_get(obs, "/healthz")[0] != 200:
+        assert time.monotonic() < end, "the agent never turned again"
+        time.sleep(0.5)

@@ -37,6 +37,7 @@ from virtio_ovs.ovsdb.connection import json_parser, set_ssl_files
 from virtio_ovs.ovsdb.host.api import HostDb
 
 LOG = logging.getLogger(__name__)
+HEALTH_GRACE = 5.0  # seconds a loop turn may take before /healthz says 503
 
 
 def release_free_memory() -> None:
@@ -140,12 +141,20 @@ class Agent:
             return
         host, port = validate_bind(self.conf.agent.metrics_bind)
         try:
-            self.metrics.serve(host, port)
+            self.metrics.serve(host, port, self.healthy)
         except OSError as exc:
             raise EnvironmentFailure(f"[agent] metrics_bind {host}:{port}: "
                                      f"{exc.strerror or exc}") from None
-        LOG.info("serving Prometheus metrics on http://%s:%d/metrics",
-                 *self.metrics.address)
+        LOG.info("serving Prometheus metrics on http://%s:%d/metrics "
+                 "(and /healthz)", *self.metrics.address)
+
+    def healthy(self) -> bool:
+        """The loop turned within the last heartbeat interval (it wakes at
+        least once an interval; a few seconds of grace for the turn
+        itself). A standby that follows the lock is healthy too. Any
+        thread."""
+        window = self.conf.agent.report_interval + HEALTH_GRACE
+        return time.monotonic() - self.metrics.loop_turned <= window
 
     def run(self) -> int:
         """Until stopped: 0. A configuration that cannot work here (the
@@ -172,6 +181,7 @@ class Agent:
     def turn(self) -> None:
         """One turn of the loop: take in what changed, act, then sleep
         until something happens (unless work is pending)."""
+        self.metrics.turned()
         if self.reload_requested:
             self._reload()
         self.db.run()
@@ -265,7 +275,7 @@ class Agent:
         self.heartbeat.schedule(interval)
         self.driver.heartbeat(interval)
         rec = self.reconciler
-        self.heartbeat.write(interval, {
+        written = self.heartbeat.write(interval, {
             "backend": self.conf.agent.backend,
             "integration_bridge": self.conf.ovs.integration_bridge,
             "datapath_type": self.conf.ovs.datapath_type,
@@ -276,6 +286,8 @@ class Agent:
             "last_reconcile": rec.last_reconcile,
             "last_reconcile_ms": rec.last_reconcile_ms,
             "role": self.lock.role, **rec.counts})
+        if written:
+            self.metrics.heartbeat.set(time.time())
 
 
 def build_agent(conf) -> Agent:

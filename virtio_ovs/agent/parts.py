@@ -108,7 +108,8 @@ class Heartbeat:
         one's work: a slow canary check must not make it due again)."""
         self.next_at = time.monotonic() + interval
 
-    def write(self, interval: float, facts: dict) -> None:
+    def write(self, interval: float, facts: dict) -> bool:
+        """True once written."""
         status = {"host": socket.gethostname(), "pid": os.getpid(),
                   "started_at": round(self.started_at, 3),
                   "heartbeat": round(time.time(), 3),
@@ -117,6 +118,8 @@ class Heartbeat:
             self.records.write_agent_status(status)
         except VirtioOvsError as exc:
             LOG.warning("could not write the heartbeat: %s", exc)
+            return False
+        return True
 
 
 class Reconciler:
