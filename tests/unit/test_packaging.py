@@ -1,0 +1,34 @@
+"""What the source distribution carries and says (built offline, as pip
+builds it from a checkout)."""
+from __future__ import annotations
+
+import pathlib
+import subprocess
+import sys
+import tarfile
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def test_the_sdist_carries_the_operator_s_files_and_its_metadata(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-c", "import sys, setuptools.build_meta as b; "
+         "print(b.build_sdist(sys.argv[1]))", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    name = proc.stdout.strip().splitlines()[-1]
+    with tarfile.open(tmp_path / name) as tar:
+        top = name.removesuffix(".tar.gz")
+        files = {m.name.removeprefix(top + "/") for m in tar.getmembers()}
+        info = tar.extractfile(f"{top}/PKG-INFO").read().decode()
+    for path in ("LICENSE", "README.md", "etc/virtio-ovs.conf.sample",
+                 "etc/systemd/virtio-ovs-agent.service",
+                 "etc/bash_completion.d/virtio-ovs-ctl",
+                 "etc/grafana/virtio-ovs.json", "devstack/plugin.sh",
+                 "devstack/settings", "virtio_ovs/cli/main.py"):
+        assert path in files, path
+    assert not any(f.startswith("tests/") for f in files)
+    assert "Requires-Python: >=3.11" in info
+    assert "License: Apache-2.0" in info
+    assert "# virtio-ovs" in info  # the README as the long description
+    assert "Description-Content-Type: text/markdown" in info
