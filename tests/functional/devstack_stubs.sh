@@ -57,3 +57,6 @@ if not done:
 open(path, "w").write("\n".join(out) + "\n")
 PY
 }
+
+# devstack's: where pip puts console scripts (GLOBAL_VENV or the system's).
+function get_python_exec_prefix { echo "${STUB_EXEC_PREFIX:-/usr/local/bin}"; }

@@ -222,3 +222,43 @@ def test_new_port_gets_flows_within_the_agent_reaction_time(box, topo):
         assert box.vsctl("get", "Port", f"tapf{i}", "tag") == "1"
     assert statistics.median(took) < 1.0, \
         f"{[round(t * 1000) for t in took]} ms from plug to flows"
+
+
+def unit_capabilities() -> list[str]:
+    """The unit file's CapabilityBoundingSet, as setpriv's caps."""
+    import pathlib
+    unit = (pathlib.Path(__file__).resolve().parents[2] / "etc" / "systemd"
+            / "virtio-ovs-agent.service").read_text()
+    line = next(line for line in unit.splitlines()
+                if line.startswith("CapabilityBoundingSet="))
+    return [c.removeprefix("CAP_").lower() for c in line.split("=", 1)[1]
+            .split()]
+
+
+def test_the_agent_works_with_only_the_unit_s_capabilities(box, topo):
+    """No systemd here (PID 1 is not): the unit's capability bounding set
+    and no_new_privs, applied with setpriv, as systemd would."""
+    import shutil
+    if shutil.which("setpriv") is None:
+        pytest.skip("setpriv is not installed (util-linux)")
+    caps = unit_capabilities()
+    assert caps == ["net_admin", "sys_ptrace", "dac_read_search",
+                    "dac_override"]
+    wrapper = ["setpriv", "--no-new-privs", "--bounding-set",
+               "-all," + ",".join(f"+{c}" for c in caps), "--inh-caps",
+               "-all", "--"]
+    topo.write_config()
+    topo.start_agent(wrapper)
+    topo.wait_until(lambda: topo.ctl("status", "--format", "json").returncode
+                    == 0 and topo.status().get("synced"), what="agent sync")
+    # ip netns exec and setpriv exec the agent: it has their pid.
+    status = box.exec(["cat", f"/proc/{topo.agent.pid}/status"]).stdout
+    assert "NoNewPrivs:\t1" in status, status
+    assert "CapBnd:\t0000000000081006" in status, status  # the four caps
+    topo.ctl_ok("net-create", "blue", "--type", "local")
+    topo.ctl_ok("plug", "--port-id", "cap1", "--mac", MAC, "--tap", "tapcap1",
+                "--network", "blue")
+    ofport = box.vsctl("get", "Interface", "tapcap1", "ofport")
+    topo.wait_until(lambda: f"in_port={ofport}," in topo.flows("br-int"),
+                    timeout=10, what="the port's flows")
+    assert topo.stop_agent() == 0

@@ -134,11 +134,13 @@ class Topology:
                     f"retry_interval = 0.2\n{extra}")
         return self.conf_path
 
-    def start_agent(self) -> subprocess.Popen:
+    def start_agent(self, wrapper: list[str] = ()) -> subprocess.Popen:
+        """``wrapper``: a command the agent runs under (setpriv)."""
         log = open(self.agent_log, "a")
         self.agent = self.popen(self.box.netns, [
-            sys.executable, "-m", "virtio_ovs.agent.main", "--config-file",
-            self.conf_path], stdout=log, stderr=subprocess.STDOUT)
+            *wrapper, sys.executable, "-m", "virtio_ovs.agent.main",
+            "--config-file", self.conf_path], stdout=log,
+            stderr=subprocess.STDOUT)
         log.close()
         return self.agent
 

@@ -132,3 +132,65 @@ def test_a_standby_touches_nothing_and_takes_over_when_the_lock_comes(loop):
     turn()
     assert agent.lock.role == "active" and driver.calls == [1]
     assert replica.standby is None  # its own record is cleared
+
+
+@pytest.fixture
+def systemd(tmp_path):
+    """A datagram socket standing for systemd's $NOTIFY_SOCKET."""
+    import socket
+    path = str(tmp_path / "notify")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.setblocking(False)
+
+    def received() -> list[dict]:
+        messages = []
+        while True:
+            try:
+                data = sock.recv(4096).decode()
+            except BlockingIOError:
+                return messages
+            messages.append(dict(line.split("=", 1)
+                                 for line in data.splitlines()))
+    yield path, received
+    sock.close()
+
+
+def test_systemd_hears_ready_after_the_first_sync_and_the_watchdog(
+        loop, systemd):
+    from virtio_ovs.agent.systemd import Notifier
+    agent, replica, driver, turn = loop
+    path, received = systemd
+    agent.systemd = Notifier({"NOTIFY_SOCKET": path,
+                              "WATCHDOG_USEC": "2000000"})
+    turn()
+    messages = received()
+    assert {"WATCHDOG": "1"} in messages
+    ready = [m for m in messages if "READY" in m]
+    assert ready == [{"READY": "1", "STATUS": "active: 2 ports, 1 wired"}]
+    turn()  # nothing new: no second READY, no ping before 1 s
+    assert received() == []
+    agent.systemd.next_ping = 0.0
+    turn()
+    assert received() == [{"WATCHDOG": "1"}]
+
+
+def test_a_standby_is_ready_and_says_so(loop, systemd):
+    from virtio_ovs.agent.systemd import Notifier
+    agent, replica, driver, turn = loop
+    path, received = systemd
+    agent.systemd = Notifier({"NOTIFY_SOCKET": path})
+    replica.lock_state = "contended"
+    turn()
+    assert received() == [{"READY": "1", "STATUS": "standby: another "
+                           "agent holds the OVSDB lock"}]
+    replica.lock_state = "held"
+    turn()
+    assert received() == [{"STATUS": "active: 2 ports, 1 wired"}]
+
+
+def test_without_systemd_nothing_is_sent():
+    from virtio_ovs.agent.systemd import Notifier
+    quiet = Notifier({})
+    assert not quiet.enabled and quiet.watchdog_interval is None
+    quiet.notify(READY="1")  # no socket, no error

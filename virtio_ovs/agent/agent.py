@@ -26,6 +26,7 @@ from virtio_ovs import conf as conf_mod
 from virtio_ovs.agent.checker import DataPlaneChecker
 from virtio_ovs.agent.parts import (LOCK_NAME, Heartbeat, LockFollower,
                                     Reconciler)
+from virtio_ovs.agent.systemd import Notifier
 from virtio_ovs.backend import factory
 from virtio_ovs.backend.base import AgentDriver
 from virtio_ovs.backend.standalone import new_cookie
@@ -57,8 +58,12 @@ class Agent:
     the orphan-TAP collector."""
 
     def __init__(self, conf, db: HostDb, driver: AgentDriver,
-                 metrics: AgentMetrics, cookie: int = 0):
+                 metrics: AgentMetrics, cookie: int = 0,
+                 notifier: Notifier | None = None):
         self.conf = conf
+        self.systemd = notifier or Notifier({})
+        self.ready = False  # READY=1 sent
+        self.status_text = ""  # the last STATUS= sent
         self.cookie = cookie  # this run's; the flows it programs carry it
         self.db = db
         self.driver = driver
@@ -173,6 +178,7 @@ class Agent:
                 self.turn()
         finally:
             LOG.info("stopping (flows stay in place)")
+            self.systemd.notify(STOPPING="1")
             self.driver.close()
             self.metrics.close()
             self.db.close()
@@ -182,11 +188,13 @@ class Agent:
         """One turn of the loop: take in what changed, act, then sleep
         until something happens (unless work is pending)."""
         self.metrics.turned()
+        self.systemd.watchdog()
         if self.reload_requested:
             self._reload()
         self.db.run()
         if not self.lock.follow():
             self.lock.report_standby(self.conf.agent.report_interval)
+            self._tell_systemd("standby: another agent holds the OVSDB lock")
             self._block()
             return
         self.reconciler.note_changes()
@@ -195,6 +203,10 @@ class Agent:
         now = time.monotonic()
         if self.reconciler.due(now):
             self.reconciler.run()
+            if self.driver.synced:
+                counts = self.reconciler.counts
+                self._tell_systemd(f"active: {counts.get('ports', 0)} ports,"
+                                   f" {counts.get('bound_ports', 0)} wired")
         if self.heartbeat.due(now):
             self._report()
         self.checker.collect()
@@ -204,6 +216,17 @@ class Agent:
         self.reconciler.note_changes()
         if self.reconciler.waiting and not self.checker.writing:
             self._block()
+
+    def _tell_systemd(self, status: str) -> None:
+        """READY=1 with the first status (the first full sync, or
+        standing by), STATUS= whenever it changes."""
+        if not self.ready:
+            self.ready = True
+            self.systemd.notify(READY="1", STATUS=status)
+            self.status_text = status
+        elif status != self.status_text:
+            self.status_text = status
+            self.systemd.notify(STATUS=status)
 
     def _schedule(self, now: float) -> None:
         agent = self.conf.agent
@@ -228,6 +251,8 @@ class Agent:
 
     def _block(self) -> None:
         wake = [self.heartbeat.next_at]
+        if self.systemd.watchdog_interval is not None:
+            wake.append(self.systemd.next_ping)
         if self.lock.role == "standby":
             wake.append(self.lock.next_standby_report)
         if self.conf.agent.check_interval and self.lock.role == "active":
@@ -300,4 +325,4 @@ def build_agent(conf) -> Agent:
     cookie, metrics = new_cookie(), AgentMetrics()
     driver = factory.build_driver(conf, db, release_free_memory, cookie,
                                   metrics)
-    return Agent(conf, db, driver, metrics, cookie)
+    return Agent(conf, db, driver, metrics, cookie, Notifier())
