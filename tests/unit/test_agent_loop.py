@@ -194,3 +194,18 @@ def test_without_systemd_nothing_is_sent():
     quiet = Notifier({})
     assert not quiet.enabled and quiet.watchdog_interval is None
     quiet.notify(READY="1")  # no socket, no error
+
+
+def test_a_standby_sleeps_until_its_own_record_is_due(loop, monkeypatch):
+    """A standby writes no heartbeat: it must not wake for one (it spun at
+    100 % CPU with the active agent's timer at 0)."""
+    import ovs.poller
+    agent, replica, driver, turn = loop
+    waits = []
+    monkeypatch.setattr(ovs.poller.Poller, "timer_wait",
+                        lambda self, ms: waits.append(ms))
+    monkeypatch.setattr(ovs.poller.Poller, "block", lambda self: None)
+    replica.lock_state = "contended"
+    agent.turn()  # the first turn writes the standby record at once
+    agent.turn()
+    assert waits[-1] >= 0.5 * agent.conf.agent.report_interval * 1000, waits

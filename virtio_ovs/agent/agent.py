@@ -250,14 +250,18 @@ class Agent:
                 time.sleep(self.conf.agent.retry_interval)
 
     def _block(self) -> None:
-        wake = [self.heartbeat.next_at]
+        """Sleep until a connection has something, a signal, or the next
+        timer of this role (a standby writes no heartbeat: its own record
+        has its own time)."""
+        active = self.lock.role == "active"
+        wake = [self.heartbeat.next_at if active
+                else self.lock.next_standby_report]
         if self.systemd.watchdog_interval is not None:
             wake.append(self.systemd.next_ping)
-        if self.lock.role == "standby":
-            wake.append(self.lock.next_standby_report)
-        if self.conf.agent.check_interval and self.lock.role == "active":
+        if self.conf.agent.check_interval and active:
             wake.append(self.next_check)
-        if self.reconciler.dirty and self.reconciler.retry_at is not None:
+        if active and self.reconciler.dirty and \
+                self.reconciler.retry_at is not None:
             wake.append(self.reconciler.retry_at)
         timeout_ms = max(0, int((min(wake) - time.monotonic()) * 1000))
         poller = ovs.poller.Poller()
