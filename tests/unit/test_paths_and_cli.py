@@ -136,3 +136,25 @@ def test_both_commands_say_their_version(capsys):
         assert exc.value.code == 0
         out = capsys.readouterr()
         assert (out.out + out.err).strip() == f"{name} {version()}"
+
+
+def test_every_option_of_every_verb_has_help():
+    import argparse
+    from virtio_ovs.cli.parser import build_parser
+    missing = []
+
+    def walk(parser, verb):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    walk(sub, name)
+            elif not action.help and action.dest != "help":
+                missing.append(f"{verb} {action.option_strings or action.dest}")
+    walk(build_parser(), "virtio-ovs-ctl")
+    assert missing == []
+
+
+def test_every_option_of_the_agent_has_help():
+    from virtio_ovs import conf
+    assert [f"[{group}] {opt.name}" for group, opts in conf.list_opts()
+            for opt in opts if not opt.help] == []

@@ -41,9 +41,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help="oslo.config file(s), as the agent reads")
     parser.add_argument("--no-wait", action="store_true",
                         help="do not wait for ovs-vswitchd to apply changes")
-    parser.add_argument("-p", "--private-key", metavar="FILE")
-    parser.add_argument("-c", "--certificate", metavar="FILE")
-    parser.add_argument("-C", "--ca-cert", metavar="FILE")
+    parser.add_argument("-p", "--private-key", metavar="FILE",
+                        help="private key for an ssl: remote (as "
+                        "ovs-vsctl's -p; default: [ovs] ssl_key_file)")
+    parser.add_argument("-c", "--certificate", metavar="FILE",
+                        help="certificate for an ssl: remote (default: "
+                        "[ovs] ssl_cert_file)")
+    parser.add_argument("-C", "--ca-cert", metavar="FILE",
+                        help="CA certificate for an ssl: remote (default: "
+                        "[ovs] ssl_ca_cert_file)")
     verbs = parser.add_subparsers(dest="verb", metavar="VERB", required=True,
                                   parser_class=_Parser)
     _add_plug(verbs)
@@ -60,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     listing = verbs.add_parser("list", help="list guest ports")
     _add_format(listing)
     show = verbs.add_parser("show", help="show one guest port")
-    show.add_argument("port_id", metavar="PORT_ID")
+    show.add_argument("port_id", metavar="PORT_ID",
+                      help="the port's iface-id")
     _add_format(show)
     _add_network_verbs(verbs)
     gc = verbs.add_parser(
@@ -78,21 +85,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_network_verbs(verbs) -> None:
     create = verbs.add_parser("net-create", help="create a network")
-    create.add_argument("name", metavar="NAME")
+    create.add_argument("name", metavar="NAME",
+                        help="1-64 letters, digits, '_', '.', '-'")
     create.add_argument("--type", required=True,
                         choices=sorted(set(TYPES) | set(OVN_TYPES)),
                         help="standalone backend: local, flat or vlan; OVN "
                         "backend: geneve, flat or vlan")
-    create.add_argument("--physnet", metavar="P")
+    create.add_argument("--physnet", metavar="P",
+                        help="the provider network (flat and vlan): a "
+                        "bridge_mappings name, or OVN's network_name")
     create.add_argument("--segment", type=int, metavar="ID",
                         help="provider VLAN ID (vlan networks)")
     delete = verbs.add_parser("net-delete", help="delete a network without "
                               "bound ports")
-    delete.add_argument("name", metavar="NAME")
+    delete.add_argument("name", metavar="NAME", help="the network")
     _add_format(verbs.add_parser("net-list", help="list networks"))
     bind = verbs.add_parser("bind", help="bind a guest port to a network")
-    bind.add_argument("--port-id", required=True)
-    bind.add_argument("--network", required=True, metavar="NET")
+    bind.add_argument("--port-id", required=True,
+                      help="the guest port (its iface-id), whoever plugged it")
+    bind.add_argument("--network", required=True, metavar="NET",
+                      help="the network to bind it to")
     bind.add_argument("--ip", action="append", metavar="CIDR", dest="ips",
                       help="allowed address (repeat); default: keep the "
                       "recorded ones")
@@ -100,7 +112,8 @@ def _add_network_verbs(verbs) -> None:
                       dest="security_groups",
                       help="set the port's groups (repeat); default: keep")
     unbind = verbs.add_parser("unbind", help="isolate a guest port again")
-    unbind.add_argument("--port-id", required=True)
+    unbind.add_argument("--port-id", required=True,
+                        help="the guest port (its iface-id)")
     _add_format(verbs.add_parser("status", help="the agent's heartbeat"))
     _add_sg_verbs(verbs)
     check = verbs.add_parser(
@@ -109,8 +122,10 @@ def _add_network_verbs(verbs) -> None:
         "not-running or unknown, with the evidence. Exit 0 when every checked "
         "port bypasses QEMU with its expected queues, 1 otherwise, 2 on error.")
     check.add_argument("--port-id", action="append", dest="port_ids",
-                       metavar="ID")
-    check.add_argument("--vm", metavar="ID")
+                       metavar="ID", help="check this port (repeat; "
+                       "default: every guest port)")
+    check.add_argument("--vm", metavar="ID",
+                       help="check the ports of this VM")
     check.add_argument("--traffic", type=float, metavar="SECONDS", default=0.0,
                        help="sample counters over SECONDS of live traffic")
     check.add_argument("--qmp", metavar="SOCKET",
@@ -142,7 +157,8 @@ def _add_network_verbs(verbs) -> None:
 
 
 def _add_format(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--format", choices=("table", "json"), default="table")
+    parser.add_argument("--format", choices=("table", "json"), default="table",
+                        help="table (default), or JSON for scripts")
 
 
 def _add_plug(verbs) -> None:
@@ -152,11 +168,14 @@ def _add_plug(verbs) -> None:
         "transaction. Keys: " + ", ".join(plug_request.JSON_KEYS) + ".")
     plug.add_argument("--from-file", metavar="FILE",
                       help="JSON Lines, one VIF per line ('-' for stdin)")
-    plug.add_argument("--port-id")
-    plug.add_argument("--mac")
+    plug.add_argument("--port-id", help="the port's id: iface-id (the "
+                      "neutron port, libvirt's interfaceid)")
+    plug.add_argument("--mac", help="the guest's MAC (attached-mac)")
     device = plug.add_mutually_exclusive_group()
-    device.add_argument("--tap", metavar="NAME")
-    device.add_argument("--vhost-user", metavar="SOCKET")
+    device.add_argument("--tap", metavar="NAME",
+                        help="a TAP for vhost-net (created if missing)")
+    device.add_argument("--vhost-user", metavar="SOCKET",
+                        help="a vhost-user socket for OVS-DPDK")
     plug.add_argument("--vhost-mode", choices=VHOST_MODES,
                       help="QEMU's role, as in libvirt and os-vif: server "
                       "(default; QEMU serves SOCKET, OVS type "
@@ -164,14 +183,20 @@ def _add_plug(verbs) -> None:
                       "client (OVS serves SOCKET in its vhost-sock-dir, "
                       "type dpdkvhostuser)")
     plug.add_argument("--bridge", help="default: [ovs] integration_bridge")
-    plug.add_argument("--vm", metavar="ID")
-    plug.add_argument("--network", metavar="NET")
-    plug.add_argument("--ip", action="append", metavar="CIDR", dest="ips")
-    plug.add_argument("--queues", type=int, metavar="N")
-    plug.add_argument("--mtu", type=int, metavar="N")
+    plug.add_argument("--vm", metavar="ID", help="the VM (vm-id)")
+    plug.add_argument("--network", metavar="NET",
+                      help="bind the port to this network at once")
+    plug.add_argument("--ip", action="append", metavar="CIDR", dest="ips",
+                      help="an allowed address (repeat)")
+    plug.add_argument("--queues", type=int, metavar="N",
+                      help="queue pairs (1..256; a TAP gets "
+                      "IFF_MULTI_QUEUE when > 1)")
+    plug.add_argument("--mtu", type=int, metavar="N",
+                      help="the Interface's mtu_request (68..65535)")
     plug.add_argument("--owner", metavar="USER",
                       help="TAP owner, so an unprivileged QEMU can open it")
-    plug.add_argument("--group", metavar="GROUP")
+    plug.add_argument("--group", metavar="GROUP",
+                      help="TAP group, so an unprivileged QEMU can open it")
     plug.add_argument("--security-group", action="append", metavar="SG",
                       dest="security_groups",
                       help="filter the port with this group (repeat)")
@@ -188,38 +213,51 @@ def _add_plug(verbs) -> None:
 def _add_sg_verbs(verbs) -> None:
     create = verbs.add_parser("sg-create", help="create a security group "
                               "(all egress; ingress from its own members)")
-    create.add_argument("name", metavar="NAME")
+    create.add_argument("name", metavar="NAME", help="the group's name")
     _add_format(create)
     delete = verbs.add_parser("sg-delete", help="delete a security group "
                               "no port uses")
-    delete.add_argument("name", metavar="NAME")
+    delete.add_argument("name", metavar="NAME", help="the group")
     _add_format(delete)
     _add_format(verbs.add_parser("sg-list", help="list security groups "
                                  "and their rules"))
     add = verbs.add_parser("sg-rule-add", help="add an allow rule")
-    add.add_argument("group", metavar="SG")
+    add.add_argument("group", metavar="SG", help="the group")
     add.add_argument("--direction", required=True,
-                     choices=("ingress", "egress"))
-    add.add_argument("--ethertype", default="IPv4", choices=("IPv4", "IPv6"))
-    add.add_argument("--protocol", metavar="tcp|udp|icmp|icmpv6|NUMBER")
-    add.add_argument("--port-min", type=int, metavar="N")
-    add.add_argument("--port-max", type=int, metavar="N")
-    add.add_argument("--icmp-type", type=int, metavar="T")
-    add.add_argument("--icmp-code", type=int, metavar="C")
+                     choices=("ingress", "egress"),
+                     help="ingress: to the group's ports; egress: from them")
+    add.add_argument("--ethertype", default="IPv4", choices=("IPv4", "IPv6"),
+                     help="IPv4 (default) or IPv6")
+    add.add_argument("--protocol", metavar="tcp|udp|icmp|icmpv6|NUMBER",
+                     help="default: any")
+    add.add_argument("--port-min", type=int, metavar="N",
+                     help="first port (tcp, udp)")
+    add.add_argument("--port-max", type=int, metavar="N",
+                     help="last port (tcp, udp; default: --port-min)")
+    add.add_argument("--icmp-type", type=int, metavar="T",
+                     help="ICMP type (icmp, icmpv6)")
+    add.add_argument("--icmp-code", type=int, metavar="C",
+                     help="ICMP code (with --icmp-type)")
     remote = add.add_mutually_exclusive_group()
-    remote.add_argument("--remote-ip", metavar="CIDR")
-    remote.add_argument("--remote-group", metavar="SG")
+    remote.add_argument("--remote-ip", metavar="CIDR",
+                        help="only from/to these addresses")
+    remote.add_argument("--remote-group", metavar="SG",
+                        help="only from/to the ports of this group")
     _add_format(add)
     rdel = verbs.add_parser("sg-rule-delete", help="delete a rule by its id")
-    rdel.add_argument("group", metavar="SG")
-    rdel.add_argument("rule_id", metavar="RULE_ID")
+    rdel.add_argument("group", metavar="SG", help="the group")
+    rdel.add_argument("rule_id", metavar="RULE_ID",
+                      help="the rule's id, as sg-list shows it")
     _add_format(rdel)
     update = verbs.add_parser("port-update", help="change a port's "
                               "security groups")
-    update.add_argument("--port-id", required=True)
+    update.add_argument("--port-id", required=True,
+                        help="the guest port (its iface-id)")
     which = update.add_mutually_exclusive_group(required=True)
     which.add_argument("--security-group", action="append", metavar="SG",
-                       dest="security_groups")
+                       dest="security_groups",
+                       help="the port's groups (repeat): they replace "
+                       "the current ones")
     which.add_argument("--no-security-group", action="store_true",
                        help="no group: the port is unfiltered")
     _add_format(update)
