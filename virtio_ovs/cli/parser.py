@@ -13,6 +13,7 @@ exit codes:
   0  success
   1  user error (bad input, unknown bridge or port; nothing was written)
   2  system error (OVSDB unreachable, timeout, ovs-vswitchd or kernel failure)
+  3  check: a port does not bypass QEMU, or runs fewer queues than expected
 
 The default --db is ovs-vsctl's: unix:$OVS_RUNDIR/db.sock, OVS_RUNDIR
 defaulting to /var/run/openvswitch; [ovs] ovsdb_connection in a config file
@@ -120,7 +121,8 @@ def _add_network_verbs(verbs) -> None:
         "check", help="prove each port's data plane bypasses QEMU",
         description="Per port and per queue: bypass, through-qemu, "
         "not-running or unknown, with the evidence. Exit 0 when every checked "
-        "port bypasses QEMU with its expected queues, 1 otherwise, 2 on error.")
+        "port bypasses QEMU with its expected queues, 3 when one does not, "
+        "1 for a user error, 2 for a system error.")
     check.add_argument("--port-id", action="append", dest="port_ids",
                        metavar="ID", help="check this port (repeat; "
                        "default: every guest port)")
