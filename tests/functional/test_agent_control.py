@@ -262,3 +262,26 @@ def test_the_agent_works_with_only_the_unit_s_capabilities(box, topo):
     topo.wait_until(lambda: f"in_port={ofport}," in topo.flows("br-int"),
                     timeout=10, what="the port's flows")
     assert topo.stop_agent() == 0
+
+
+def test_sigterm_during_the_start_up_wait_ends_the_agent_within_1_s(box, topo):
+    """ovsdb-server stopped (SIGSTOP): the agent's first connection waits
+    for an answer (ovsdb_timeout 10 s); SIGTERM ends that wait at once,
+    and nothing claims a replica was loaded."""
+    import os
+    topo.write_config()
+    pid = box.pid("ovsdb-server")
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        topo.start_agent()
+        time.sleep(1.5)  # well inside its first wait
+        assert topo.agent.poll() is None
+        start = time.monotonic()
+        topo.agent.send_signal(signal.SIGTERM)
+        topo.agent.wait(timeout=10)
+        took = time.monotonic() - start
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert topo.agent.returncode == 0
+    assert took < 1.0, f"{took:.2f} s from SIGTERM to exit"
+    assert "replica loaded" not in topo.agent_log_text()

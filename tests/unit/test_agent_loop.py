@@ -23,7 +23,7 @@ class Replica:
         self.status: dict | None = None
         self.standby: dict | None = None
 
-    def start(self): pass
+    def start(self, cancelled=None): pass
     def run(self): pass
     def close(self): pass
     def register_wakeup(self, poller): pass

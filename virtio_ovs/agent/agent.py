@@ -238,16 +238,22 @@ class Agent:
             self.checker.start(agent.qmp_socket_template)
 
     def _connect(self) -> None:
+        """Until the first replica is in, or a stop is asked: SIGTERM ends
+        the waits at once (within 200 ms), not after ovsdb_timeout."""
         connecting = time.monotonic()
         while not self.stopping:
             try:
-                self.db.start()
+                self.db.start(lambda: self.stopping)
                 LOG.info("OVSDB replica loaded in %.0f ms",
                          (time.monotonic() - connecting) * 1000)
                 return
             except VirtioOvsError as exc:
+                if self.stopping:
+                    return
                 LOG.warning("OVSDB not available yet: %s", exc)
-                time.sleep(self.conf.agent.retry_interval)
+                # The signal wake-up pipe ends this sleep too.
+                select.select([self._wake_r], [], [],
+                              self.conf.agent.retry_interval)
 
     def _block(self) -> None:
         """Sleep until a connection has something, a signal, or the next

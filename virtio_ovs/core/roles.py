@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from typing import Iterable, Mapping, Protocol, Sequence
+from typing import Callable, Iterable, Mapping, Protocol, Sequence
 
 from virtio_ovs.core.plug_request import Vif
 from virtio_ovs.core.networks import Network
@@ -289,9 +289,10 @@ class Replica(Protocol):
     timeout: float
 
     @abc.abstractmethod
-    def start(self) -> None:
+    def start(self, cancelled: Callable[[], bool] | None = None) -> None:
         """Connect and wait for the first full replica (bounded by
-        ``timeout``; OvsdbTimeout after it)."""
+        ``timeout``; OvsdbTimeout after it, or as soon as ``cancelled()``
+        says so: it is asked at least every 200 ms)."""
 
     @abc.abstractmethod
     def run(self) -> None:

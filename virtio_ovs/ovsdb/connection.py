@@ -50,15 +50,22 @@ def set_ssl_files(private_key: str | None, certificate: str | None,
 
 
 class Deadline:
-    def __init__(self, seconds: float):
+    """``seconds`` from now, or sooner when ``cancelled()`` says so (an
+    agent asked to stop during a start-up wait); every wait checks it at
+    least every POLL_SLICE_MS."""
+
+    def __init__(self, seconds: float,
+                 cancelled: Callable[[], bool] | None = None):
         self.seconds = seconds
         self.end = time.monotonic() + seconds
+        self.cancelled = cancelled
 
     def remaining_ms(self) -> int:
         return max(0, int((self.end - time.monotonic()) * 1000))
 
     def expired(self) -> bool:
-        return time.monotonic() >= self.end
+        return time.monotonic() >= self.end or (
+            self.cancelled is not None and self.cancelled())
 
 
 def _stream_error_text(remote: str, error: int) -> str:
@@ -81,7 +88,7 @@ def fetch_schema(remote: str, db_name: str, deadline: Deadline) -> dict:
             last_error = str(exc)
         attempt += 1
         if attempt % len(remotes) == 0:
-            _sleep_ms(min(250, deadline.remaining_ms()))
+            _sleep_ms(min(POLL_SLICE_MS, deadline.remaining_ms()))
     raise OvsdbTimeout(f"OVSDB {remote} unreachable within "
                        f"{deadline.seconds:g} s ({last_error})")
 

@@ -364,8 +364,8 @@ class IdlHostDb(HostDb):
                     if i.type.startswith("dpdkvhostuser")}
 
     # --------------------------------------------------------- event loop
-    def start(self) -> None:
-        self.conn.start()
+    def start(self, cancelled: Callable[[], bool] | None = None) -> None:
+        self.conn.start(Deadline(self.timeout, cancelled))
 
     def run(self) -> None:
         self.conn.run()
