@@ -337,3 +337,47 @@ def test_a_reader_that_goes_away_ends_the_listing_quietly(box, ctl):
                      " | head -c 100"], check=False, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == "" and len(proc.stdout) == 100
+
+
+def test_every_write_verb_has_a_dry_run_that_writes_nothing(box, ctl):
+    """--dry-run checks the request, OVSDB and the kernel as the write
+    would, and writes nothing: no row, no TAP, not even next_cfg."""
+    for args in (("net-create", "blue", "--type", "local"),
+                 ("net-create", "spare", "--type", "local"),
+                 ("sg-create", "web"),
+                 ("plug", "--port-id", "d1", "--mac", "52:54:00:00:d0:01",
+                  "--tap", "tapd1", "--network", "blue")):
+        assert ctl(*args).returncode == 0
+    rule = json.loads(ctl("sg-list", "--format", "json").stdout)[0][
+        "rules"][0]["id"]
+    before = db_state(box)
+    for args in (
+            ("plug", "--port-id", "d2", "--mac", "52:54:00:00:d0:02", "--tap",
+             "tapd2", "--network", "blue", "--queues", "2"),
+            ("unplug", "--port-id", "d1"),
+            ("net-create", "red", "--type", "local"),
+            ("net-delete", "spare"),
+            ("bind", "--port-id", "d1", "--network", "spare", "--ip",
+             "10.0.0.9/24"),
+            ("unbind", "--port-id", "d1"),
+            ("sg-create", "db"), ("sg-delete", "web"),
+            ("sg-rule-add", "web", "--direction", "ingress", "--protocol",
+             "tcp", "--port-min", "22", "--port-max", "22"),
+            ("sg-rule-delete", "web", rule),
+            ("port-update", "--port-id", "d1", "--security-group", "web")):
+        proc = ctl(*args, "--dry-run", "--format", "json")
+        assert proc.returncode == 0, (args, proc.stderr)
+        assert json.loads(proc.stdout)["dry_run"] is True, args
+        assert db_state(box) == before, args
+    table = ctl("unplug", "--port-id", "d1", "--dry-run").stdout
+    assert table == "unplugged d1 (tapd1) (dry run: nothing written)\n"
+    # What the write would refuse, the dry run refuses the same way.
+    proc = ctl("bind", "--port-id", "d1", "--network", "nope", "--dry-run")
+    assert proc.returncode == 1 and "no network named 'nope'" in proc.stderr
+    assert db_state(box) == before
+    # And the writes themselves still work, with their JSON.
+    proc = ctl("plug", "--port-id", "d2", "--mac", "52:54:00:00:d0:02",
+               "--tap", "tapd2", "--network", "blue", "--format", "json")
+    assert json.loads(proc.stdout) == {
+        "plugged": ["d2"], "updated": [], "unchanged": [],
+        "committed": "yes", "refused": {}, "dry_run": False}

@@ -303,3 +303,19 @@ def test_an_unplug_after_the_agent_left_the_lsp_to_the_destination_keeps_it(
                            Placement(("hv1", "hv2"), "rarp")))
     source.unplug(["p1"], False, False)
     assert placed(central) == ("hv2", "") and "p1" in lsps(nb)
+
+
+def test_a_dry_run_checks_the_nb_and_writes_nothing_there(nb, central):
+    ovn, _ = backend(nb)
+    before = central.nbctl("--format=json", "list", "Logical_Switch_Port")
+    nb.conn.dry_run = True
+    try:
+        ovn.plug([vif()], wait=False)
+        with pytest.raises(UserError, match="no network named 'nope'"):
+            ovn.plug([plug_request.make_vif(
+                port_id="p3", mac="52:54:00:00:30:03", tap="tap3",
+                bridge="br-int", network="nope")], wait=False)
+    finally:
+        nb.conn.dry_run = False
+    assert central.nbctl("--format=json", "list",
+                         "Logical_Switch_Port") == before

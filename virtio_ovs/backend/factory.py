@@ -23,20 +23,28 @@ from virtio_ovs.ovsdb.host.impl import IdlHostDb
 
 
 def open_host_db(remote: str, timeout: float,
-                 lock_name: str | None = None) -> HostDb:
-    """The host database on ``remote``, with the kernel's TAP probe."""
-    return IdlHostDb(remote, timeout, is_tap, lock_name)
+                 lock_name: str | None = None, dry_run: bool = False
+                 ) -> HostDb:
+    """The host database on ``remote``, with the kernel's TAP probe.
+    ``dry_run``: every write is checked and none is sent."""
+    db = IdlHostDb(remote, timeout, is_tap, lock_name)
+    db.conn.dry_run = dry_run
+    return db
 
 
 def open_nb(remote: str, timeout: float,
-            connect_timeout: float | None = None):
+            connect_timeout: float | None = None, dry_run: bool = False):
     from virtio_ovs.ovsdb.nb.impl import IdlNorthboundDb
-    return IdlNorthboundDb(remote, timeout, connect_timeout)
+    nb = IdlNorthboundDb(remote, timeout, connect_timeout)
+    nb.conn.dry_run = dry_run
+    return nb
 
 
-def plugger(db: HostDb, allow_shared_socket_dir: bool = False) -> Plugger:
+def plugger(db: HostDb, allow_shared_socket_dir: bool = False,
+            dry_run: bool = False) -> Plugger:
     return Plugger(db, TapManager(), functools.partial(
-        validate_host, allow_shared_socket_dir=allow_shared_socket_dir))
+        validate_host, allow_shared_socket_dir=allow_shared_socket_dir),
+        dry_run=dry_run)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,25 +59,26 @@ class Kind:
 
 
 def _standalone_backend(conf, db: HostDb, timeout: float,
-                        allow_shared_socket_dir: bool) -> Backend:
+                        allow_shared_socket_dir: bool,
+                        dry_run: bool) -> Backend:
     """Mappings: what the agent last reported, overridden by this
     host's configuration."""
     mappings = dict((db.agent_status() or {}).get("bridge_mappings") or {})
     mappings.update(parse_bridge_mappings(conf.ovs.bridge_mappings))
-    return StandaloneBackend(db, plugger(db, allow_shared_socket_dir),
+    return StandaloneBackend(db, plugger(db, allow_shared_socket_dir,
+                                         dry_run),
                              mappings, conf.ovs.integration_bridge)
 
 
 def _ovn_backend(conf, db: HostDb, timeout: float,
-                 allow_shared_socket_dir: bool) -> Backend:
+                 allow_shared_socket_dir: bool, dry_run: bool) -> Backend:
     """[ovn] nb_owner = neutron: the NB is read, never written."""
     from virtio_ovs import conf as conf_mod
-    nb = open_nb(conf_mod.ovn_nb_remote(conf), timeout)
+    nb = open_nb(conf_mod.ovn_nb_remote(conf), timeout, dry_run=dry_run)
+    plug = plugger(db, allow_shared_socket_dir, dry_run)
     if conf.ovn.nb_owner == "neutron":
-        return NeutronOwnedBackend(db, nb, plugger(db,
-                                                   allow_shared_socket_dir))
-    return OvnBackend(db, nb, plugger(db, allow_shared_socket_dir),
-                      ovn_controller.version())
+        return NeutronOwnedBackend(db, nb, plug)
+    return OvnBackend(db, nb, plug, ovn_controller.version())
 
 
 def _flow_driver(conf, db: HostDb, on_first_sync: Callable[[], None],
@@ -100,8 +109,8 @@ NB_CONNECT_TIMEOUT = 2.0
 
 
 def _observe_backend(conf, db: HostDb, timeout: float,
-                     allow_shared_socket_dir: bool) -> Backend:
-    return ObserveBackend(db, plugger(db, allow_shared_socket_dir))
+                     allow_shared_socket_dir: bool, dry_run: bool) -> Backend:
+    return ObserveBackend(db, plugger(db, allow_shared_socket_dir, dry_run))
 
 
 def _observe_driver(conf, db: HostDb, on_first_sync: Callable[[], None],
@@ -124,9 +133,12 @@ def kind(conf) -> Kind:
 
 
 def build_backend(conf, db: HostDb, timeout: float,
-                  allow_shared_socket_dir: bool = False) -> Backend:
+                  allow_shared_socket_dir: bool = False,
+                  dry_run: bool = False) -> Backend:
+    """``dry_run``: ``db`` is opened for a dry run (open_host_db), and so
+    are the NB and the plugger (no TAP created): nothing is written."""
     return kind(conf).make_backend(conf, db, timeout,
-                                   allow_shared_socket_dir)
+                                   allow_shared_socket_dir, dry_run)
 
 
 def build_driver(conf, db: HostDb,

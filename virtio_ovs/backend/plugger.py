@@ -48,10 +48,13 @@ class Taps(Protocol):
 
 class Plugger:
     def __init__(self, db: PortStore, taps: Taps,
-                 validate_host: Callable[[Vif], str]):
+                 validate_host: Callable[[Vif], str], dry_run: bool = False):
+        """``dry_run``: validate everything, create no TAP (the database
+        is opened for a dry run too, and writes nothing)."""
         self.db = db
         self.taps = taps
         self.validate_host = validate_host
+        self.dry_run = dry_run
 
     def plug(self, vifs: list[Vif], wait: bool = True,
              local_vlans: bool = True, outcome: PlugOutcome | None = None,
@@ -64,7 +67,7 @@ class Plugger:
             plan = self.validate(vifs, local_vlans)
         created: list[str] = []
         try:
-            for vif in plan.missing:
+            for vif in [] if self.dry_run else plan.missing:
                 self.taps.create(vif.name, vif.queues, vif.owner, vif.group)
                 created.append(vif.name)
             LOG.debug("plug: %d VIFs, %d TAPs created", len(vifs),

@@ -36,7 +36,10 @@ class Context:
         set_ssl_files(*ssl_files.values())
         self.timeout = validate_seconds(args.timeout, "timeout", 0, 3600) \
             if args.timeout is not None else self.conf.ovs.ovsdb_timeout
-        self.wait = not args.no_wait
+        # A write verb's --dry-run (gc's own --dry-run writes no OVSDB).
+        self.dry_run = bool(getattr(args, "dry_run", False)) and \
+            args.verb != "gc"
+        self.wait = not args.no_wait and not self.dry_run
         self.args = args
         self._db = None
 
@@ -63,7 +66,8 @@ class Context:
     def db(self):
         """The host database: one connection, opened on first use."""
         if self._db is None:
-            self._db = factory.open_host_db(self.remote, self.timeout)
+            self._db = factory.open_host_db(self.remote, self.timeout,
+                                            dry_run=self.dry_run)
         return self._db
 
     @functools.cached_property
@@ -72,4 +76,5 @@ class Context:
         command, with one connection to each database)."""
         return factory.build_backend(
             self.conf, self.db, self.timeout,
-            bool(getattr(self.args, "allow_shared_socket_dir", False)))
+            bool(getattr(self.args, "allow_shared_socket_dir", False)),
+            self.dry_run)

@@ -29,6 +29,16 @@ def print_table(rows: Sequence[dict], columns: Sequence[str]) -> None:
         print("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
 
 
+def print_write(dry_run: bool, fmt: str, record: dict, text: str) -> int:
+    """What a write verb did: ``record`` as JSON (with ``dry_run``), or
+    ``text``; a dry run says that nothing was written. Exit 0."""
+    if fmt == "json":
+        print_json({**record, "dry_run": dry_run})
+    else:
+        print(text + (" (dry run: nothing written)" if dry_run else ""))
+    return 0
+
+
 def print_records(records: list[dict], fmt: str, columns=LIST_COLUMNS
                   ) -> None:
     if fmt == "json":

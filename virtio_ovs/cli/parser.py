@@ -64,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="remove every port of this VM")
     unplug.add_argument("--if-exists", action="store_true",
                         help="a missing port is not an error")
+    _add_write(unplug)
     listing = verbs.add_parser("list", help="list guest ports")
     _add_format(listing)
     show = verbs.add_parser("show", help="show one guest port")
@@ -97,9 +98,11 @@ def _add_network_verbs(verbs) -> None:
                         "bridge_mappings name, or OVN's network_name")
     create.add_argument("--segment", type=int, metavar="ID",
                         help="provider VLAN ID (vlan networks)")
+    _add_write(create)
     delete = verbs.add_parser("net-delete", help="delete a network without "
                               "bound ports")
     delete.add_argument("name", metavar="NAME", help="the network")
+    _add_write(delete)
     _add_format(verbs.add_parser("net-list", help="list networks"))
     bind = verbs.add_parser("bind", help="bind a guest port to a network")
     bind.add_argument("--port-id", required=True,
@@ -112,9 +115,11 @@ def _add_network_verbs(verbs) -> None:
     bind.add_argument("--security-group", action="append", metavar="SG",
                       dest="security_groups",
                       help="set the port's groups (repeat); default: keep")
+    _add_write(bind)
     unbind = verbs.add_parser("unbind", help="isolate a guest port again")
     unbind.add_argument("--port-id", required=True,
                         help="the guest port (its iface-id)")
+    _add_write(unbind)
     _add_format(verbs.add_parser("status", help="the agent's heartbeat"))
     _add_sg_verbs(verbs)
     check = verbs.add_parser(
@@ -163,11 +168,22 @@ def _add_format(parser: argparse.ArgumentParser) -> None:
                         help="table (default), or JSON for scripts")
 
 
+def _add_write(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Every write verb: --dry-run and --format."""
+    parser.add_argument("--dry-run", action="store_true",
+                        help="check everything (the request, OVSDB, the "
+                        "kernel) and write nothing; exit 0, 1 or 2 as the "
+                        "write would")
+    _add_format(parser)
+    return parser
+
+
 def _add_plug(verbs) -> None:
     plug = verbs.add_parser(
         "plug", help="plug a TAP or vhost-user port (or many, --from-file)",
         description="Plug one VIF, or every VIF of a JSON Lines file in one "
         "transaction. Keys: " + ", ".join(plug_request.JSON_KEYS) + ".")
+    _add_write(plug)
     plug.add_argument("--from-file", metavar="FILE",
                       help="JSON Lines, one VIF per line ('-' for stdin)")
     plug.add_argument("--port-id", help="the port's id: iface-id (the "
@@ -216,11 +232,11 @@ def _add_sg_verbs(verbs) -> None:
     create = verbs.add_parser("sg-create", help="create a security group "
                               "(all egress; ingress from its own members)")
     create.add_argument("name", metavar="NAME", help="the group's name")
-    _add_format(create)
+    _add_write(create)
     delete = verbs.add_parser("sg-delete", help="delete a security group "
                               "no port uses")
     delete.add_argument("name", metavar="NAME", help="the group")
-    _add_format(delete)
+    _add_write(delete)
     _add_format(verbs.add_parser("sg-list", help="list security groups "
                                  "and their rules"))
     add = verbs.add_parser("sg-rule-add", help="add an allow rule")
@@ -245,12 +261,12 @@ def _add_sg_verbs(verbs) -> None:
                         help="only from/to these addresses")
     remote.add_argument("--remote-group", metavar="SG",
                         help="only from/to the ports of this group")
-    _add_format(add)
+    _add_write(add)
     rdel = verbs.add_parser("sg-rule-delete", help="delete a rule by its id")
     rdel.add_argument("group", metavar="SG", help="the group")
     rdel.add_argument("rule_id", metavar="RULE_ID",
                       help="the rule's id, as sg-list shows it")
-    _add_format(rdel)
+    _add_write(rdel)
     update = verbs.add_parser("port-update", help="change a port's "
                               "security groups")
     update.add_argument("--port-id", required=True,
@@ -262,4 +278,4 @@ def _add_sg_verbs(verbs) -> None:
                        "the current ones")
     which.add_argument("--no-security-group", action="store_true",
                        help="no group: the port is unfiltered")
-    _add_format(update)
+    _add_write(update)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from virtio_ovs.cli.context import Context
-from virtio_ovs.cli.output import print_json, print_table
+from virtio_ovs.cli.output import print_json, print_table, print_write
 from virtio_ovs.core import plug_request
 from virtio_ovs.core.secgroups import SecurityGroup, make_rule, validate_sg_name
 
@@ -24,22 +24,16 @@ def _print_groups(groups: list[SecurityGroup], fmt: str) -> None:
 
 def cmd_sg_create(ctx: Context, args) -> int:
     group = ctx.backend.create_group(validate_sg_name(args.name))
-    return _done(args, group.as_dict(),
-                 f"created security group {group.name}")
+    return print_write(ctx.dry_run, args.format, group.as_dict(),
+                       f"created security group {group.name}")
 
 
-def _done(args, record: dict, text: str) -> int:
-    if args.format == "json":
-        print_json(record)
-    else:
-        print(text)
-    return 0
 
 
 def cmd_sg_delete(ctx: Context, args) -> int:
     ctx.backend.delete_group(validate_sg_name(args.name))
-    return _done(args, {"deleted": args.name},
-                 f"deleted security group {args.name}")
+    return print_write(ctx.dry_run, args.format, {"deleted": args.name},
+                       f"deleted security group {args.name}")
 
 
 def cmd_sg_list(ctx: Context, args) -> int:
@@ -55,16 +49,18 @@ def cmd_sg_rule_add(ctx: Context, args) -> int:
                      icmp_code=args.icmp_code, remote_ip=args.remote_ip,
                      remote_group=args.remote_group, known=None)
     added = ctx.backend.add_rule(group, rule)
-    return _done(args, {"group": group, "added": added, **rule.to_dict()},
-                 f"{'added' if added else 'already there:'} rule {rule.id} "
-                 f"to {group}")
+    return print_write(ctx.dry_run, args.format,
+                       {"group": group, "added": added, **rule.to_dict()},
+                       f"{'added' if added else 'already there:'} rule "
+                       f"{rule.id} to {group}")
 
 
 def cmd_sg_rule_delete(ctx: Context, args) -> int:
     ctx.backend.delete_rule(validate_sg_name(args.group, "security_group"),
                             args.rule_id)
-    return _done(args, {"group": args.group, "deleted": args.rule_id},
-                 f"deleted rule {args.rule_id} from {args.group}")
+    return print_write(ctx.dry_run, args.format,
+                       {"group": args.group, "deleted": args.rule_id},
+                       f"deleted rule {args.rule_id} from {args.group}")
 
 
 def cmd_port_update(ctx: Context, args) -> int:
@@ -72,10 +68,11 @@ def cmd_port_update(ctx: Context, args) -> int:
         plug_request.validate_group_names(args.security_groups)
     port_id = plug_request.validate_port_id(args.port_id)
     changed = ctx.backend.set_port_groups(port_id, names)
-    return _done(args, {"port_id": port_id, "security_groups": list(names),
+    return print_write(ctx.dry_run, args.format,
+                       {"port_id": port_id, "security_groups": list(names),
                         "changed": changed},
-                 f"{'updated' if changed else 'unchanged:'} {port_id} "
-                 f"security groups {','.join(names) or '(none)'}")
+                       f"{'updated' if changed else 'unchanged:'} {port_id} "
+                       f"security groups {','.join(names) or '(none)'}")
 
 
 SG_VERBS = {"sg-create": cmd_sg_create, "sg-delete": cmd_sg_delete,

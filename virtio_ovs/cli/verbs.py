@@ -15,7 +15,7 @@ from virtio_ovs.cli.context import Context
 EXIT_NOT_BYPASS = 3
 from virtio_ovs.cli.sg_verbs import SG_VERBS
 from virtio_ovs.cli.output import (LIST_COLUMNS, print_check, print_json,
-                                   print_records)
+                                   print_records, print_write)
 from virtio_ovs.core import plug_request
 from virtio_ovs.core.errors import UserError
 from virtio_ovs.core.events import agent_alive
@@ -82,9 +82,10 @@ def _read_vif_file(path: str, default_bridge: str) -> list[plug_request.Vif]:
 def cmd_plug(ctx: Context, args) -> int:
     vifs = _vifs_from_args(args, ctx.conf.ovs.integration_bridge)
     result = ctx.backend.plug(vifs, wait=ctx.wait)
-    print(f"plugged {len(result.plugged)}, updated {len(result.updated)}, "
-          f"unchanged {len(result.unchanged)}")
-    return 0
+    return print_write(ctx.dry_run, args.format, result.as_dict(),
+                       f"plugged {len(result.plugged)}, updated "
+                       f"{len(result.updated)}, unchanged "
+                       f"{len(result.unchanged)}")
 
 
 def cmd_unplug(ctx: Context, args) -> int:
@@ -98,13 +99,19 @@ def cmd_unplug(ctx: Context, args) -> int:
     if not port_ids and args.vm is None:
         raise UserError("port-id", "is required (or --vm)")
     port_ids = list(dict.fromkeys(port_ids))
-    records = ctx.backend.unplug(port_ids, args.if_exists,
-                                 wait=ctx.wait).ports if port_ids else []
-    for record in records:
-        print(f"unplugged {record.port_id} ({record.name})")
-    for missing in sorted(set(port_ids) - {r.port_id for r in records}):
-        print(f"no port {missing}")
-    return 0
+    outcome = ctx.backend.unplug(port_ids, args.if_exists, wait=ctx.wait) \
+        if port_ids else None
+    records = outcome.ports if outcome else []
+    missing = sorted(set(port_ids) - {r.port_id for r in records})
+    lines = [f"unplugged {r.port_id} ({r.name})" for r in records] + \
+        [f"no port {port_id}" for port_id in missing]
+    return print_write(ctx.dry_run, args.format, {
+        "unplugged": [{"port_id": r.port_id, "name": r.name,
+                       "tap_deleted": r.tap_created and not ctx.dry_run}
+                      for r in records],
+        "missing": missing,
+        "committed": outcome.committed.value if outcome else "no"},
+        "\n".join(lines) or "nothing to unplug")
 
 
 def cmd_list(ctx: Context, args) -> int:
@@ -130,14 +137,14 @@ def cmd_net_create(ctx: Context, args) -> int:
                                      args.segment)
     where = (f"local VLAN {net.local_vlan}" if net.local_vlan is not None
              else "OVN logical switch")
-    print(f"created network {net.name} ({where})")
-    return 0
+    return print_write(ctx.dry_run, args.format, net.as_dict(),
+                       f"created network {net.name} ({where})")
 
 
 def cmd_net_delete(ctx: Context, args) -> int:
     ctx.backend.delete_network(args.name)
-    print(f"deleted network {args.name}")
-    return 0
+    return print_write(ctx.dry_run, args.format, {"deleted": args.name},
+                       f"deleted network {args.name}")
 
 
 def cmd_net_list(ctx: Context, args) -> int:
@@ -152,17 +159,18 @@ def cmd_bind(ctx: Context, args) -> int:
     ips = plug_request.validate_ips(args.ips) if args.ips is not None else None
     groups = (plug_request.validate_group_names(args.security_groups)
               if args.security_groups is not None else None)
-    changed = ctx.backend.bind(plug_request.validate_port_id(args.port_id), network,
-                               ips, ctx.wait, groups)
-    print(f"{'bound' if changed else 'already bound:'} {args.port_id} to "
-          f"{network}")
-    return 0
+    changed = ctx.backend.bind(plug_request.validate_port_id(args.port_id),
+                               network, ips, ctx.wait, groups)
+    return print_write(ctx.dry_run, args.format, {
+        "port_id": args.port_id, "network": network, "changed": changed},
+        f"{'bound' if changed else 'already bound:'} {args.port_id} to "
+        f"{network}")
 
 
 def cmd_unbind(ctx: Context, args) -> int:
     ctx.backend.unbind(plug_request.validate_port_id(args.port_id))
-    print(f"unbound {args.port_id}")
-    return 0
+    return print_write(ctx.dry_run, args.format, {"unbound": args.port_id},
+                       f"unbound {args.port_id}")
 
 
 def cmd_gc(ctx: Context, args) -> int:

@@ -180,6 +180,9 @@ class Connection:
         commit asserts it (a client that lost the lock cannot write)."""
         self.remote = remote
         self.lock_name = lock_name
+        # A dry run (virtio-ovs-ctl --dry-run): transactions are built and
+        # checked, never sent (ovsdb/transaction.py).
+        self.dry_run = False
         self.db_name = db_name
         self.timeout = timeout
         self._tables = tables

@@ -61,7 +61,9 @@ def transact(conn: Connection, commands: Sequence, deadline: Deadline,
     """Stage every command in one transaction and commit it.
 
     Nothing is sent when every command is UNCHANGED. ``prepare(ctx)`` runs
-    just before a commit (e.g. to increment ``next_cfg``).
+    just before a commit (e.g. to increment ``next_cfg``). On a connection
+    opened for a dry run (``conn.dry_run``), every check runs and nothing
+    is sent: the outcomes say what would have been written.
     """
     txn_id = next(_TXN_IDS)
     names = ",".join(type(c).__name__ for c in commands[:8]) + \
@@ -79,6 +81,11 @@ def transact(conn: Connection, commands: Sequence, deadline: Deadline,
         if all(outcome == UNCHANGED for outcome in outcomes):
             ctx.txn.abort()
             LOG.debug("txn %d (%s): unchanged, not sent", txn_id, names)
+            return Commit(outcomes, committed=False)
+        if conn.dry_run:
+            ctx.txn.abort()
+            LOG.debug("txn %d (%s): dry run, not sent: %s", txn_id, names,
+                      outcomes)
             return Commit(outcomes, committed=False)
         if prepare is not None:
             prepare(ctx)

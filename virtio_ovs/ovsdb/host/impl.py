@@ -203,7 +203,8 @@ class IdlHostDb(HostDb):
             outcome.committed = self._read_back_unplug(port_ids)
             raise exc.with_detail(_UNPLUG_READ_BACK[outcome.committed]) \
                 from None
-        outcome.committed = Committed.YES
+        # Applied (or nothing was there to remove), unless a dry run.
+        outcome.committed = Committed.of(not self.conn.dry_run)
         if wait and commit.committed:
             try:
                 raise_refused(wait_applied(self.conn, commit, deadline))
