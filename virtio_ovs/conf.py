@@ -4,11 +4,15 @@ Each process builds its own ConfigOpts; there is no global CONF.
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import re
+from importlib import metadata
 from typing import Iterator
 
 from oslo_config import cfg
+from oslo_log import log as oslo_log
 
 from virtio_ovs import paths, version
 from virtio_ovs.core.errors import UserError
@@ -109,17 +113,12 @@ AGENT_OPTS = [
                       "committing its row)."),
 ]
 
-DEFAULT_OPTS = [
-    cfg.BoolOpt("debug", default=False, mutable=True,
-                help="Log at DEBUG level."),
-    cfg.StrOpt("log_file", help="Log to this file instead of stderr."),
-]
-
-
 def list_opts():
-    """Entry point for oslo-config-generator (namespace virtio_ovs)."""
-    return [("DEFAULT", DEFAULT_OPTS), ("ovs", OVS_OPTS),
-            ("ovn", OVN_OPTS), ("agent", AGENT_OPTS)]
+    """Entry point for oslo-config-generator (namespace virtio_ovs). The
+    logging options ([DEFAULT] debug, log_file, log_dir, use_journal,
+    use_syslog, use_json, watch_log_file, ...) are oslo.log's (namespace
+    oslo.log)."""
+    return [("ovs", OVS_OPTS), ("ovn", OVN_OPTS), ("agent", AGENT_OPTS)]
 
 
 def option_values(conf: cfg.ConfigOpts
@@ -127,17 +126,27 @@ def option_values(conf: cfg.ConfigOpts
     """(group, option, value) of every option; the group is None for
     [DEFAULT], as ``set_override`` takes it. Reading converts the value,
     so a bad one raises here."""
+    for opt in logging_opts():
+        if opt.dest in conf:  # register_options' (not its deprecation's)
+            yield None, opt, conf[opt.dest]
     for group, opts in list_opts():
-        section = conf if group == "DEFAULT" else conf[group]
         for opt in opts:
-            yield (None if group == "DEFAULT" else group), opt, \
-                section[opt.dest]
+            yield group, opt, conf[group][opt.dest]
+
+
+def logging_opts() -> list[cfg.Opt]:
+    """oslo.log's [DEFAULT] options, as oslo-config-generator finds them
+    (its ``oslo.config.opts`` entry point)."""
+    (entry,) = metadata.entry_points(group="oslo.config.opts",
+                                     name="oslo.log")
+    return [opt for _, opts in entry.load()() for opt in opts]
 
 
 def make_conf() -> cfg.ConfigOpts:
     conf = cfg.ConfigOpts()
+    oslo_log.register_options(conf)
     for group, opts in list_opts():
-        conf.register_opts(opts, group=None if group == "DEFAULT" else group)
+        conf.register_opts(opts, group=group)
     return conf
 
 
@@ -157,11 +166,25 @@ def parse(args: list[str], prog: str) -> cfg.ConfigOpts:
     otherwise surface as a traceback in the middle of a run) and check
     them. Raises UserError naming the option."""
     conf = make_conf()
+    errors = io.StringIO()
     try:
-        conf(args=args, project="virtio-ovs", prog=prog,
-             version=f"{prog} {version()}", validate_default_values=True)
+        # oslo.config reports a bad command-line option (or a config-file
+        # value of one: oslo.log's --debug, --log-file) through argparse,
+        # which prints and exits: the one line is made ours below.
+        with contextlib.redirect_stderr(errors):
+            conf(args=args, project="virtio-ovs", prog=prog,
+                 version=f"{prog} {version()}", validate_default_values=True)
         for _ in option_values(conf):
             pass
+    except SystemExit as exc:
+        if not exc.code:
+            raise  # --help, --version
+        text = errors.getvalue().strip().splitlines()[-1:] or ["bad option"]
+        bad = _BAD_ARGUMENT.search(text[0])
+        if bad is not None:
+            raise UserError(bad["option"], bad["rule"]) from None
+        raise UserError("command line", text[0].removeprefix(
+            f"{prog}: error: ")) from None
     except Exception as exc:  # oslo raises many types, and OSError
         text = str(exc).splitlines()[0]
         bad = _BAD_VALUE.search(text)
@@ -172,6 +195,7 @@ def parse(args: list[str], prog: str) -> cfg.ConfigOpts:
     return conf
 
 
+_BAD_ARGUMENT = re.compile(r"argument --(?P<option>[\w-]+): (?P<rule>.*)")
 _BAD_VALUE = re.compile(r"Value for option (?P<option>\S+) from .* is not "
                         r"valid: (?P<rule>.*)")
 

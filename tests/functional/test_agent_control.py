@@ -167,7 +167,7 @@ def test_sighup_with_a_bad_value_keeps_the_running_values(box, topo):
     ("[ovs]\ndatapath_type = bogus\n", "datapath_type: Valid values are"),
     ("[DEFAULT]\nlog_file = /nonexistent-dir/a.log\n", "[DEFAULT] log_file: "
      "directory /nonexistent-dir does not exist"),
-    ("[DEFAULT]\ndebug = maybe\n", "debug: Unexpected boolean value"),
+    ("[DEFAULT]\ndebug = maybe\n", "debug: Invalid Boolean value"),
     ("[ovs]\novsdb_timeout = abc\n", "ovsdb_timeout: could not convert"),
     ("[ovs]\novsdb_timeout = 0\n", "ovsdb_timeout: Should be greater"),
     ("[ovs]\nintegration_bridge = abcdefghijklmnop\n",
@@ -285,3 +285,31 @@ def test_sigterm_during_the_start_up_wait_ends_the_agent_within_1_s(box, topo):
     assert topo.agent.returncode == 0
     assert took < 1.0, f"{took:.2f} s from SIGTERM to exit"
     assert "replica loaded" not in topo.agent_log_text()
+
+
+def test_the_log_survives_logrotate_and_carries_python_ovs_s(box, topo):
+    """oslo.log's log_file; logrotate's create mode moves it away and
+    sends SIGHUP (postrotate): the agent writes a new file. python-ovs's
+    own messages (its reconnect module) are in the same log."""
+    import os
+    log = os.path.join(box.dir, "agent-rotated.log")
+    topo.write_config()
+    with open(topo.conf_path) as f:
+        text = f.read()
+    with open(topo.conf_path, "w") as f:
+        f.write(text.replace("[DEFAULT]\n", f"[DEFAULT]\nlog_file = {log}\n",
+                             1))
+    topo.start_agent()
+    topo.wait_until(lambda: topo.ctl("status", "--format", "json").returncode
+                    == 0 and topo.status().get("synced"), what="agent sync")
+    with open(log) as f:
+        first = f.read()
+    assert "starting: OVSDB" in first
+    assert "ovs [-] reconnect: unix:" in first, first[-2000:]
+    os.rename(log, log + ".1")
+    topo.agent.send_signal(signal.SIGHUP)
+    topo.wait_until(lambda: os.path.exists(log) and "configuration reloaded"
+                    in open(log).read(), what="a new log file")
+    with open(log + ".1") as f:
+        assert "configuration reloaded" not in f.read()
+    assert topo.stop_agent() == 0

@@ -19,6 +19,7 @@ import select
 import signal
 import threading
 import time
+from typing import Callable
 
 import ovs.poller
 
@@ -59,8 +60,12 @@ class Agent:
 
     def __init__(self, conf, db: HostDb, driver: AgentDriver,
                  metrics: AgentMetrics, cookie: int = 0,
-                 notifier: Notifier | None = None):
+                 notifier: Notifier | None = None,
+                 reopen_logs: Callable[[object], None] = lambda conf: None):
+        """``reopen_logs(conf)``: set logging up again (on SIGHUP: the
+        levels of a reloaded config, a log file logrotate moved away)."""
         self.conf = conf
+        self.reopen_logs = reopen_logs
         self.systemd = notifier or Notifier({})
         self.ready = False  # READY=1 sent
         self.status_text = ""  # the last STATUS= sent
@@ -126,8 +131,7 @@ class Agent:
             for group, name, value in before:
                 self.conf.set_override(name, value, group)
             return
-        logging.getLogger().setLevel(logging.DEBUG if self.conf.debug
-                                     else logging.INFO)
+        self.reopen_logs(self.conf)
         self.heartbeat.now()
         LOG.info("configuration reloaded (report_interval=%s)",
                  self.conf.agent.report_interval)
@@ -325,7 +329,8 @@ class Agent:
             self.metrics.heartbeat.set(time.time())
 
 
-def build_agent(conf) -> Agent:
+def build_agent(conf, reopen_logs: Callable[[object], None] = lambda c: None
+                ) -> Agent:
     """The agent for ``conf``: the host database (with the lock), the
     backend's driver, the metrics."""
     set_ssl_files(conf.ovs.ssl_key_file, conf.ovs.ssl_cert_file,
@@ -335,4 +340,4 @@ def build_agent(conf) -> Agent:
     cookie, metrics = new_cookie(), AgentMetrics()
     driver = factory.build_driver(conf, db, release_free_memory, cookie,
                                   metrics)
-    return Agent(conf, db, driver, metrics, cookie, Notifier())
+    return Agent(conf, db, driver, metrics, cookie, Notifier(), reopen_logs)
