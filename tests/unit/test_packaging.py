@@ -53,3 +53,35 @@ def test_the_unit_is_a_notify_service_hardened_to_6_or_less():
     score = float(re.search(r"Overall exposure level for \S+: ([\d.]+)",
                             proc.stdout).group(1))
     assert score <= 6.0, proc.stdout[-3000:]
+
+
+def test_the_man_pages_say_every_verb_and_option(tmp_path):
+    import argparse
+    import shutil
+    from virtio_ovs import conf
+    from virtio_ovs.cli.parser import build_parser
+    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "manpages.py"),
+                           str(tmp_path)], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    ctl = (tmp_path / "virtio-ovs-ctl.8").read_text().replace("\\-", "-")
+    agent = (tmp_path / "virtio-ovs-agent.8").read_text().replace("\\-", "-")
+    parser = build_parser()
+    verbs = next(a for a in parser._actions
+                 if isinstance(a, argparse._SubParsersAction)).choices
+    for verb, sub in verbs.items():
+        assert f".SS {verb}\n" in ctl, verb
+        for action in sub._actions:
+            if action.dest == "help":
+                continue
+            for option in action.option_strings:
+                assert option in ctl, (verb, option)
+    for _, opts in [("DEFAULT", conf.logging_opts()), *conf.list_opts()]:
+        for opt in opts:
+            assert f"\\fB{opt.name}\\fR" in agent, opt.name
+    if shutil.which("groff"):
+        for page in ("virtio-ovs-ctl.8", "virtio-ovs-agent.8"):
+            check = subprocess.run(["groff", "-man", "-Tutf8", "-ww", "-z",
+                                    str(tmp_path / page)],
+                                   capture_output=True, text=True, timeout=60)
+            assert check.returncode == 0 and check.stderr == "", check.stderr
