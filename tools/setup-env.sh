@@ -6,7 +6,10 @@ DEBS=(openvswitch-switch openvswitch-common openvswitch-switch-dpdk dpdk-dev
       iproute2 ethtool iputils-ping python3-venv procps qemu-system-x86
       busybox-static shellcheck ovn-central ovn-host iperf3
       libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt-dev
-      pkg-config gcc python3-dev python3-openvswitch)
+      pkg-config gcc python3-dev python3-openvswitch
+      python3-oslo.config python3-oslo.log)
+# python3-oslo.*: the Debian package's test runs the installed commands on
+# the distribution's Python, as a host would.
 VENV=${VENV:-$PWD/.venv}
 
 missing=()

@@ -164,7 +164,8 @@ def test_dpdk_branch_reserves_and_returns_hugepages(box, tmp_path):
 
 def test_shellcheck_passes_on_every_shell_script():
     scripts = ["devstack/plugin.sh", "devstack/settings", "tools/test.sh",
-               "tools/demo.sh", "tools/setup-env.sh", ".ci/run",
+               "tools/demo.sh", "tools/setup-env.sh", "tools/build-deb.sh",
+               ".ci/run",
                "tests/functional/devstack_stubs.sh",
                "etc/bash_completion.d/virtio-ovs-ctl"]
     if subprocess.run(["which", "shellcheck"], capture_output=True).returncode:
