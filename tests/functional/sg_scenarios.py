@@ -160,5 +160,5 @@ def groups_in_use_stay_and_unknown_groups_are_refused(lab):
     assert json.loads(lab.ctl_ok("sg-create", "tmp", "--format", "json")
                       )["name"] == "tmp"
     assert json.loads(lab.ctl_ok("sg-delete", "tmp", "--format", "json")) \
-        == {"deleted": "tmp"}
+        == {"deleted": "tmp", "dry_run": False}
     assert "tmp" not in groups(lab)
