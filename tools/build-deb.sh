@@ -31,7 +31,9 @@ private=$root/usr/lib/$package
 
 "$PYTHON" -m pip install -q --disable-pip-version-check --no-deps \
     --no-compile --target "$private" "$here" "${VENDORED[@]}"
-rm -rf "${private:?}/bin"       # pip's scripts name the builder's Python
+# pip's scripts name the builder's Python; the wheel's share/ files are
+# installed below where Debian wants them.
+rm -rf "${private:?}/bin" "${private:?}/share"
 
 install -d "$root/usr/bin"
 for command in ctl:virtio_ovs.cli.main agent:virtio_ovs.agent.main; do

@@ -34,6 +34,26 @@ def test_the_sdist_carries_the_operator_s_files_and_its_metadata(tmp_path):
     assert "Description-Content-Type: text/markdown" in info
 
 
+
+def test_the_wheel_carries_the_license_and_the_operator_s_files(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
+         "--disable-pip-version-check", "-w", str(tmp_path), str(ROOT)],
+        capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    import zipfile
+    (wheel,) = tmp_path.glob("virtio_ovs-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    data = f"{wheel.name.split('-')[0]}-{wheel.name.split('-')[1]}.data/data/"
+    for path in ("share/virtio-ovs/etc/virtio-ovs.conf.sample",
+                 "share/virtio-ovs/etc/systemd/virtio-ovs-agent.service",
+                 "share/virtio-ovs/etc/bash_completion.d/virtio-ovs-ctl",
+                 "share/virtio-ovs/etc/grafana/virtio-ovs.json",
+                 "share/virtio-ovs/devstack/plugin.sh"):
+        assert data + path in names, path
+    assert any(n.endswith(".dist-info/licenses/LICENSE") or
+               n.endswith(".dist-info/LICENSE") for n in names)
+
 def test_the_unit_is_a_notify_service_hardened_to_6_or_less():
     import re
     import shutil
