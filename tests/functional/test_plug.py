@@ -381,3 +381,22 @@ def test_every_write_verb_has_a_dry_run_that_writes_nothing(box, ctl):
     assert json.loads(proc.stdout) == {
         "plugged": ["d2"], "updated": [], "unchanged": [],
         "committed": "yes", "refused": {}, "dry_run": False}
+
+
+def test_debug_and_log_file_show_the_command_s_own_log(box, ctl, tmp_path):
+    proc = ctl("--debug", "list")
+    assert proc.returncode == 0, proc.stderr
+    assert "DEBUG virtio_ovs.ovsdb.connection" in proc.stderr  # ours
+    assert "INFO ovs reconnect:" in proc.stderr and "connected" in \
+        proc.stderr  # python-ovs's vlog, routed into the same log
+    log = tmp_path / "ctl.log"
+    proc = ctl("--log-file", str(log), "--debug", "plug", "--port-id", "lg-1",
+               "--mac", "52:54:00:00:0e:01", "--tap", f"lgt{os.getpid() % 10000}",
+               "--bridge", "br-int")
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    text = log.read_text()
+    assert "created TAP" in text and "txn" in text, text
+    proc = ctl("--log-file", str(tmp_path / "no" / "such.log"), "list")
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == ("virtio-ovs-ctl: --log-file: No such file "
+                                   f"or directory: {tmp_path}/no/such.log")

@@ -16,7 +16,7 @@ PURE_STDLIB = {"__future__", "abc", "dataclasses", "enum", "functools",
 # Each top-level unit of virtio_ovs (a subpackage or a module) and its layer.
 LAYERS = {
     "core": "pure", "network": "pure",
-    "paths": "support", "conf": "support",
+    "paths": "support", "conf": "support", "logs": "support",
     "ovsdb": "adapter", "openflow": "adapter", "kernel": "adapter",
     "check": "adapter", "metrics": "adapter", "ovn_controller": "adapter",
     "backend": "orchestration",

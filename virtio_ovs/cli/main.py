@@ -11,6 +11,14 @@ from virtio_ovs.core.errors import VirtioOvsError
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.debug or args.log_file:
+        from virtio_ovs import logs
+        try:
+            logs.setup_cli(args.debug, args.log_file)
+        except OSError as exc:
+            print(f"virtio-ovs-ctl: --log-file: {exc.strerror}: "
+                  f"{args.log_file}", file=sys.stderr)
+            return 1
     try:
         from virtio_ovs.cli.context import Context
         from virtio_ovs.cli.verbs import VERBS

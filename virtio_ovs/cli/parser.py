@@ -42,6 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="oslo.config file(s), as the agent reads")
     parser.add_argument("--no-wait", action="store_true",
                         help="do not wait for ovs-vswitchd to apply changes")
+    parser.add_argument("--debug", action="store_true",
+                        help="log what the command does (transactions, "
+                        "TAPs, python-ovs's reconnects) at DEBUG on stderr "
+                        "or into --log-file")
+    parser.add_argument("--log-file", metavar="FILE",
+                        help="append the command's log (INFO, or DEBUG "
+                        "with --debug) to FILE instead of stderr")
     parser.add_argument("-p", "--private-key", metavar="FILE",
                         help="private key for an ssl: remote (as "
                         "ovs-vsctl's -p; default: [ovs] ssl_key_file)")
