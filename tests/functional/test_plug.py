@@ -6,10 +6,12 @@ import os
 import json
 import pwd
 import sys
+import pathlib
 
 from tests.functional.conftest import db_state, iface_get, sysfs
 
 MAC = "52:54:00:12:34:56"
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 IFF_TAP, IFF_MULTI_QUEUE, IFF_NO_PI, IFF_VNET_HDR = 0x2, 0x100, 0x1000, 0x4000
 
 
@@ -400,3 +402,29 @@ def test_debug_and_log_file_show_the_command_s_own_log(box, ctl, tmp_path):
     assert proc.returncode == 1
     assert proc.stderr.strip() == ("virtio-ovs-ctl: --log-file: No such file "
                                    f"or directory: {tmp_path}/no/such.log")
+
+
+def test_the_completion_offers_the_database_s_port_ids_networks_and_groups(box, ctl):
+    ctl.ok("plug", "--port-id", "cmp-port", "--mac", "52:54:00:00:0f:01",
+           "--tap", f"cmt{os.getpid() % 10000}", "--bridge", "br-int")
+    ctl.ok("net-create", "cmp-net", "--type", "local")
+    ctl.ok("sg-create", "cmp_sg")
+    completion = ROOT / "etc" / "bash_completion.d" / "virtio-ovs-ctl"
+    bin_dir = os.path.dirname(sys.executable)  # the venv's virtio-ovs-ctl
+
+    def complete(line: str) -> list[str]:
+        words = line.split(" ")
+        script = (f"source {completion}; COMP_WORDS=({' '.join(map(repr, words))}); "
+                  f"COMP_CWORD={len(words) - 1}; _virtio_ovs_ctl; "
+                  "printf '%s\\n' \"${COMPREPLY[@]}\"")
+        proc = box.exec(["env", f"PATH={bin_dir}:/usr/sbin:/usr/bin:/sbin:/bin",
+                         "bash", "-c", script])
+        return proc.stdout.split()
+
+    assert complete("virtio-ovs-ctl show cmp") == ["cmp-port"]
+    assert complete("virtio-ovs-ctl unplug --port-id ") == ["cmp-port"]
+    assert complete("virtio-ovs-ctl bind --network c") == ["cmp-net"]
+    assert complete("virtio-ovs-ctl port-update --security-group ") == ["cmp_sg"]
+    assert complete("virtio-ovs-ctl sg-rule-add cm") == ["cmp_sg"]
+    # An unreachable database offers nothing, quickly.
+    assert complete("virtio-ovs-ctl --db unix:/nonexistent show ") == []

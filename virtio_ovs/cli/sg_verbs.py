@@ -28,8 +28,6 @@ def cmd_sg_create(ctx: Context, args) -> int:
                        f"created security group {group.name}")
 
 
-
-
 def cmd_sg_delete(ctx: Context, args) -> int:
     ctx.backend.delete_group(validate_sg_name(args.name))
     return print_write(ctx.dry_run, args.format, {"deleted": args.name},
