@@ -119,8 +119,8 @@ def test_bash_completion_knows_every_verb_and_option():
     for verb, parser in sub.choices.items():
         options = {o for a in parser._actions for o in a.option_strings
                    if o.startswith("--") and o != "--help"}
-        line = next(l for l in text.splitlines()
-                    if re.match(rf"\s*(\S+\|)*{re.escape(verb)}(\|\S+)*\)", l))
+        line = next(l for l in text.splitlines() if 'opts="' in l and
+                    re.match(rf"\s*(\S+\|)*{re.escape(verb)}(\|\S+)*\)", l))
         listed = set(re.search(r'opts="([^"]*)"', line).group(1).split())
         assert options == listed, (verb, options ^ listed)
 
