@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -23,6 +24,14 @@ def _missing_requirement() -> str | None:
 
 
 _MISSING = _missing_requirement()
+
+# A runner started in the background by a shell without job control
+# (`nohup tools/test.sh &`) ignores SIGINT, and every command a test starts
+# inherits that: the Ctrl-C a test sends (`watch`'s normal end) would do
+# nothing. The tests send Ctrl-C as a user at a terminal does, so their
+# commands start with the default disposition (a handler is reset on exec).
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture
