@@ -116,7 +116,7 @@ AGENT_OPTS = [
 def list_opts():
     """Entry point for oslo-config-generator (namespace virtio_ovs). The
     logging options ([DEFAULT] debug, log_file, log_dir, use_journal,
-    use_syslog, use_json, watch_log_file, ...) are oslo.log's (namespace
+    use_syslog, use_json, ...) are oslo.log's (namespace
     oslo.log)."""
     return [("ovs", OVS_OPTS), ("ovn", OVN_OPTS), ("agent", AGENT_OPTS)]
 

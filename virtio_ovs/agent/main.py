@@ -14,9 +14,9 @@ LOG = logging.getLogger(__name__)
 
 def setup_logging(conf) -> None:
     """oslo.log, as every OpenStack service: [DEFAULT] debug, log_file,
-    log_dir, use_journal, use_syslog, use_json, watch_log_file and the
-    rest. Called again on SIGHUP: a file that logrotate moved away
-    (``create`` mode) is opened anew. python-ovs's own log (reconnects,
+    log_dir, use_journal, use_syslog, use_json and the rest. Called again
+    on SIGHUP: a file that logrotate moved away (``create`` mode) is
+    opened anew. python-ovs's own log (reconnects,
     its warnings) goes into the same log."""
     oslo_log.setup(conf, "virtio-ovs")
     logs.quiet_libraries()

@@ -32,9 +32,9 @@ def format_event(event: dict, fmt: str) -> str:
     return f"{stamp} {event['event']}{subject} {details}".rstrip()
 
 
-
 class WatchedDb(Replica, PortStore, AgentRecords, Protocol):
     """The replica's changes, the ports and the agent's record."""
+
 
 class Watcher:
     """Diffs successive views of the replica into events."""
