@@ -120,3 +120,33 @@ def test_the_installed_commands_run_from_debian_s_python_against_a_sandbox_ovs(b
     assert ports["deb-1"]["mac"] == "52:54:00:00:0d:01"
     assert box.vsctl("get", "Interface", tap,
                      "external_ids:iface-id").strip('"') == "deb-1"
+
+
+def test_the_installed_agent_syncs_and_stops_on_debian_s_python(box, installed):
+    """The installed agent, on Debian's python-ovs and oslo.*: it starts
+    (its logging set-up reaches into python-ovs), reports itself up in
+    OVSDB and ends on SIGTERM with exit 0."""
+    from tests.functional.topology import Topology
+    topo = Topology(box)
+    try:
+        conf = topo.write_config()
+        env = [f"{key}={value}" for key, value in box.env.items()
+               if key in ("OVS_RUNDIR", "OVS_DBDIR")]
+        with open(topo.agent_log, "a") as log:
+            topo.agent = topo.popen(box.netns, [
+                "env", "-i", "PATH=/usr/sbin:/usr/bin:/sbin:/bin", *env,
+                str(installed / "usr/bin/virtio-ovs-agent"), "--config-file",
+                conf], stdout=log, stderr=subprocess.STDOUT)
+
+        def up() -> bool:
+            assert topo.agent.poll() is None, topo.agent_log_text()[-3000:]
+            proc = _run_installed(box, installed, str(
+                installed / "usr/bin/virtio-ovs-ctl"), "status", "--format",
+                "json")
+            return proc.returncode == 0 and \
+                json.loads(proc.stdout).get("state") == "up"
+        topo.wait_until(up, 30, "the installed agent to report itself up")
+        assert "first full sync done" in topo.agent_log_text()
+        assert topo.stop_agent() == 0, topo.agent_log_text()[-3000:]
+    finally:
+        topo.close()
