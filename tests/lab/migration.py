@@ -128,9 +128,20 @@ class OvnMigrationLab:
         return self.topo.central
 
     def stop(self) -> None:
-        for host in list(self.agents):
-            self.stop_agent(host)
-        self.topo.stop()
+        """Everything goes, whatever fails on the way (an agent that
+        crashed must not leave the hypervisors running); then the first
+        failure is raised."""
+        errors: list[Exception] = []
+        try:
+            for host in list(self.agents):
+                try:
+                    self.stop_agent(host)
+                except (RuntimeError, subprocess.TimeoutExpired) as exc:
+                    errors.append(exc)
+        finally:
+            self.topo.stop()
+        if errors:
+            raise errors[0]
 
     def start_agent(self, host) -> None:
         conf = f"{host.box.dir}/agent-mig.conf"
@@ -148,7 +159,12 @@ class OvnMigrationLab:
     def stop_agent(self, host) -> None:
         agent = self.agents.pop(host)
         agent.send_signal(signal.SIGTERM)
-        err = agent.communicate(timeout=10)[1]
+        try:
+            err = agent.communicate(timeout=10)[1]
+        except subprocess.TimeoutExpired:
+            agent.kill()
+            agent.communicate()
+            raise
         if agent.returncode != 0:
             raise RuntimeError(f"agent on {host.system_id} exited "
                                f"{agent.returncode}: {err[-2000:]}")
