@@ -92,7 +92,6 @@ Depends: python3 (>= 3.11), python3-openvswitch (>= 3.1), python3-oslo.config (>
 Recommends: openvswitch-switch
 Suggests: python3-libvirt, ovn-host
 Installed-Size: $(du -sk --exclude=DEBIAN "$root" | cut -f1)
-Homepage: https://opendev.org/virtio-ovs
 Description: wire virtio NICs into Open vSwitch and prove the data plane
  virtio-ovs plugs vhost-net TAPs and vhost-user sockets into OVS bridges
  in one OVSDB transaction each, programs their flows (or their OVN logical
