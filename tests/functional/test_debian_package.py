@@ -79,14 +79,19 @@ def test_the_package_holds_the_commands_unit_config_completion_dashboard_and_man
     assert not (installed / "usr/lib/virtio-ovs/ovs").exists()
 
 
+def _bare_env(box) -> list[str]:
+    """A command prefix for a bare environment: only the sandbox's
+    OVS_RUNDIR/OVS_DBDIR and a system PATH, as an operator's shell on that
+    host would have (nothing of the test's virtualenv)."""
+    return ["env", "-i", "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
+            *(f"{key}={value}" for key, value in box.env.items()
+              if key in ("OVS_RUNDIR", "OVS_DBDIR"))]
+
+
 def _run_installed(box, installed: pathlib.Path, *args: str):
     """An installed command inside the sandbox's namespace, with a bare
-    environment: only the sandbox's OVS_RUNDIR/OVS_DBDIR, as an operator's
-    shell on that host would have."""
-    env = [f"{key}={value}" for key, value in box.env.items()
-           if key in ("OVS_RUNDIR", "OVS_DBDIR")]
-    return box.exec(["env", "-i", "PATH=/usr/sbin:/usr/bin:/sbin:/bin", *env,
-                     *args], check=False)
+    environment."""
+    return box.exec([*_bare_env(box), *args], check=False)
 
 
 def test_the_installed_commands_run_from_debian_s_python_against_a_sandbox_ovs(box, installed):
@@ -130,13 +135,10 @@ def test_the_installed_agent_syncs_and_stops_on_debian_s_python(box, installed):
     topo = Topology(box)
     try:
         conf = topo.write_config()
-        env = [f"{key}={value}" for key, value in box.env.items()
-               if key in ("OVS_RUNDIR", "OVS_DBDIR")]
         with open(topo.agent_log, "a") as log:
             topo.agent = topo.popen(box.netns, [
-                "env", "-i", "PATH=/usr/sbin:/usr/bin:/sbin:/bin", *env,
-                str(installed / "usr/bin/virtio-ovs-agent"), "--config-file",
-                conf], stdout=log, stderr=subprocess.STDOUT)
+                *_bare_env(box), str(installed / "usr/bin/virtio-ovs-agent"),
+                "--config-file", conf], stdout=log, stderr=subprocess.STDOUT)
 
         def up() -> bool:
             assert topo.agent.poll() is None, topo.agent_log_text()[-3000:]
