@@ -121,9 +121,14 @@ def test_ensure_bridges_joins_patches_only_when_asked(db, ovs):
     assert not db.ensure_bridges(spec, connect=False)  # never disconnects
     assert set(db.ofports({"int-br-ex", "phy-br-ex"})) == \
         {"int-br-ex", "phy-br-ex"}
-    with pytest.raises(UserError, match="bridge 'br-none' of physnet"):
-        db.ensure_bridges(BridgeSpec("br-int", "netdev", ("OpenFlow14",),
-                                     {"x": "br-none"}), connect=False)
+    missing = BridgeSpec("br-int", "netdev", ("OpenFlow14",),
+                         {"x": "br-none", "ex": "br-ex"})
+    assert db.provider_problems(missing) == {
+        "x": "bridge 'br-none' does not exist; create it (ovs-vsctl add-br) "
+             "and add its uplink"}
+    with pytest.raises(EnvironmentFailure, match="physnet 'x': bridge "
+                       "'br-none' does not exist"):
+        db.ensure_bridges(missing, connect=False)
 
 
 def test_agent_status_round_trip(db):

@@ -43,7 +43,9 @@ class Driver(AgentDriver):
 
     @property
     def synced(self):
-        return bool(self.calls)
+        return self.done_version != -1 or self.ever_synced
+
+    ever_synced = False
 
     def up_to_date(self, wiring_version):
         return wiring_version == self.done_version
@@ -53,6 +55,7 @@ class Driver(AgentDriver):
         if self.fail is not None:
             raise self.fail
         self.done_version = wiring_version
+        self.ever_synced = True
         return Reconciled({"ports": 2, "bound_ports": 1},
                           wanted=frozenset({"p1"}), wired=frozenset({"p1"}))
 
@@ -120,6 +123,30 @@ def test_a_configuration_that_cannot_work_ends_the_loop_with_user_error(loop):
                             "ovn-controller")
     with pytest.raises(UserError, match="integration_bridge"):
         turn()
+
+
+@pytest.mark.parametrize("error", [
+    UserError("network", "a value someone wrote"), RecursionError("deep"),
+    OverflowError("1e400"), KeyError("type"), TypeError("list")])
+def test_after_the_first_sync_nothing_a_reconcile_raises_ends_the_loop(
+        loop, caplog, error):
+    """Data is not configuration: whatever a later reconcile raises, the
+    loop retries (the unexpected ones logged with their traceback once)."""
+    agent, replica, driver, turn = loop
+    turn()
+    driver.fail = error
+    for _ in range(3):
+        replica.seqno += 1
+        replica.version += 1
+        agent.reconciler.retry_at = 0.0
+        turn()
+    assert len(driver.calls) == 4 and agent.reconciler.retry_at is not None
+    tracebacks = [r for r in caplog.records if r.exc_info]
+    assert len(tracebacks) == (0 if isinstance(error, UserError) else 1)
+    driver.fail = None
+    agent.reconciler.retry_at = 0.0
+    turn()
+    assert agent.reconciler.retry_at is None and not agent.reconciler.dirty
 
 
 def test_a_standby_touches_nothing_and_takes_over_when_the_lock_comes(loop):

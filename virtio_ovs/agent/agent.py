@@ -178,6 +178,8 @@ class Agent:
         self.serve_metrics()
         try:
             self._connect()
+            if not self.stopping:
+                self.driver.preflight()
             while not self.stopping:
                 self.turn()
         finally:

@@ -125,8 +125,9 @@ class Heartbeat:
 class Reconciler:
     """Reconciles whenever the replica changed (level-triggered: what is
     computed depends on the state only, never on which event came). A
-    failed reconcile is retried after ``retry_interval()`` seconds; a
-    UserError (configuration that cannot work here) is raised."""
+    failed reconcile is retried after ``retry_interval()`` seconds, whatever
+    failed; only a UserError before the first sync (this host's
+    configuration cannot work) is raised."""
 
     def __init__(self, replica: Replica, driver: AgentDriver,
                  metrics: AgentMetrics,
@@ -142,6 +143,7 @@ class Reconciler:
         self.last_reconcile: float | None = None
         self.last_reconcile_ms: float | None = None
         self.counts: dict[str, int] = {"ports": 0, "bound_ports": 0}
+        self.unexpected: str | None = None  # the last one logged in full
 
     def note_changes(self) -> None:
         """The seqno, not run()'s result: updates that arrive while a
@@ -179,16 +181,31 @@ class Reconciler:
                 self._done(seqno)
                 return
             result = self.driver.reconcile(version)
-        except UserError:
-            raise
-        except VirtioOvsError as exc:
-            interval = self.retry_interval()
-            LOG.warning("reconcile failed, retrying in %ss: %s", interval,
-                        exc)
-            self.retry_at = time.monotonic() + interval
+        except UserError as exc:
+            if self.last_reconcile is None:
+                raise  # this host's configuration, at start: exit 1
+            self._retry_later(exc)
             return
+        except VirtioOvsError as exc:
+            self._retry_later(exc)
+            return
+        except Exception as exc:  # noqa: BLE001 - data must not end it
+            # A value no check foresaw (anyone may write OVSDB): the
+            # traceback once, then the same retry as for a failure.
+            if self.unexpected != repr(exc):
+                LOG.exception("reconcile failed unexpectedly")
+                self.unexpected = repr(exc)
+            self._retry_later(exc)
+            return
+        self.unexpected = None
         self._done(seqno)
         self._observe(result, start)
+
+    def _retry_later(self, exc: Exception) -> None:
+        interval = self.retry_interval()
+        LOG.warning("reconcile failed, retrying in %ss: %s", interval,
+                    str(exc).splitlines()[0] if str(exc) else repr(exc))
+        self.retry_at = time.monotonic() + interval
 
     def _done(self, seqno: int) -> None:
         self.reconciled_seqno = seqno

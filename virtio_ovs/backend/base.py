@@ -19,6 +19,7 @@ from virtio_ovs.core.errors import UserError
 from virtio_ovs.core.plug_request import Vif
 from virtio_ovs.core.networks import Network
 from virtio_ovs.core.outcomes import PlugOutcome, UnplugOutcome
+from virtio_ovs.core.records import Invalid
 from virtio_ovs.core.secgroups import Rule, SecurityGroup
 
 
@@ -104,6 +105,12 @@ class Backend(abc.ABC):
         """A port's groups (empty: unfiltered); True if changed."""
 
     # --------------------------------------------------------- the rest
+    def invalid_records(self) -> list[Invalid]:
+        """The records of networks, groups and rules under virtio-ovs's
+        marks that are not valid (anyone with write access may have
+        written them): skipped everywhere, shown by the listings."""
+        return []
+
     @abc.abstractmethod
     def flow_bridges(self) -> set[str]:
         """The bridges whose OpenFlow tables virtio-ovs programs (for the
@@ -129,6 +136,9 @@ class NetworkOwnedElsewhere:
     create_network = delete_network = list_networks = create_group = \
         delete_group = list_groups = add_rule = delete_rule = \
         set_port_groups = bind = unbind = _refuse
+
+    def invalid_records(self) -> list[Invalid]:
+        return []  # none of the records are ours to read
 
     def plug(self, vifs: list[Vif], wait: bool) -> PlugOutcome:
         """Into OVS only: a network would be someone else's write."""
@@ -162,7 +172,12 @@ class AgentDriver(abc.ABC):
     def reconcile(self, wiring_version: int) -> Reconciled:
         """Bring the data plane to the database's state. EnvironmentFailure
         to be retried; UserError when the configuration cannot work here
-        (the agent then exits 1)."""
+        (the agent then exits 1 if it never reconciled, else retries)."""
+
+    def preflight(self) -> None:
+        """At start, once the replica is in, before the lock decides the
+        role: UserError when this backend could not own what it would
+        take over (so that a standby cannot fail only at takeover)."""
 
     @abc.abstractmethod
     def resync(self) -> None:

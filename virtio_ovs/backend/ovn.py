@@ -16,6 +16,7 @@ import logging
 import time
 from typing import Callable, Iterable, Sequence, TypeVar
 
+from virtio_ovs.core.records import Invalid
 from virtio_ovs.backend.base import (Backend, CountingDriver,
                                      NetworkOwnedElsewhere, Reconciled)
 from virtio_ovs.backend.plugger import Plugger
@@ -225,6 +226,9 @@ class OvnBackend(Backend):
 
     def list_groups(self) -> list[SecurityGroup]:
         return self.nb.list_groups()
+
+    def invalid_records(self) -> list[Invalid]:
+        return self.nb.invalid_rules()
 
     def add_rule(self, group: str, rule: Rule) -> bool:
         return self.nb.add_rule(group, rule)

@@ -2,6 +2,7 @@
 VLANs, and the agent's own OpenFlow flows (``FlowDriver``)."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 import secrets
 import time
@@ -9,6 +10,7 @@ from typing import Callable, Mapping, Protocol, Sequence
 
 from virtio_ovs.backend.base import AgentDriver, Backend, Reconciled
 from virtio_ovs.backend.plugger import Plugger
+from virtio_ovs.core.records import Invalid
 from virtio_ovs.core.errors import UserError, VirtioOvsError
 from virtio_ovs.core.plug_request import Vif
 from virtio_ovs.core.networks import Network, int_patch_name, phy_patch_name
@@ -45,6 +47,9 @@ class StandaloneBackend(Backend):
 
     def list_networks(self) -> list[Network]:
         return self.db.list_networks()
+
+    def invalid_records(self) -> list[Invalid]:
+        return self.db.invalid_records()
 
     def plug(self, vifs: list[Vif], wait: bool) -> PlugOutcome:
         return self.plugger.plug(vifs, wait)
@@ -122,13 +127,15 @@ class FlowDriver(AgentDriver):
         self.cookie = new_cookie() if cookie is None else cookie
         self.applied: dict[str, set[Flow]] = {}
         self.planner = FlowPlanner()
-        self.warned: dict[str, str] = {}  # port id -> problem logged
+        self.warned: dict[tuple[str, str], str] = {}  # what -> line logged
         self.switches: dict[str, OpenFlowBridge] = {}  # connections kept
         self.watched = False  # since the last setup: their ends count
         self.silent: set[str] = set()  # bridges whose echo is unanswered
         self.need_setup = True
         self.first_sync_done = False
         self.wired_version = -1
+        # physnet -> why its provider bridge is left out (logged once)
+        self.unwired: dict[str, str] = {}
 
     # ------------------------------------------------------ the contract
     @property
@@ -162,6 +169,15 @@ class FlowDriver(AgentDriver):
             switch.conn.service()
         lost = [name for name, switch in self.switches.items()
                 if switch.conn.ended]
+        if lost and self.watched and self.integration_bridge not in lost:
+            # A provider bridge deleted (ovs-vsctl del-br): only its
+            # physnet goes; the reconcile sees the bridge gone.
+            for name in lost:
+                self.switches.pop(name).close()
+                self.applied.pop(name, None)
+            self.planner.invalidate()
+            self.need_setup = True
+            return False
         if lost and self.watched:
             LOG.warning("lost the OpenFlow connection to %s (ovs-vswitchd "
                         "restarted?): re-programming", ", ".join(lost))
@@ -199,7 +215,7 @@ class FlowDriver(AgentDriver):
     def reconcile(self, wiring_version: int) -> Reconciled:
         try:
             result = self._reconcile()
-        except VirtioOvsError:
+        except BaseException:
             self.planner.invalidate()  # what was applied is unknown
             raise
         self.wired_version = wiring_version
@@ -208,9 +224,10 @@ class FlowDriver(AgentDriver):
     # ---------------------------------------------------------- reconcile
     def _reconcile(self) -> Reconciled:
         seen_at = time.monotonic()
+        self._check_providers()
         if self.need_setup:
             self._refuse_foreign_bridge()
-            self.db.ensure_bridges(self.bridges, connect=False)
+            self.db.ensure_bridges(self._wired_spec(), connect=False)
         state = self._host_state()
         self._write_tags(state)
         hints = self.planner.plan(state)
@@ -222,7 +239,7 @@ class FlowDriver(AgentDriver):
         else:
             self._first_sync(desired, seen_at)
         if self.need_setup:
-            if self.db.ensure_bridges(self.bridges, connect=True):
+            if self.db.ensure_bridges(self._wired_spec(), connect=True):
                 LOG.info("patch pairs joined to %s", self.integration_bridge)
             self._watch_switches(desired)
             self.need_setup = False
@@ -236,6 +253,26 @@ class FlowDriver(AgentDriver):
             wired=frozenset(i for i, p in bound.items() if p.ofport),
             flows={bridge: len(flows) for bridge, flows
                    in self.applied.items()})
+
+    def _check_providers(self) -> None:
+        """Leave out the provider bridges that cannot be wired (deleted,
+        not created yet): only their physnets go unwired, until they are
+        back; a change sets the bridges up again."""
+        problems = self.db.provider_problems(self.bridges)
+        if problems == self.unwired:
+            return
+        for physnet, why in sorted(problems.items()):
+            if self.unwired.get(physnet) != why:
+                LOG.warning("physnet %s is not wired: %s", physnet, why)
+        for physnet in sorted(self.unwired.keys() - problems.keys()):
+            LOG.info("physnet %s: bridge %s is back: wiring it", physnet,
+                     self.mappings[physnet])
+        self.unwired = problems
+        self.need_setup = True
+
+    def _wired_spec(self) -> BridgeSpec:
+        return dataclasses.replace(self.bridges, mappings={
+            p: b for p, b in self.mappings.items() if p not in self.unwired})
 
     def _write_tags(self, state: HostState) -> None:
         wanted = {p.name: port_tag(p, state.networks) for p in state.ports}
@@ -268,12 +305,12 @@ class FlowDriver(AgentDriver):
         the networks and the provider patch ports."""
         ports = tuple(p for p in self.db.list_ports()
                       if p.bridge == self.integration_bridge)
-        self._warn_invalid(ports)
+        self._warn_invalid(ports, self.db.invalid_records())
         names = {n for b in self.mappings.values()
                  for n in (int_patch_name(b), phy_patch_name(b))}
         ofports = self.db.ofports(names)
         patches = {}
-        for physnet, bridge in self.mappings.items():
+        for physnet, bridge in self._wired_spec().mappings.items():
             int_ofport = ofports.get(int_patch_name(bridge))
             phy_ofport = ofports.get(phy_patch_name(bridge))
             if int_ofport and phy_ofport:
@@ -282,14 +319,21 @@ class FlowDriver(AgentDriver):
         return HostState(self.integration_bridge, ports, self.db.networks(),
                          patches, self.db.groups())
 
-    def _warn_invalid(self, ports) -> None:
-        """One warning per port whose external_ids do not validate (such
-        a port gets no flows; the others are not held up)."""
-        problems = {p.port_id: p.problem for p in ports if p.problem}
-        for port_id, problem in problems.items():
-            if self.warned.get(port_id) != problem:
-                LOG.warning("port %r skipped: %s", port_id, problem)
+    def _warn_invalid(self, ports, records: list[Invalid]) -> None:
+        """One warning per port whose external_ids do not validate, and
+        per invalid network or group record, when it appears or changes
+        (what is invalid gets no flows; the rest is not held up)."""
+        problems = {("port", p.port_id): f"port {p.port_id!r} skipped: "
+                    f"{p.problem}" for p in ports if p.problem}
+        problems.update({("record", r.key): f"{r.line()}: skipped"
+                         for r in records})
+        for key, line in problems.items():
+            if self.warned.get(key) != line:
+                LOG.warning("%s", line)
         self.warned = problems
+
+    def preflight(self) -> None:
+        self._refuse_foreign_bridge()
 
     def _refuse_foreign_bridge(self) -> None:
         owner = self.db.controller_of(self.integration_bridge)

@@ -5,6 +5,7 @@ import os
 import sys
 from typing import Sequence
 
+from virtio_ovs.cli.output import clean
 from virtio_ovs.cli.parser import build_parser
 from virtio_ovs.core.errors import VirtioOvsError
 
@@ -24,7 +25,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from virtio_ovs.cli.verbs import VERBS
         return VERBS[args.verb](Context(args), args)
     except VirtioOvsError as exc:
-        print(f"virtio-ovs-ctl: {exc}", file=sys.stderr)
+        print(f"virtio-ovs-ctl: {clean(exc)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         if args.verb == "watch":  # the normal way to end a watch

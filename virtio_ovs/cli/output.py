@@ -3,10 +3,40 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any, Sequence
+import unicodedata
+from typing import Any, Iterable, Sequence
+
+from virtio_ovs.core.records import Invalid
 
 LIST_COLUMNS = ("port_id", "name", "kind", "mac", "vm", "network", "ofport",
                 "queues", "status", "verdict")
+
+
+# Control characters, format characters (bidi overrides), line and
+# paragraph separators, lone surrogates: a value from a database never
+# moves the cursor, starts a line or recolours the terminal.
+_UNSAFE = {"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"}
+
+
+def clean(value: Any) -> str:
+    """``str(value)`` with every unsafe character escaped (``\\n``,
+    ``\\x1b``, ``\\u202e``), for a table or a line of text."""
+    text = str(value)
+    if text.isprintable() and text.isascii():
+        return text
+    return "".join(_escape(c) if unicodedata.category(c) in _UNSAFE
+                   else c for c in text)
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    if char == "\n":
+        return "\\n"
+    if char == "\t":
+        return "\\t"
+    if code <= 0xff:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code <= 0xffff else f"\\U{code:08x}"
 
 
 def print_json(data) -> None:
@@ -19,8 +49,8 @@ def print_table(rows: Sequence[dict], columns: Sequence[str]) -> None:
         if value is None:
             return "-"
         if isinstance(value, list):
-            return ",".join(str(v) for v in value) or "-"
-        return str(value)
+            return clean(",".join(str(v) for v in value)) or "-"
+        return clean(value)
 
     table = [[c.upper() for c in columns]]
     table += [[cell(row.get(c)) for c in columns] for row in rows]
@@ -29,13 +59,22 @@ def print_table(rows: Sequence[dict], columns: Sequence[str]) -> None:
         print("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
 
 
+def print_invalid(records: Iterable[Invalid]) -> None:
+    """One line per invalid record, on stderr (the listing on stdout stays
+    what its format says)."""
+    for record in records:
+        print(f"virtio-ovs-ctl: warning: {clean(record.line())}",
+              file=sys.stderr)
+
+
 def print_write(dry_run: bool, fmt: str, record: dict, text: str) -> int:
     """What a write verb did: ``record`` as JSON (with ``dry_run``), or
     ``text``; a dry run says that nothing was written. Exit 0."""
     if fmt == "json":
         print_json({**record, "dry_run": dry_run})
     else:
-        print(text + (" (dry run: nothing written)" if dry_run else ""))
+        print(clean(text) + (" (dry run: nothing written)" if dry_run
+                             else ""))
     return 0
 
 
@@ -58,11 +97,13 @@ def print_check(reports: list) -> None:
                         "reason"))
     print("(queues: expected/enabled/configured)")
     for report in reports:
-        print(f"\n{report.port_id} ({report.name}):")
+        print()
+        print(clean(f"{report.port_id} ({report.name}):"))
         for line in report.evidence:
-            print(f"  - {line}")
+            print(f"  - {clean(line)}")
         for queue in report.queues:
-            print(f"  queue {queue.index}: {queue.verdict}: {queue.reason}")
+            print(clean(f"  queue {queue.index}: {queue.verdict}: "
+                        f"{queue.reason}"))
 
 
 def _q(value) -> str:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 
 from virtio_ovs import version
 from virtio_ovs.core import plug_request
@@ -19,6 +20,25 @@ The default --db is ovs-vsctl's: unix:$OVS_RUNDIR/db.sock, OVS_RUNDIR
 defaulting to /var/run/openvswitch; [ovs] ovsdb_connection in a config file
 overrides it, --db overrides both."""
 
+_INT_RE = re.compile(r"[+-]?[0-9]{1,12}")
+_FLOAT_RE = re.compile(r"[+-]?([0-9]{1,12}(\.[0-9]*)?|\.[0-9]+)")
+
+
+def integer(text: str) -> int:
+    """ASCII digits only: ``int`` would also take "٣", " 5" and "1_0"."""
+    if not _INT_RE.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer "
+                                         "(ASCII digits)")
+    return int(text)
+
+
+def number(text: str) -> float:
+    """A decimal number in ASCII (no "nan", "1e9", "١.٥")."""
+    if not _FLOAT_RE.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a decimal number")
+    return float(text)
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # user error: exit 1, one line
         self.exit(1, f"{self.prog}: error: {message}\n")
@@ -35,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--db", metavar="REMOTE",
                         help="OVSDB remote: unix:PATH, tcp:IP:PORT, ssl:IP:PORT, "
                         "or a comma-separated list of a cluster's members")
-    parser.add_argument("--timeout", type=float, metavar="SECONDS",
+    parser.add_argument("--timeout", type=number, metavar="SECONDS",
                         help="give up after SECONDS (default: [ovs] "
                         "ovsdb_timeout, 10)")
     parser.add_argument("--config-file", action="append", metavar="FILE",
@@ -84,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Remove the TAPs virtio-ovs created (marked in their "
         "ifalias) that no Interface row uses, such as a killed plug "
         "leaves; TAPs younger than --grace or held by a process stay.")
-    gc.add_argument("--grace", type=float, default=60.0, metavar="SECONDS",
+    gc.add_argument("--grace", type=number, default=60.0, metavar="SECONDS",
                     help="leave TAPs created less than SECONDS ago (60)")
     gc.add_argument("--dry-run", action="store_true",
                     help="list what would be removed")
@@ -103,7 +123,7 @@ def _add_network_verbs(verbs) -> None:
     create.add_argument("--physnet", metavar="P",
                         help="the provider network (flat and vlan): a "
                         "bridge_mappings name, or OVN's network_name")
-    create.add_argument("--segment", type=int, metavar="ID",
+    create.add_argument("--segment", type=integer, metavar="ID",
                         help="provider VLAN ID (vlan networks)")
     _add_write(create)
     delete = verbs.add_parser("net-delete", help="delete a network without "
@@ -140,7 +160,7 @@ def _add_network_verbs(verbs) -> None:
                        "default: every guest port)")
     check.add_argument("--vm", metavar="ID",
                        help="check the ports of this VM")
-    check.add_argument("--traffic", type=float, metavar="SECONDS", default=0.0,
+    check.add_argument("--traffic", type=number, metavar="SECONDS", default=0.0,
                        help="sample counters over SECONDS of live traffic")
     check.add_argument("--qmp", metavar="SOCKET",
                        help="the VM's QMP socket (x-query-virtio-status)")
@@ -213,10 +233,10 @@ def _add_plug(verbs) -> None:
                       help="bind the port to this network at once")
     plug.add_argument("--ip", action="append", metavar="CIDR", dest="ips",
                       help="an allowed address (repeat)")
-    plug.add_argument("--queues", type=int, metavar="N",
+    plug.add_argument("--queues", type=integer, metavar="N",
                       help="queue pairs (1..256; a TAP gets "
                       "IFF_MULTI_QUEUE when > 1)")
-    plug.add_argument("--mtu", type=int, metavar="N",
+    plug.add_argument("--mtu", type=integer, metavar="N",
                       help="the Interface's mtu_request (68..65535)")
     plug.add_argument("--owner", metavar="USER",
                       help="TAP owner, so an unprivileged QEMU can open it")
@@ -255,13 +275,13 @@ def _add_sg_verbs(verbs) -> None:
                      help="IPv4 (default) or IPv6")
     add.add_argument("--protocol", metavar="tcp|udp|icmp|icmpv6|NUMBER",
                      help="default: any")
-    add.add_argument("--port-min", type=int, metavar="N",
+    add.add_argument("--port-min", type=integer, metavar="N",
                      help="first port (tcp, udp)")
-    add.add_argument("--port-max", type=int, metavar="N",
+    add.add_argument("--port-max", type=integer, metavar="N",
                      help="last port (tcp, udp; default: --port-min)")
-    add.add_argument("--icmp-type", type=int, metavar="T",
+    add.add_argument("--icmp-type", type=integer, metavar="T",
                      help="ICMP type (icmp, icmpv6)")
-    add.add_argument("--icmp-code", type=int, metavar="C",
+    add.add_argument("--icmp-code", type=integer, metavar="C",
                      help="ICMP code (with --icmp-type)")
     remote = add.add_mutually_exclusive_group()
     remote.add_argument("--remote-ip", metavar="CIDR",

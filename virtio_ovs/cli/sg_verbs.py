@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from virtio_ovs.cli.context import Context
-from virtio_ovs.cli.output import print_json, print_table, print_write
+from virtio_ovs.cli.output import (print_invalid, print_json, print_table,
+                                   print_write)
 from virtio_ovs.core import plug_request
 from virtio_ovs.core.secgroups import SecurityGroup, make_rule, validate_sg_name
 
@@ -36,6 +37,8 @@ def cmd_sg_delete(ctx: Context, args) -> int:
 
 def cmd_sg_list(ctx: Context, args) -> int:
     _print_groups(ctx.backend.list_groups(), args.format)
+    print_invalid(r for r in ctx.backend.invalid_records()
+                  if r.kind != "network")
     return 0
 
 

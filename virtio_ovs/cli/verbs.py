@@ -14,7 +14,8 @@ from virtio_ovs.cli.context import Context
 # must tell a data-plane finding from a user error.
 EXIT_NOT_BYPASS = 3
 from virtio_ovs.cli.sg_verbs import SG_VERBS
-from virtio_ovs.cli.output import (LIST_COLUMNS, print_check, print_json,
+from virtio_ovs.cli.output import (LIST_COLUMNS, clean, print_check,
+                                   print_invalid, print_json,
                                    print_records, print_write)
 from virtio_ovs.core import plug_request
 from virtio_ovs.core.errors import UserError
@@ -128,7 +129,7 @@ def cmd_show(ctx: Context, args) -> int:
         print_json(record)
     else:
         for key, value in record.items():
-            print(f"{key:14} {'-' if value is None else value}")
+            print(f"{key:14} {'-' if value is None else clean(value)}")
     return 0
 
 
@@ -151,6 +152,8 @@ def cmd_net_list(ctx: Context, args) -> int:
     print_records([n.as_dict() for n in ctx.backend.list_networks()],
                   args.format, ("name", "type", "physnet", "segment",
                                 "local_vlan"))
+    print_invalid(r for r in ctx.backend.invalid_records()
+                  if r.kind == "network")
     return 0
 
 
@@ -182,12 +185,12 @@ def cmd_gc(ctx: Context, args) -> int:
         print_json(result.as_dict())
         return 0
     verb = "would remove" if args.dry_run else "removed"
-    print(f"{verb} {len(result.removed)} orphan TAP(s)"
-          f"{': ' + ' '.join(result.removed) if result.removed else ''}")
+    print(clean(f"{verb} {len(result.removed)} orphan TAP(s)"
+                f"{': ' + ' '.join(result.removed) if result.removed else ''}"))
     for what, names in (("created less than --grace ago", result.young),
                         ("held by a process", result.attached)):
         if names:
-            print(f"kept {len(names)} ({what}): {' '.join(names)}")
+            print(clean(f"kept {len(names)} ({what}): {' '.join(names)}"))
     return 0
 
 
@@ -206,11 +209,15 @@ def cmd_status(ctx: Context, args) -> int:
     standby = ctx.db.standby_status()
     if standby and agent_state(standby, time.time()) == "up":
         record["standby"] = f"{standby.get('host')} pid {standby.get('pid')}"
+    invalid = ctx.db.invalid_records()
+    record["invalid_records"] = [r.as_dict() for r in invalid]
     if args.format == "json":
         print_json(record)
     else:
+        record["invalid_records"] = len(invalid)
         for key in sorted(record):
-            print(f"{key:18} {record[key]}")
+            print(f"{key:18} {clean(record[key])}")
+        print_invalid(invalid)
     return 0
 
 

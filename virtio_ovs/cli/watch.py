@@ -16,6 +16,7 @@ from typing import Callable, Protocol, TextIO
 
 import ovs.poller
 
+from virtio_ovs.cli.output import clean
 from virtio_ovs.core import events as ev
 from virtio_ovs.core.roles import AgentRecords, PortStore, Replica
 
@@ -29,7 +30,7 @@ def format_event(event: dict, fmt: str) -> str:
                        for k, v in event.items()
                        if k not in ("time", "event", "port_id"))
     subject = f" {event['port_id']}" if "port_id" in event else ""
-    return f"{stamp} {event['event']}{subject} {details}".rstrip()
+    return clean(f"{stamp} {event['event']}{subject} {details}".rstrip())
 
 
 class WatchedDb(Replica, PortStore, AgentRecords, Protocol):

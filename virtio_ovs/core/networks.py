@@ -11,7 +11,9 @@ import json
 import re
 from typing import Iterable, Mapping
 
+from virtio_ovs.core import records
 from virtio_ovs.core.errors import UserError
+from virtio_ovs.core.records import Invalid, InvalidRecord
 from virtio_ovs.core.validate import validate_bridge_name, validate_network
 
 NET_KEY_PREFIX = "virtio-ovs:net:"
@@ -57,21 +59,68 @@ def network_key(name: str) -> str:
 
 
 def parse_networks(external_ids: Mapping[str, str]) -> dict[str, Network]:
-    """Networks stored in Open_vSwitch:external_ids (bad records skipped)."""
-    nets = {}
-    for key, value in external_ids.items():
-        if not key.startswith(NET_KEY_PREFIX):
-            continue
-        name = key[len(NET_KEY_PREFIX):]
+    """The valid networks stored in Open_vSwitch:external_ids."""
+    return read_networks(external_ids)[0]
+
+
+def read_networks(external_ids: Mapping[str, str]
+                  ) -> tuple[dict[str, Network], list[Invalid]]:
+    """The networks stored in Open_vSwitch:external_ids, and the records
+    that are not valid networks. Each record is checked whole, then
+    against the others: a local VLAN, or a physnet and segment, that an
+    earlier network (by name) has makes the later one invalid, so that no
+    record merges two networks."""
+    nets: dict[str, Network] = {}
+    invalid: list[Invalid] = []
+    for key in sorted(k for k in external_ids if k.startswith(NET_KEY_PREFIX)):
         try:
-            data = json.loads(value)
-            nets[name] = Network(name=name, type=data["type"],
-                                 physnet=data.get("physnet"),
-                                 segment=data.get("segment"),
-                                 local_vlan=int(data["local_vlan"]))
-        except (ValueError, KeyError, TypeError):
+            net = network_from_record(key[len(NET_KEY_PREFIX):],
+                                      external_ids[key])
+            _check_unique(net, nets.values())
+        except InvalidRecord as exc:
+            invalid.append(Invalid("network", key, str(exc)))
             continue
-    return nets
+        nets[net.name] = net
+    return nets, invalid
+
+
+def network_from_record(name: str, text: str) -> Network:
+    """One stored network, checked whole; InvalidRecord says why not."""
+    try:
+        validate_network(name)
+    except UserError as exc:
+        raise InvalidRecord(f"name: {exc.rule}") from None
+    data = records.mapping(records.load(text, 1024),
+                           {"type", "physnet", "segment", "local_vlan"})
+    net_type = data.get("type")
+    if net_type not in TYPES:
+        raise InvalidRecord(f"type must be one of {', '.join(TYPES)}, got "
+                            f"{records.short(net_type)}")
+    physnet, segment = data.get("physnet"), data.get("segment")
+    if net_type == "local":
+        if physnet is not None or segment is not None:
+            raise InvalidRecord("a local network has no physnet or segment")
+    elif not isinstance(physnet, str) or not _PHYSNET_RE.fullmatch(physnet):
+        raise InvalidRecord(f"physnet must be 1-64 letters, digits, '_', "
+                            f"'.', '-', got {records.short(physnet)}")
+    if net_type == "flat" and segment is not None:
+        raise InvalidRecord("a flat network has no segment")
+    if net_type == "vlan":
+        segment = records.int_field(data, "segment", MIN_VLAN, MAX_VLAN)
+    local_vlan = records.int_field(data, "local_vlan", MIN_VLAN, MAX_VLAN)
+    return Network(name, net_type, physnet, segment, local_vlan)
+
+
+def _check_unique(net: Network, earlier: Iterable[Network]) -> None:
+    for other in earlier:
+        if other.local_vlan == net.local_vlan:
+            raise InvalidRecord(f"local_vlan {net.local_vlan} is taken by "
+                                f"network {other.name!r}")
+        if net.type != "local" and (other.type, other.physnet,
+                                    other.segment) == (net.type, net.physnet,
+                                                       net.segment):
+            raise InvalidRecord(f"{net.physnet} {net.segment or 'flat'} is "
+                                f"taken by network {other.name!r}")
 
 
 def parse_bridge_mappings(items: Iterable[str]) -> dict[str, str]:

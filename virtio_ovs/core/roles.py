@@ -24,6 +24,7 @@ from virtio_ovs.core.plug_request import Vif
 from virtio_ovs.core.networks import Network
 from virtio_ovs.core.outcomes import PlugOutcome, UnplugOutcome
 from virtio_ovs.core.port import GuestPort
+from virtio_ovs.core.records import Invalid
 from virtio_ovs.core.secgroups import Rule, SecurityGroup
 
 
@@ -167,7 +168,8 @@ class NetworkStore(Protocol):
 
     @abc.abstractmethod
     def delete_network(self, name: str) -> None:
-        """Remove a network; UserError while any port is bound to it."""
+        """Remove a network (an invalid record of that name too);
+        UserError while any port is bound to it."""
 
     @abc.abstractmethod
     def list_networks(self) -> list[Network]:
@@ -175,7 +177,13 @@ class NetworkStore(Protocol):
 
     @abc.abstractmethod
     def networks(self) -> dict[str, Network]:
-        """The networks, by name, from the replica (no round trip)."""
+        """The valid networks, by name, from the replica (no round trip)."""
+
+    @abc.abstractmethod
+    def invalid_records(self) -> list[Invalid]:
+        """The network and group records under virtio-ovs's keys that are
+        not valid (anyone may write OVSDB): each is skipped everywhere,
+        and only it."""
 
 
 class GroupStore(Protocol):
@@ -246,10 +254,17 @@ class SwitchSetup(Protocol):
     agent needs."""
 
     @abc.abstractmethod
+    def provider_problems(self, spec: BridgeSpec) -> dict[str, str]:
+        """Physnet -> why its provider bridge cannot be wired now (it does
+        not exist, or has another datapath type than the integration
+        bridge), for the mapped physnets that cannot; from the replica."""
+
+    @abc.abstractmethod
     def ensure_bridges(self, spec: BridgeSpec, connect: bool) -> bool:
         """Make the integration bridge (created if missing) and check the
-        provider bridges (UserError if one is missing or has another
-        datapath type); all get ``fail_mode=secure`` and ``protocols``.
+        provider bridges (EnvironmentFailure if one went missing or has
+        another datapath type: leave out those that ``provider_problems``
+        names); all get ``fail_mode=secure`` and ``protocols``.
         Creates the patch pairs; with ``connect`` False a new patch port's
         peer does not exist, so it carries nothing until the agent's flows
         are in; with ``connect`` True the peers are joined. Waits for

@@ -15,7 +15,10 @@ import json
 import re
 from typing import Any, Iterable, Mapping
 
+from virtio_ovs.core import records
 from virtio_ovs.core.errors import UserError
+from virtio_ovs.core.records import Invalid, InvalidRecord
+from virtio_ovs.core.validate import is_digits
 
 SG_KEY_PREFIX = "virtio-ovs:sg:"
 EXT_SECURITY_GROUPS = "virtio-ovs:security-groups"  # on the Interface
@@ -47,6 +50,9 @@ class Rule:
 
     def to_dict(self) -> dict:
         return {"id": self.id, **dataclasses.asdict(self)}
+
+
+RULE_FIELDS = {f.name for f in dataclasses.fields(Rule)}
 
 
 def sort_rules(rules: Iterable[Rule]) -> tuple[Rule, ...]:
@@ -86,20 +92,53 @@ def sg_key(name: str) -> str:
 
 
 def parse_groups(external_ids: Mapping[str, str]) -> dict[str, SecurityGroup]:
-    """Groups stored in Open_vSwitch:external_ids (bad records skipped)."""
-    groups = {}
-    for key, value in external_ids.items():
-        if not key.startswith(SG_KEY_PREFIX):
-            continue
+    """The valid groups stored in Open_vSwitch:external_ids."""
+    return read_groups(external_ids)[0]
+
+
+def read_groups(external_ids: Mapping[str, str]
+                ) -> tuple[dict[str, SecurityGroup], list[Invalid]]:
+    """The groups stored in Open_vSwitch:external_ids, and the records
+    that are not valid groups (a group is used whole or not at all)."""
+    groups: dict[str, SecurityGroup] = {}
+    invalid: list[Invalid] = []
+    for key in sorted(k for k in external_ids if k.startswith(SG_KEY_PREFIX)):
         name = key[len(SG_KEY_PREFIX):]
         try:
-            validate_sg_name(name)
-            rules = sort_rules(make_rule(**r, known=None)
-                               for r in json.loads(value)["rules"])
-        except (ValueError, KeyError, TypeError, UserError):
+            _record_name(name)
+            data = records.mapping(records.load(external_ids[key]),
+                                   {"rules"})
+            if not isinstance(data.get("rules"), list):
+                raise InvalidRecord("rules must be a list")
+            rules = sort_rules(rule_from_data(r) for r in data["rules"])
+        except InvalidRecord as exc:
+            invalid.append(Invalid("security group", key, str(exc)))
             continue
         groups[name] = SecurityGroup(name, rules)
-    return groups
+    return groups, invalid
+
+
+def _record_name(name: str) -> None:
+    try:
+        validate_sg_name(name)
+    except UserError as exc:
+        raise InvalidRecord(f"name: {exc.rule}") from None
+
+
+def rule_from_data(data: Any) -> Rule:
+    """One stored rule (a JSON object), checked like a new one."""
+    fields = records.mapping(data, RULE_FIELDS, "a rule")
+    try:
+        return make_rule(**fields, known=None)
+    except TypeError:  # no direction
+        raise InvalidRecord("a rule needs a direction") from None
+    except UserError as exc:
+        raise InvalidRecord(f"rule {exc.field}: {exc.rule}") from None
+
+
+def rule_from_record(text: Any) -> Rule:
+    """A rule stored as JSON on its own (an OVN ACL's)."""
+    return rule_from_data(records.load(text, 4096))
 
 
 def parse_port_groups(text: str | None) -> tuple[str, ...]:
@@ -116,8 +155,9 @@ def _protocol(value: Any) -> str | None:
         return None
     if isinstance(value, str) and value.lower() in PROTOCOLS:
         return value.lower()
-    text = str(value)
-    if text.isdigit() and 0 <= int(text) <= 255:
+    text = value if isinstance(value, str) else str(value) \
+        if isinstance(value, int) and not isinstance(value, bool) else ""
+    if is_digits(text) and len(text) <= 3 and 0 <= int(text) <= 255:
         number = int(text)
         names = {n: p for p, n in PROTOCOLS.items()}
         return names.get(number, str(number))

@@ -23,6 +23,13 @@ _MAC_RE = re.compile(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}")
 _NET_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _BAD_CHARS = re.compile(r"[\s\x00-\x1f\x7f]")
 MAX_SECONDS = 86400.0
+_DIGITS_RE = re.compile(r"[0-9]+")
+
+
+def is_digits(text: str) -> bool:
+    """ASCII digits only: ``str.isdigit`` accepts other scripts' digits
+    ("٣") and superscripts ("²"), which ``int`` reads or refuses."""
+    return _DIGITS_RE.fullmatch(text) is not None
 
 
 def is_utf8(value: str) -> bool:
@@ -180,7 +187,7 @@ def validate_remote(value: Any, field: str = "db") -> str:
         except ValueError:
             raise UserError(field, f"{host!r} is not an IP address or host "
                             "name") from None
-    if not sep or not port.isdigit() or not 1 <= int(port) <= 65535:
+    if not sep or not is_digits(port) or not 1 <= int(port) <= 65535:
         raise UserError(field, f"{value!r}: the port must be 1..65535")
     return value
 
@@ -191,7 +198,7 @@ def validate_bind(value: Any, field: str = "metrics_bind") -> tuple[str, int]:
             or _BAD_CHARS.search(value):
         raise UserError(field, "must be HOST:PORT")
     host, sep, port = value.rpartition(":")
-    if not sep or not port.isascii() or not port.isdigit() \
+    if not sep or not is_digits(port) \
             or len(port) > 5 or not 1 <= int(port) <= 65535:
         raise UserError(field, f"{value!r}: must be HOST:PORT with a port "
                         "1..65535")
@@ -254,7 +261,7 @@ def validate_pmd_rxq_affinity(value: Any, queues: int) -> str | None:
     seen = set()
     for pair in value.split(","):
         queue, sep, core = pair.partition(":")
-        if not sep or not queue.isdigit() or not core.isdigit():
+        if not sep or not is_digits(queue) or not is_digits(core):
             raise UserError("pmd_rxq_affinity", rule)
         if int(queue) >= queues:
             raise UserError("pmd_rxq_affinity", f"queue {queue} does not "

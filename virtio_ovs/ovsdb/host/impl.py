@@ -9,10 +9,13 @@ from typing import Callable, Iterable, Iterator, Mapping, Sequence
 from virtio_ovs.core.plug_request import EXT_IFACE_ID, Vif
 from virtio_ovs.core.errors import OvsdbTimeout, VirtioOvsError
 from virtio_ovs.core.outcomes import Committed, PlugOutcome, UnplugOutcome
-from virtio_ovs.core.networks import NET_KEY_PREFIX, Network, parse_networks
+from virtio_ovs.core.networks import (NET_KEY_PREFIX, Network,
+                                      parse_networks, read_networks)
+from virtio_ovs.core import records
+from virtio_ovs.core.records import Invalid
 from virtio_ovs.core.port import GuestPort
 from virtio_ovs.core.secgroups import (SG_KEY_PREFIX, Rule, SecurityGroup,
-                                       parse_groups)
+                                       parse_groups, read_groups)
 from virtio_ovs.ovsdb.connection import Connection, Deadline
 from virtio_ovs.ovsdb.host import commands, net_commands as nc
 from virtio_ovs.ovsdb.host import sg_commands as sg
@@ -292,11 +295,15 @@ class IdlHostDb(HostDb):
 
     # -------------------------------------------------------------- agent
     def agent_status(self) -> dict | None:
+        return self._agent_record(nc.AGENT_KEY)
+
+    def _agent_record(self, key: str) -> dict | None:
+        """A valid record, else None (``invalid_records`` says why)."""
         self.conn.start()
-        text = the_open_vswitch(self.conn).external_ids.get(nc.AGENT_KEY)
+        text = the_open_vswitch(self.conn).external_ids.get(key)
         try:
-            return json.loads(text) if text else None
-        except ValueError:
+            return records.agent_record(text) if text else None
+        except records.InvalidRecord:
             return None
 
     def write_agent_status(self, status: dict) -> None:
@@ -304,12 +311,7 @@ class IdlHostDb(HostDb):
                                                        sort_keys=True))])
 
     def standby_status(self) -> dict | None:
-        self.conn.start()
-        text = the_open_vswitch(self.conn).external_ids.get(nc.STANDBY_KEY)
-        try:
-            return json.loads(text) if text else None
-        except ValueError:
-            return None
+        return self._agent_record(nc.STANDBY_KEY)
 
     def write_standby_status(self, status: dict | None) -> None:
         text = json.dumps(status, sort_keys=True) if status else None
@@ -321,6 +323,14 @@ class IdlHostDb(HostDb):
     @property
     def lock_state(self) -> str:
         return self.conn.lock_state
+
+    def provider_problems(self, spec: BridgeSpec) -> dict[str, str]:
+        self.conn.start()
+        bridges = DbView(self.conn).bridges_by_name
+        problems = {physnet: nc.provider_problem(bridges.get(bridge), bridge,
+                                                 spec.datapath_type)
+                    for physnet, bridge in spec.mappings.items()}
+        return {p: why for p, why in problems.items() if why is not None}
 
     def ensure_bridges(self, spec: BridgeSpec, connect: bool) -> bool:
         protocols = list(spec.protocols)
@@ -351,6 +361,18 @@ class IdlHostDb(HostDb):
     def networks(self) -> dict[str, Network]:
         self.conn.start()
         return parse_networks(the_open_vswitch(self.conn).external_ids)
+
+    def invalid_records(self) -> list[Invalid]:
+        self.conn.start()
+        ids = the_open_vswitch(self.conn).external_ids
+        agents = []
+        for key in (nc.AGENT_KEY, nc.STANDBY_KEY):
+            try:
+                if ids.get(key):
+                    records.agent_record(ids[key])
+            except records.InvalidRecord as exc:
+                agents.append(Invalid("agent", key, str(exc)))
+        return read_networks(ids)[1] + read_groups(ids)[1] + agents
 
     def ofports(self, names: set[str]) -> dict[str, int]:
         self.conn.start()

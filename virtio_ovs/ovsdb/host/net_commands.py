@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Mapping
 
 from virtio_ovs.core import plug_request
-from virtio_ovs.core.errors import UserError
+from virtio_ovs.core.errors import EnvironmentFailure, UserError
 from virtio_ovs.core.networks import (NONEXISTENT_PEER, Network,
                                       int_patch_name, network_key,
                                       phy_patch_name, validate_new_network)
@@ -49,7 +49,7 @@ class DeleteNetwork:
 
     def run_idl(self, ctx: TxnContext) -> str:
         row = ctx.view.open_vswitch
-        if self.name not in ctx.view.networks:
+        if network_key(self.name) not in row.external_ids:
             raise UserError("name", f"no network named {self.name!r}")
         ports = bound_ports(ctx.view, self.name)
         if ports:
@@ -148,7 +148,9 @@ def configure_bridge(bridge, datapath_type: str, protocols: list[str]) -> bool:
 
 class CheckProviderBridge(EnsureBridge):
     """A mapped provider bridge must exist with br-int's datapath type; it
-    is set to fail_mode=secure (the agent installs its NORMAL default)."""
+    is set to fail_mode=secure (the agent installs its NORMAL default).
+    (The caller leaves out the bridges it knows it cannot wire: one that
+    went away since is a failure to retry, not the user's error.)"""
 
     def __init__(self, physnet: str, name: str, datapath_type: str,
                  protocols: list[str]):
@@ -157,16 +159,25 @@ class CheckProviderBridge(EnsureBridge):
 
     def run_idl(self, ctx: TxnContext) -> str:
         bridge = ctx.view.bridges_by_name.get(self.name)
-        if bridge is None:
-            raise UserError("bridge_mappings", f"bridge {self.name!r} of "
-                            f"physnet {self.physnet!r} does not exist; create "
-                            "it (ovs-vsctl add-br) and add its uplink")
-        if (bridge.datapath_type or "system") != self.datapath_type:
-            raise UserError("bridge_mappings", f"bridge {self.name!r} has "
-                            f"datapath_type {bridge.datapath_type or 'system'}"
-                            f", the integration bridge {self.datapath_type}")
+        problem = provider_problem(bridge, self.name, self.datapath_type)
+        if problem is not None:  # it changed since the caller looked
+            raise EnvironmentFailure(f"physnet {self.physnet!r}: {problem}")
         changed = configure_bridge(bridge, self.datapath_type, self.protocols)
         return UPDATED if changed else UNCHANGED
+
+
+def provider_problem(bridge, name: str, datapath_type: str) -> str | None:
+    """Why the Bridge row ``bridge`` (None: there is none) named ``name``
+    cannot be a provider bridge beside an integration bridge of
+    ``datapath_type``; None when it can."""
+    if bridge is None:
+        return (f"bridge {name!r} does not exist; create it (ovs-vsctl "
+                "add-br) and add its uplink")
+    if (bridge.datapath_type or "system") != datapath_type:
+        return (f"bridge {name!r} has datapath_type "
+                f"{bridge.datapath_type or 'system'}, the integration bridge "
+                f"{datapath_type}")
+    return None
 
 
 class EnsurePatchPort:

@@ -53,7 +53,8 @@ class DeleteGroup:
         self.name = name
 
     def run_idl(self, ctx) -> str:
-        _existing(ctx.view, self.name)
+        if sg_key(self.name) not in ctx.view.open_vswitch.external_ids:
+            raise unknown_group(self.name)  # an invalid record goes too
         validate_deletable(self.name, ports_using(ctx.view, self.name),
                         ctx.view.groups)
         row = ctx.view.open_vswitch

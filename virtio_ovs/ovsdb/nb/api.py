@@ -14,6 +14,7 @@ import abc
 import dataclasses
 from typing import Iterable, Mapping
 
+from virtio_ovs.core.records import Invalid
 from virtio_ovs.core.migration import Placement
 from virtio_ovs.core.networks import Network
 from virtio_ovs.core.secgroups import Rule, SecurityGroup
@@ -150,7 +151,13 @@ class NorthboundDb(abc.ABC):
 
     @abc.abstractmethod
     def list_groups(self) -> list[SecurityGroup]:
-        """virtio-ovs's groups, by name, with their rules."""
+        """virtio-ovs's groups, by name, with their valid rules."""
+
+    @abc.abstractmethod
+    def invalid_rules(self) -> list[Invalid]:
+        """The ACLs of virtio-ovs's groups whose rule record is not a
+        valid rule (they are left out of ``list_groups`` and of every
+        write's checks)."""
 
     @abc.abstractmethod
     def add_rule(self, group: str, rule: Rule) -> bool:

@@ -16,6 +16,7 @@ import ipaddress
 from virtio_ovs.core.errors import UserError
 from virtio_ovs.core.migration import Placement, wanted
 from virtio_ovs.core.networks import Network, validate_ovn_network
+from virtio_ovs.core.validate import is_digits
 from virtio_ovs.ovsdb.connection import Connection
 from virtio_ovs.ovsdb.nb.api import (LSP_MARK, MARK, OURS, LspSpec, not_ours,
                                      owner_of)
@@ -76,7 +77,8 @@ def network_of(ls) -> Network:
     ids = ls.external_ids
     segment = ids.get(K_SEGMENT)
     return Network(ls.name, ids.get(K_TYPE, "geneve"), ids.get(K_PHYSNET),
-                   int(segment) if segment and segment.isdigit() else None,
+                   int(segment) if segment and is_digits(segment) and len(segment) <= 4
+                   else None,
                    None)
 
 

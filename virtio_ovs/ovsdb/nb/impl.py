@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
+from virtio_ovs.core.records import Invalid
 from virtio_ovs.core.migration import Placement
 from virtio_ovs.core.networks import Network
 from virtio_ovs.ovsdb.connection import Connection, Deadline
@@ -116,6 +117,9 @@ class IdlNorthboundDb(NorthboundDb):
         groups = sgc.port_groups(self._view())
         return [sgc.group_of(groups[name]) for name in sorted(groups)
                 if name != DROP_GROUP]
+
+    def invalid_rules(self) -> list[Invalid]:
+        return sgc.invalid_rules(self._view())
 
     def add_rule(self, group: str, rule: Rule) -> bool:
         return self._transact([sgc.AddRule(group, rule)])[0] != UNCHANGED

@@ -9,7 +9,9 @@ from virtio_ovs.core.errors import UserError
 from virtio_ovs.core.secgroups import (Rule, SecurityGroup, validate_deletable,
                                        validate_new_group, validate_remote_group,
                                        default_rules, unknown_group,
-                                       sort_rules, validate_sg_name)
+                                       sort_rules, validate_sg_name,
+                                       rule_from_record)
+from virtio_ovs.core.records import Invalid, InvalidRecord
 from virtio_ovs.core.ovn_acls import DROP_GROUP, acl, drop_acls, pg_name
 from virtio_ovs.ovsdb.nb.api import LSP_MARK, OURS, not_ours, owner_of
 from virtio_ovs.ovsdb.transaction import ADDED, UNCHANGED, UPDATED
@@ -29,12 +31,36 @@ def port_groups(view) -> dict:
 
 
 def group_of(pg) -> SecurityGroup:
-    rules = []
+    """The group a Port_Group of ours holds: its valid rules (an ACL
+    whose rule record is not one is skipped; see ``invalid_rules``)."""
+    return SecurityGroup(pg.external_ids[SG_MARK],
+                         sort_rules(rule for _, rule in _rules(pg)))
+
+
+def _rules(pg):
+    """(ACL row, Rule) for each ACL of ours with a valid rule."""
     for row in pg.acls:
         text = row.external_ids.get(RULE_KEY)
         if text:
-            rules.append(Rule(**json.loads(text)))
-    return SecurityGroup(pg.external_ids[SG_MARK], sort_rules(rules))
+            try:
+                yield row, rule_from_record(text)
+            except InvalidRecord:
+                continue
+
+
+def invalid_rules(view) -> list[Invalid]:
+    """The ACLs of our Port_Groups whose rule record is not a rule."""
+    found = []
+    for name, pg in sorted(port_groups(view).items()):
+        for row in pg.acls:
+            text = row.external_ids.get(RULE_KEY)
+            try:
+                if text:
+                    rule_from_record(text)
+            except InvalidRecord as exc:
+                found.append(Invalid("rule", f"{name} ACL {row.uuid}",
+                                     str(exc)))
+    return found
 
 
 def _insert_acl(ctx, spec: tuple[str, int, str, str], rule: Rule | None):
@@ -115,9 +141,8 @@ class DeleteRule:
 
     def run_idl(self, ctx) -> str:
         pg = _existing(ctx.view, self.name)
-        for row in pg.acls:
-            text = row.external_ids.get(RULE_KEY)
-            if text and Rule(**json.loads(text)).id == self.rule_id:
+        for row, rule in _rules(pg):
+            if rule.id == self.rule_id:
                 pg.delvalue("acls", row)
                 row.delete()
                 self.staged = True
