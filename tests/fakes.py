@@ -3,6 +3,8 @@ them (the plugger's rollback). Each records what it was asked to do and can
 be told to raise at a given step."""
 from __future__ import annotations
 
+import contextlib
+
 from virtio_ovs.core.errors import (EnvironmentFailure, OvsdbTimeout,
                                     VswitchdError)
 from virtio_ovs.core.outcomes import Committed, PlugOutcome, UnplugOutcome
@@ -45,6 +47,10 @@ class FakeTaps:
 
     def is_marked(self, name) -> bool:
         return name in self.marked
+
+    def guard(self, exclusive, timeout):
+        self.steps("lock exclusive" if exclusive else "lock shared")
+        return contextlib.nullcontext()
 
     def delete_many(self, names) -> None:
         for name in names:

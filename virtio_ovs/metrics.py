@@ -10,10 +10,7 @@ sets), and the scrape thread never touches the IDL.
 from __future__ import annotations
 
 import dataclasses
-import socket
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable, Iterable, Iterator, Mapping
 
 from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry,
@@ -24,6 +21,7 @@ from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
 from prometheus_client.registry import Collector
 
 from virtio_ovs import version
+from virtio_ovs.endpoint import Endpoint, Reply
 from virtio_ovs.core import verdicts
 from virtio_ovs.core.verdicts import PortReport
 from virtio_ovs.core.port import GuestPort
@@ -35,7 +33,9 @@ WIRING_BUCKETS = (.005, .01, .02, .03, .05, .1, .25, .5, 1, 2.5, 5, 10)
 RECONCILE_BUCKETS = (.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5)
 MIGRATION_BUCKETS = (.25, .5, 1, 2, 5, 10, 30, 60, 120, 300, 600)
 DEFAULT_PORT = 9477  # documented default for metrics_bind
-REQUEST_TIMEOUT = 5.0  # seconds a metrics client may take to ask
+REQUEST_TIMEOUT = 5.0  # seconds a metrics client may stay connected
+MAX_CLIENTS = 16  # connections served at once (the rest wait unaccepted)
+TEXT = "text/plain; charset=utf-8"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,8 +161,7 @@ class AgentMetrics:
         build.labels(version(), _python_ovs_version()).set(1)
         ProcessCollector(registry=self.registry)  # process_* (RSS, CPU)
         self.loop_turned = time.monotonic()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._server: Endpoint | None = None
 
     def update(self, **changes) -> None:
         """Swap in a new snapshot (the loop's thread; scrapes read the old
@@ -176,55 +175,31 @@ class AgentMetrics:
     def serve(self, host: str, port: int,
               healthy: Callable[[], bool] = lambda: True) -> None:
         """Serve /metrics and /healthz (200 while ``healthy()``, else 503);
-        any other path is 404. A client gets REQUEST_TIMEOUT seconds to
-        send its request."""
+        any other path is 404. At most MAX_CLIENTS connections at once,
+        each closed REQUEST_TIMEOUT seconds after it opened (see
+        ``endpoint``: no client can hold the agent's descriptors)."""
         registry = self.registry
 
-        class Handler(BaseHTTPRequestHandler):
-            timeout = REQUEST_TIMEOUT
+        def route(path: str) -> Reply:
+            if path == "/metrics":
+                return 200, generate_latest(registry), CONTENT_TYPE_LATEST
+            if path == "/healthz":
+                ok = healthy()
+                return (200 if ok else 503, b"ok\n" if ok else b"stalled\n",
+                        TEXT)
+            return 404, b"not found: /metrics or /healthz\n", TEXT
 
-            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-                path = self.path.split("?", 1)[0]
-                if path == "/metrics":
-                    self._reply(200, generate_latest(registry),
-                                CONTENT_TYPE_LATEST)
-                elif path == "/healthz":
-                    ok = healthy()
-                    self._reply(200 if ok else 503,
-                                b"ok\n" if ok else b"stalled\n")
-                else:
-                    self._reply(404, b"not found: /metrics or /healthz\n")
-
-            def _reply(self, code: int, body: bytes,
-                       kind: str = "text/plain; charset=utf-8") -> None:
-                self.send_response(code)
-                self.send_header("Content-Type", kind)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args) -> None:  # no line per scrape
-                pass
-
-        class Server(ThreadingHTTPServer):
-            daemon_threads = True
-            address_family = socket.AF_INET6 if ":" in host \
-                else socket.AF_INET
-
-        self._server = Server((host.strip("[]"), port), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        name="metrics", daemon=True)
-        self._thread.start()
+        self._server = Endpoint(host, port, route, MAX_CLIENTS,
+                                REQUEST_TIMEOUT)
+        self._server.start()
 
     @property
     def address(self) -> tuple[str, int] | None:
-        return None if self._server is None else \
-            self._server.server_address[:2]
+        return None if self._server is None else self._server.address
 
     def close(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.close()
             self._server = None
 
 

@@ -144,7 +144,8 @@ def test_sighup_rereads_mutable_options(box, topo):
                     what="the new report_interval")
 
 
-def test_sighup_with_a_bad_value_keeps_the_running_values(box, topo):
+def test_sighup_with_a_bad_value_keeps_the_running_values_until_a_good_one(
+        box, topo):
     start_synced_agent(topo, report_interval=1.0)
     topo.write_config(report_interval=1.0, extra="check_interval = nan\n")
     topo.agent.send_signal(signal.SIGHUP)
@@ -156,6 +157,13 @@ def test_sighup_with_a_bad_value_keeps_the_running_values(box, topo):
     topo.wait_until(lambda: topo.status()["heartbeat"] > beat,
                     what="a heartbeat after the refused reload")
     assert topo.agent.poll() is None
+    # The refusal pinned nothing: a good file, then SIGHUP, applies.
+    topo.write_config(report_interval=2.0)
+    topo.agent.send_signal(signal.SIGHUP)
+    topo.wait_until(lambda: topo.status()["report_interval"] == 2.0,
+                    what="the good reload after a refused one")
+    assert "configuration reloaded (report_interval=2.0)" in \
+        topo.agent_log_text()
 
 
 @pytest.mark.parametrize("config, message", [

@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tests.functional.conftest import _MISSING, db_state
+from tests.lab.cli_runner import Runner
 from tests.lab.sandbox import OvsSandbox
 
 pytestmark = pytest.mark.skipif(_MISSING is not None, reason=str(_MISSING))
@@ -107,26 +108,6 @@ def vif_files(draw) -> str:
                                        max_size=6))
             lines.append(json.dumps(obj))
     return "\n".join(lines) + "\n"
-
-
-class Runner:
-    def __init__(self, box: OvsSandbox):
-        self.box = box
-        self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", box.netns, sys.executable, "-m",
-             "tests.lab.cli_runner"], env=box.env, text=True,
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-
-    def __call__(self, argv: list[str] | None) -> dict:
-        assert self.proc.stdin and self.proc.stdout
-        self.proc.stdin.write(json.dumps(argv) + "\n")
-        self.proc.stdin.flush()
-        return json.loads(self.proc.stdout.readline())
-
-    def close(self) -> None:
-        if self.proc.stdin:
-            self.proc.stdin.close()
-        self.proc.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ import contextlib
 import io
 import json
 import os
+import subprocess
 import sys
 import traceback
 
@@ -31,6 +32,33 @@ def run_one(argv: list[str]) -> dict:
             trace = traceback.format_exc()
     return {"code": code, "stdout": out.getvalue(), "stderr": err.getvalue(),
             "traceback": trace, "links": sorted(os.listdir("/sys/class/net"))}
+
+
+class Runner:
+    """The test's side: this module running in ``box``'s namespace."""
+
+    def __init__(self, box):
+        self.box = box
+        self.proc = subprocess.Popen(
+            ["ip", "netns", "exec", box.netns, sys.executable, "-m",
+             "tests.lab.cli_runner"], env=box.env, text=True,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+
+    def __call__(self, argv: list[str] | None) -> dict:
+        """One invocation's reply (None: only the links)."""
+        assert self.proc.stdin and self.proc.stdout
+        self.proc.stdin.write(json.dumps(argv) + "\n")
+        self.proc.stdin.flush()
+        return json.loads(self.proc.stdout.readline())
+
+    def close(self) -> None:
+        if self.proc.stdin:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
 
 
 def main() -> int:

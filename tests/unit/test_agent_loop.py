@@ -236,3 +236,24 @@ def test_a_standby_sleeps_until_its_own_record_is_due(loop, monkeypatch):
     agent.turn()  # the first turn writes the standby record at once
     agent.turn()
     assert waits[-1] >= 0.5 * agent.conf.agent.report_interval * 1000, waits
+
+
+def test_a_refused_reload_pins_nothing_for_the_next(loop, tmp_path):
+    """A bad value keeps the running ones; the next good file applies,
+    and what the log says is what is in force."""
+    agent, replica, driver, turn = loop
+    path = tmp_path / "agent.conf"
+    path.write_text("[agent]\ncheck_interval = 0\ngc_interval = 0\n"
+                    "retry_interval = 0.2\nreport_interval = 5\n")
+    agent.reload_requested = True
+    turn()
+    assert agent.conf.agent.report_interval == 5
+    path.write_text("[agent]\ncheck_interval = nan\nreport_interval = 7\n")
+    agent.reload_requested = True
+    turn()
+    assert agent.conf.agent.report_interval == 5
+    assert agent.conf.agent.check_interval == 0
+    path.write_text("[agent]\ncheck_interval = 0\nreport_interval = 9\n")
+    agent.reload_requested = True
+    turn()
+    assert agent.conf.agent.report_interval == 9

@@ -190,3 +190,26 @@ def test_vswitchd_control_socket_is_found_under_either_name(tmp_path,
     (tmp_path / "ovs-vswitchd.pid").write_text("7\n")
     (tmp_path / "ovs-vswitchd.7.ctl").write_text("")
     assert paths.vswitchd_ctl() == str(tmp_path / "ovs-vswitchd.7.ctl")
+
+
+def test_a_same_named_tap_held_in_another_namespace_is_not_a_holder(tmp_path):
+    """fdinfo names the device, not its namespace: a process in another
+    network namespace holding its own "tapg1" is not holding ours."""
+    root = tmp_path / "proc"
+    for pid, netns in ((100, "net:[1]"), (200, "net:[2]"), (300, None)):
+        (root / str(pid) / "fd").mkdir(parents=True)
+        (root / str(pid) / "fdinfo").mkdir()
+        os.symlink(procfs.TUN_DEV, root / str(pid) / "fd" / "7")
+        (root / str(pid) / "fdinfo" / "7").write_text("pos:\t0\niff:\ttapg1\n")
+        if netns:
+            (root / str(pid) / "ns").mkdir()
+            os.symlink(netns, root / str(pid) / "ns" / "net")
+    (root / "self" / "ns").mkdir(parents=True)
+    os.symlink("net:[1]", root / "self" / "ns" / "net")
+    own = procfs.own_netns(str(root))
+    assert own == "net:[1]"
+    # 300's namespace cannot be read: it may hold ours, so it counts.
+    assert procfs.scan_holders(str(root), own).index == {
+        "tapg1": {100: [7], 300: [7]}}
+    assert set(procfs.scan_holders(str(root)).index["tapg1"]) == \
+        {100, 200, 300}

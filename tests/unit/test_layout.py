@@ -17,6 +17,7 @@ PURE_STDLIB = {"__future__", "abc", "dataclasses", "enum", "functools",
 LAYERS = {
     "core": "pure", "network": "pure",
     "paths": "support", "conf": "support", "logs": "support",
+    "endpoint": "support",
     "ovsdb": "adapter", "openflow": "adapter", "kernel": "adapter",
     "check": "adapter", "metrics": "adapter", "ovn_controller": "adapter",
     "backend": "orchestration",

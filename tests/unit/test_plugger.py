@@ -108,11 +108,36 @@ def test_marked_taps_of_an_earlier_run_keep_tap_created():
     seen = {}
     db.plug = lambda vifs, outcome, wait, created, local_vlans: \
         seen.update(created=created)
+    taps.links.add("tap1")
+    taps.marked.add("tap1")
     plug = Plugger(db, taps, validate_host=lambda vif: OURS
                    if vif.name == "tap1" else ABSENT)
     plug.plug(list(VIFS))
     assert seen["created"] == {"tap1", "tap2"}
-    assert steps.seen == ["create tap2"]  # tap1 exists: adopted, not created
+    # tap1 exists: adopted, not created; under the lock gc waits for
+    assert steps.seen == ["lock shared", "create tap2"]
+
+
+def test_a_tap_gc_removed_before_the_lock_is_created_again():
+    """validate() found tap1 (a killed run's, marked); gc deleted it before
+    this plug took the lock: the plug creates it instead of committing a
+    row that names nothing."""
+    steps = Steps()
+    db, taps = FakeHostDb(steps), FakeTaps(steps)
+    plug = Plugger(db, taps, validate_host=lambda vif: OURS
+                   if vif.name == "tap1" else ABSENT)
+    plug.plug(list(VIFS))
+    assert sorted(steps.seen[:3]) == ["create tap1", "create tap2",
+                                      "lock shared"]
+    assert taps.links == {"tap1", "tap2"}
+    assert rows_use_only_existing_taps(db, taps)
+
+
+def test_a_plug_that_touches_no_marked_tap_takes_no_lock():
+    steps = Steps()
+    db, taps = FakeHostDb(steps), FakeTaps(steps)
+    Plugger(db, taps, validate_host=lambda vif: PRESENT).plug(list(VIFS))
+    assert "lock shared" not in steps.seen
 
 
 def test_an_unplug_whose_answer_was_lost_still_deletes_its_taps():

@@ -89,6 +89,7 @@ class Agent:
         self._gc_thread: threading.Thread | None = None
         self.stopping = False
         self.reload_requested = False
+        self._pinned: list[tuple[str | None, str]] = []  # refused reload
 
     # ------------------------------------------------------------- control
     def install_signal_handlers(self) -> None:
@@ -119,9 +120,15 @@ class Agent:
         self.reload_requested = True
 
     def _reload(self) -> None:
+        """Re-read the files; a refused reload keeps the running values by
+        overriding them, until the next reload, which reads the files
+        without those overrides."""
         self.reload_requested = False
         before = [(group, opt.dest, value) for group, opt, value
                   in conf_mod.option_values(self.conf) if opt.mutable]
+        for group, name in self._pinned:
+            self.conf.clear_override(name, group)
+        self._pinned = []
         try:
             self.conf.mutate_config_files()
             conf_mod.validate_conf(self.conf)
@@ -130,6 +137,7 @@ class Agent:
                       "stay: %s", str(exc).splitlines()[0])
             for group, name, value in before:
                 self.conf.set_override(name, value, group)
+                self._pinned.append((group, name))
             return
         self.reopen_logs(self.conf)
         self.heartbeat.now()
@@ -298,10 +306,13 @@ class Agent:
 
     def _gc(self) -> None:
         from virtio_ovs.backend.gc import collect
-        from virtio_ovs.kernel.taps import TapManager
+        from virtio_ovs.kernel.taps import TapLockBusy, TapManager
         taps = TapManager()
         try:
             result = collect(self.db, taps, self.conf.agent.gc_grace)
+        except TapLockBusy:
+            LOG.debug("orphan TAP removal: plugs are running; next time")
+            return
         except VirtioOvsError as exc:
             LOG.warning("orphan TAP removal failed: %s", exc)
             return

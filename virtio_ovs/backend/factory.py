@@ -14,6 +14,7 @@ from virtio_ovs.backend.plugger import Plugger
 from virtio_ovs import ovn_controller
 from virtio_ovs.backend.standalone import (FlowDriver, StandaloneBackend,
                                            new_cookie)
+from virtio_ovs.core.errors import UserError
 from virtio_ovs.core.networks import parse_bridge_mappings
 from virtio_ovs.core.roles import BridgeSpec
 from virtio_ovs.kernel.taps import TapManager, validate_host, is_tap
@@ -41,10 +42,10 @@ def open_nb(remote: str, timeout: float,
 
 
 def plugger(db: HostDb, allow_shared_socket_dir: bool = False,
-            dry_run: bool = False) -> Plugger:
+            dry_run: bool = False, timeout: float = 30.0) -> Plugger:
     return Plugger(db, TapManager(), functools.partial(
         validate_host, allow_shared_socket_dir=allow_shared_socket_dir),
-        dry_run=dry_run)
+        dry_run=dry_run, lock_timeout=timeout)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,11 +64,20 @@ def _standalone_backend(conf, db: HostDb, timeout: float,
                         dry_run: bool) -> Backend:
     """Mappings: what the agent last reported, overridden by this
     host's configuration."""
-    mappings = dict((db.agent_status() or {}).get("bridge_mappings") or {})
+    mappings = _reported_mappings(db.agent_status())
     mappings.update(parse_bridge_mappings(conf.ovs.bridge_mappings))
     return StandaloneBackend(db, plugger(db, allow_shared_socket_dir,
-                                         dry_run),
+                                         dry_run, timeout),
                              mappings, conf.ovs.integration_bridge)
+
+
+def _reported_mappings(status: dict | None) -> dict[str, str]:
+    """The agent's reported bridge_mappings, if they are valid ones."""
+    reported = (status or {}).get("bridge_mappings") or {}
+    try:
+        return parse_bridge_mappings(f"{p}:{b}" for p, b in reported.items())
+    except UserError:
+        return {}
 
 
 def _ovn_backend(conf, db: HostDb, timeout: float,
@@ -75,7 +85,7 @@ def _ovn_backend(conf, db: HostDb, timeout: float,
     """[ovn] nb_owner = neutron: the NB is read, never written."""
     from virtio_ovs import conf as conf_mod
     nb = open_nb(conf_mod.ovn_nb_remote(conf), timeout, dry_run=dry_run)
-    plug = plugger(db, allow_shared_socket_dir, dry_run)
+    plug = plugger(db, allow_shared_socket_dir, dry_run, timeout)
     if conf.ovn.nb_owner == "neutron":
         return NeutronOwnedBackend(db, nb, plug)
     return OvnBackend(db, nb, plug, ovn_controller.version())
@@ -110,7 +120,8 @@ NB_CONNECT_TIMEOUT = 2.0
 
 def _observe_backend(conf, db: HostDb, timeout: float,
                      allow_shared_socket_dir: bool, dry_run: bool) -> Backend:
-    return ObserveBackend(db, plugger(db, allow_shared_socket_dir, dry_run))
+    return ObserveBackend(db, plugger(db, allow_shared_socket_dir, dry_run,
+                                      timeout))
 
 
 def _observe_driver(conf, db: HostDb, on_first_sync: Callable[[], None],

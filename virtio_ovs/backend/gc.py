@@ -41,16 +41,26 @@ def has_carrier(name: str) -> bool:
 
 
 def collect(db: TapUse, taps, grace: float, dry_run: bool = False,
-            now: float | None = None) -> GcResult:
+            timeout: float = 0.0) -> GcResult:
     """Delete marked TAPs that no row uses, created more than ``grace``
-    seconds ago (a plug may be between creating a TAP and committing its
-    row) and not held by a process."""
-    now = time.time() if now is None else now
+    seconds ago and not held by a process. Under the TAP lock, held
+    exclusive (TapLockBusy after ``timeout``): no plug is between creating
+    or adopting a marked TAP and committing the row that names it, so
+    "no row uses it" stays true until the delete. A dry run takes no
+    lock."""
+    if dry_run:
+        return _collect(db, taps, grace, dry_run=True)
+    with taps.guard(exclusive=True, timeout=timeout):
+        return _collect(db, taps, grace, dry_run=False)
+
+
+def _collect(db: TapUse, taps, grace: float, dry_run: bool) -> GcResult:
     result = GcResult()
     marked = marked_taps()
     if not marked:
         return result
     unused = set(marked) - db.devices_in_use(marked)
+    now = time.time()  # after the marks were read: ages are never negative
     for name in sorted(unused):
         if now - marked[name] < grace:
             result.young.append(name)

@@ -9,7 +9,7 @@ when no committed row uses it.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Protocol, Sequence
+from typing import Callable, ContextManager, Protocol, Sequence
 
 import logging
 
@@ -45,16 +45,24 @@ class Taps(Protocol):
     def is_marked(self, name: str) -> bool:
         """Does ``name`` carry virtio-ovs's mark (it created the TAP)?"""
 
+    def guard(self, exclusive: bool, timeout: float
+              ) -> ContextManager[None]:
+        """The lock between plugs (shared) and gc (exclusive) on the
+        marked TAPs (kernel/taps.py's TapLock)."""
+
 
 class Plugger:
     def __init__(self, db: PortStore, taps: Taps,
-                 validate_host: Callable[[Vif], str], dry_run: bool = False):
+                 validate_host: Callable[[Vif], str], dry_run: bool = False,
+                 lock_timeout: float = 30.0):
         """``dry_run``: validate everything, create no TAP (the database
-        is opened for a dry run too, and writes nothing)."""
+        is opened for a dry run too, and writes nothing).
+        ``lock_timeout``: how long to wait for a running gc."""
         self.db = db
         self.taps = taps
         self.validate_host = validate_host
         self.dry_run = dry_run
+        self.lock_timeout = lock_timeout
 
     def plug(self, vifs: list[Vif], wait: bool = True,
              local_vlans: bool = True, outcome: PlugOutcome | None = None,
@@ -65,6 +73,26 @@ class Plugger:
         outcome = PlugOutcome() if outcome is None else outcome
         if plan is None:
             plan = self.validate(vifs, local_vlans)
+        if self.dry_run or not (plan.missing or plan.ours):
+            return self._plug(vifs, wait, local_vlans, outcome, plan)
+        with self.taps.guard(exclusive=False, timeout=self.lock_timeout):
+            return self._plug(vifs, wait, local_vlans, outcome,
+                              self._recheck(vifs, plan))
+
+    def _recheck(self, vifs: list[Vif], plan: HostPlan) -> HostPlan:
+        """Under the lock: a marked TAP this plug would adopt that gc
+        deleted since ``validate`` is created again."""
+        ours = frozenset(n for n in plan.ours if self.taps.is_marked(n))
+        if ours == plan.ours:
+            return plan
+        gone = plan.ours - ours
+        LOG.info("plug: TAPs removed meanwhile (gc), creating them again: "
+                 "%s", " ".join(sorted(gone)))
+        return HostPlan(plan.missing + [v for v in vifs if v.name in gone],
+                        ours)
+
+    def _plug(self, vifs: list[Vif], wait: bool, local_vlans: bool,
+              outcome: PlugOutcome, plan: HostPlan) -> PlugOutcome:
         created: list[str] = []
         try:
             for vif in [] if self.dry_run else plan.missing:

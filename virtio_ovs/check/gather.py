@@ -174,7 +174,8 @@ def check_ports(records: list[GuestPort], db: Evidence,
     recorded evidence replays a live host."""
     taps = [r for r in records if r.kind != plug_request.KIND_VHOST_USER]
     vhost_users = [r for r in records if r.kind == plug_request.KIND_VHOST_USER]
-    scan = procfs.scan_holders(proc) if taps else procfs.HolderScan({}, {})
+    scan = procfs.scan_holders(proc, procfs.own_netns(proc)) if taps \
+        else procfs.HolderScan({}, {})
     probes = [_TapProbe(r, scan, proc) for r in taps]
     stats0 = db.vhost_user_counters() if vhost_users else {}
     if traffic_seconds > 0:

@@ -98,12 +98,27 @@ class HolderScan:
                 + (f"; and {more} more" if more else "") + ")")
 
 
-def scan_holders(proc: str = "/proc") -> HolderScan:
+def own_netns(proc: str = "/proc") -> str | None:
+    """This process's network namespace ("net:[inode]"), where the TAPs
+    it looks at are; None for a recorded tree (no filtering)."""
+    try:
+        return os.readlink(f"{proc}/self/ns/net")
+    except OSError:
+        return None
+
+
+def scan_holders(proc: str = "/proc", netns: str | None = None
+                 ) -> HolderScan:
     """One scan of every process's fds (a TAP queue is one fd): TAP name
-    -> {pid: its /dev/net/tun fds on that TAP}."""
+    -> {pid: its /dev/net/tun fds on that TAP}. ``netns``: only processes
+    in that network namespace count (a TAP of the same name in another
+    namespace is another TAP; fdinfo names the device, not its
+    namespace). A process whose namespace cannot be read counts."""
     index: dict[str, dict[int, list[int]]] = {}
     unreadable: dict[int, str] = {}
     for pid in _pids(proc):
+        if netns is not None and _netns(proc, pid) not in (netns, None):
+            continue
         try:
             fds = _fds(proc, pid)
         except ProcUnreadable as exc:
@@ -119,6 +134,13 @@ def scan_holders(proc: str = "/proc") -> HolderScan:
         for fds in holders.values():
             fds.sort()
     return HolderScan(index, unreadable)
+
+
+def _netns(proc: str, pid: int) -> str | None:
+    try:
+        return os.readlink(f"{proc}/{pid}/ns/net")
+    except OSError:
+        return None
 
 
 def vhost_net_fds(pid: int, proc: str = "/proc") -> list[int]:

@@ -5,6 +5,7 @@ Everything here acts on the caller's network namespace.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import logging
@@ -14,11 +15,13 @@ import socket
 import stat
 import struct
 import time
+from typing import Iterator
 
 from virtio_ovs import paths
 from virtio_ovs.core import plug_request
 from virtio_ovs.core.errors import EnvironmentFailure, UserError
 from virtio_ovs.core.plug_request import Vif
+from virtio_ovs.core.validate import is_digits
 
 # include/uapi/linux/if_tun.h
 LOG = logging.getLogger(__name__)
@@ -78,12 +81,65 @@ MARK = "virtio-ovs created"
 
 
 def tap_mark(name: str, sysfs: str = "/sys/class/net") -> float | None:
-    """When virtio-ovs created ``name`` (its ifalias mark), else None."""
+    """When virtio-ovs created ``name`` (its ifalias mark), else None. The
+    stamp is in nanoseconds (whole seconds from earlier versions): ages
+    compare without rounding."""
     prefix, _, stamp = (link_attr(name, "ifalias", sysfs) or "").rpartition(
         " ")
-    if prefix != MARK or not (stamp.isascii() and stamp.isdigit()):
+    if prefix != MARK or not is_digits(stamp) or len(stamp) > 20:
         return None
-    return float(stamp)
+    return int(stamp) / 1e9 if len(stamp) > 12 else float(stamp)
+
+
+def mark_text(now_ns: int) -> str:
+    return f"{MARK} {now_ns}"
+
+
+LOCK_FILE = "virtio-ovs-taps.lock"
+
+
+class TapLockBusy(EnvironmentFailure):
+    """The TAP lock stayed taken for the whole wait."""
+
+
+class TapLock:
+    """Plugs and gc exclude each other on the marked TAPs: a plug that
+    creates or adopts marked TAPs holds this lock shared from its check of
+    the host to its commit; gc holds it exclusive from listing the TAPs
+    to deleting the orphans. So gc never sees a TAP between its creation
+    (or adoption) and the row that names it. A ``flock`` on
+    ``$OVS_RUNDIR/virtio-ovs-taps.lock`` (one OVS, one set of plugs; the
+    kernel drops it with a killed process)."""
+
+    def __init__(self, path: str | None = None):
+        self.path = path or os.path.join(paths.ovs_rundir(), LOCK_FILE)
+
+    @contextlib.contextmanager
+    def held(self, exclusive: bool, timeout: float) -> Iterator[None]:
+        """TapLockBusy after ``timeout`` seconds (0: one try)."""
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+                         0o600)
+        except OSError as exc:
+            raise EnvironmentFailure(f"cannot open the TAP lock {self.path}:"
+                                     f" {exc.strerror}") from None
+        try:
+            self._take(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH,
+                       time.monotonic() + timeout)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+    def _take(self, fd: int, mode: int, deadline: float) -> None:
+        while True:
+            try:
+                fcntl.flock(fd, mode | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise TapLockBusy(f"the TAP lock {self.path} is held "
+                                      f"(a plug or gc is running)") from None
+                time.sleep(0.01)
 
 
 def validate_host(vif: Vif, allow_shared_socket_dir: bool = False) -> str:
@@ -219,7 +275,7 @@ class TapManager:
         # persistent when its last fd closes. sysfs and ioctls, not
         # netlink: 1000 TAPs in 0.3 s instead of 1.8 s.
         try:
-            _write_ifalias(name, f"{MARK} {time.time():.0f}")
+            _write_ifalias(name, mark_text(time.time_ns()))
             _set_up_promisc(name)
             fcntl.ioctl(fd, TUNSETPERSIST, 1)
         except OSError as exc:
@@ -232,6 +288,10 @@ class TapManager:
 
     def is_marked(self, name: str) -> bool:
         return tap_mark(name) is not None
+
+    def guard(self, exclusive: bool, timeout: float):
+        """See TapLock."""
+        return TapLock().held(exclusive, timeout)
 
     def delete_many(self, names: list[str]) -> None:
         """Delete ``names`` in one batch: each gets a link group no other
