@@ -9,8 +9,6 @@ The CLI runs in-process in a runner inside the sandbox's namespace
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
