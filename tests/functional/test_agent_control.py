@@ -99,13 +99,20 @@ def test_agent_creates_a_secure_integration_bridge(box, topo):
     assert "table=23" in flows  # the canary
 
 
-def test_missing_provider_bridge_is_a_clear_error(box, topo):
-    topo.write_config(mappings="phys:br-none")
-    agent = topo.start_agent()
-    assert agent.wait(timeout=20) == 1
-    assert "bridge_mappings: bridge 'br-none' of physnet 'phys' does not " \
-        "exist" in topo.agent_log_text()
-    topo.agent = None
+def test_a_missing_provider_bridge_leaves_only_its_physnet_unwired(box,
+                                                                    topo):
+    """The agent starts and serves br-int; the physnet waits for its
+    bridge (one warning), and is wired when the bridge appears."""
+    start_synced_agent(topo, mappings="phys:br-none")
+    assert topo.agent_log_text().count("physnet phys is not wired: bridge "
+                                       "'br-none' does not exist") == 1
+    assert "int-br-none" not in box.vsctl("list-ports", "br-int")
+    box.add_bridge("br-none")
+    topo.wait_until(lambda: "phy-br-none" in box.vsctl("list-ports",
+                                                       "br-none"),
+                    what="the patch pair once the bridge exists")
+    assert "physnet phys: bridge br-none is back" in topo.agent_log_text()
+    assert topo.agent.poll() is None
 
 
 def test_patch_ports_join_the_bridges_after_the_drop_flows(box, topo):

@@ -158,3 +158,19 @@ def test_every_option_of_the_agent_has_help():
     from virtio_ovs import conf
     assert [f"[{group}] {opt.name}" for group, opts in conf.list_opts()
             for opt in opts if not opt.help] == []
+
+
+@pytest.mark.parametrize("argv", [
+    ["sg-rule-add", "web", "--direction", "ingress", "--protocol", "tcp",
+     "--port-min", "\u0663", "--port-max", "3"],
+    ["net-create", "v", "--type", "vlan", "--segment", "1_0"],
+    ["plug", "--port-id", "p", "--mac", "52:54:00:00:00:01", "--queues",
+     " 2"],
+    ["--timeout", "\u0665", "list"], ["--timeout", "nan", "list"],
+    ["--timeout", "1e3", "list"]])
+def test_numbers_on_the_command_line_are_ascii_decimals(argv, capsys):
+    from virtio_ovs.cli.parser import build_parser
+    with pytest.raises(SystemExit) as exc:
+        build_parser().parse_args(argv)
+    assert exc.value.code == 1
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1

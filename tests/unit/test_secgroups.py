@@ -122,3 +122,12 @@ def test_ovn_acls_of_a_rule():
                        protocol="icmpv6", icmp_type=128)
     assert ovn_acls.acl("web", egress)[2] == \
         "inport == @vovs_web && ip6 && icmp6 && icmp6.type == 128"
+
+
+@pytest.mark.parametrize("protocol", ["\u0663", "\u00b2", " 6", "6 ", "1_7",
+                                      "+6", "0x6", "256", 6.0, True])
+def test_a_protocol_number_is_ascii_digits_only(protocol):
+    with pytest.raises(UserError, match="protocol"):
+        make_rule(direction="ingress", protocol=protocol)
+    assert make_rule(direction="ingress", protocol="6").protocol == "tcp"
+    assert make_rule(direction="ingress", protocol=47).protocol == "47"
