@@ -18,6 +18,8 @@ def setup_logging(conf) -> None:
     on SIGHUP: a file that logrotate moved away (``create`` mode) is
     opened anew. python-ovs's own log (reconnects,
     its warnings) goes into the same log."""
+    for handler in logging.getLogger().handlers:
+        handler.close()  # oslo.log removes them without closing the files
     oslo_log.setup(conf, "virtio-ovs")
     logs.quiet_libraries()
     logs.route_python_ovs_log()
