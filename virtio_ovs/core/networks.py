@@ -7,6 +7,7 @@ it is created and stored with it, so a restart renumbers nothing.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import re
 from typing import Iterable, Mapping
@@ -85,7 +86,24 @@ def read_networks(external_ids: Mapping[str, str]
 
 
 def network_from_record(name: str, text: str) -> Network:
-    """One stored network, checked whole; InvalidRecord says why not."""
+    """One stored network, checked whole; InvalidRecord says why not.
+    (Remembered by its text: the agent reads the records at every
+    reconcile, and they rarely change.)"""
+    result = _network_from_record(name, text)
+    if isinstance(result, InvalidRecord):
+        raise InvalidRecord(str(result))  # a new one: no traceback grows
+    return result
+
+
+@functools.lru_cache(maxsize=1024)
+def _network_from_record(name: str, text: str) -> Network | InvalidRecord:
+    try:
+        return _parse_network(name, text)
+    except InvalidRecord as exc:
+        return exc
+
+
+def _parse_network(name: str, text: str) -> Network:
     try:
         validate_network(name)
     except UserError as exc:

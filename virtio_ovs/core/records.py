@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from typing import Any
 
 MAX_DEPTH = 8  # our records nest 3 deep at most
@@ -52,29 +53,40 @@ def load(text: Any, limit: int = MAX_RECORD) -> Any:
         raise InvalidRecord(f"not JSON ({_first_line(exc)})") from None
 
 
+_STRUCTURE = re.compile(r'[\[\]{}"]')
+
+
 def _depth(text: str) -> int:
     """The deepest nesting of [ and { outside strings (before parsing:
-    the parser itself recurses)."""
+    the parser itself recurses). Only the structural characters are
+    visited, and only when there are enough brackets to go too deep."""
+    if text.count("[") + text.count("{") <= MAX_DEPTH:
+        return 0
     depth = deepest = 0
-    in_string = escaped = False
-    for char in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
+    in_string = False
+    for match in _STRUCTURE.finditer(text):
+        char = match.group()
+        if char == '"':
+            if not (in_string and _escaped(text, match.start())):
+                in_string = not in_string
+        elif in_string:
+            continue
         elif char in "[{":
             depth += 1
             deepest = max(deepest, depth)
             if deepest > MAX_DEPTH:
                 return deepest
-        elif char in "]}":
+        else:
             depth -= 1
     return deepest
+
+
+def _escaped(text: str, at: int) -> bool:
+    """Is the quote at ``at`` escaped (an odd run of backslashes before)?"""
+    run = at
+    while run > 0 and text[run - 1] == "\\":
+        run -= 1
+    return (at - run) % 2 == 1
 
 
 def _no_constant(name: str) -> float:

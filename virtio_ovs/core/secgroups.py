@@ -9,6 +9,7 @@ egress, and ingress from members of the same group only (neutron's
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import ipaddress
 import json
@@ -103,19 +104,28 @@ def read_groups(external_ids: Mapping[str, str]
     groups: dict[str, SecurityGroup] = {}
     invalid: list[Invalid] = []
     for key in sorted(k for k in external_ids if k.startswith(SG_KEY_PREFIX)):
-        name = key[len(SG_KEY_PREFIX):]
-        try:
-            _record_name(name)
-            data = records.mapping(records.load(external_ids[key]),
-                                   {"rules"})
-            if not isinstance(data.get("rules"), list):
-                raise InvalidRecord("rules must be a list")
-            rules = sort_rules(rule_from_data(r) for r in data["rules"])
-        except InvalidRecord as exc:
-            invalid.append(Invalid("security group", key, str(exc)))
-            continue
-        groups[name] = SecurityGroup(name, rules)
+        group = _group_from_record(key[len(SG_KEY_PREFIX):],
+                                   external_ids[key])
+        if isinstance(group, InvalidRecord):
+            invalid.append(Invalid("security group", key, str(group)))
+        else:
+            groups[group.name] = group
     return groups, invalid
+
+
+@functools.lru_cache(maxsize=1024)
+def _group_from_record(name: str, text: str) -> SecurityGroup | InvalidRecord:
+    """One stored group, checked whole (remembered by its text: the agent
+    reads the records at every reconcile, and they rarely change)."""
+    try:
+        _record_name(name)
+        data = records.mapping(records.load(text), {"rules"})
+        if not isinstance(data.get("rules"), list):
+            raise InvalidRecord("rules must be a list")
+        return SecurityGroup(name, sort_rules(rule_from_data(r)
+                                              for r in data["rules"]))
+    except InvalidRecord as exc:
+        return exc
 
 
 def _record_name(name: str) -> None:

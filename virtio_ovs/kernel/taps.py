@@ -112,7 +112,10 @@ class TapLock:
     kernel drops it with a killed process)."""
 
     def __init__(self, path: str | None = None):
-        self.path = path or os.path.join(paths.ovs_rundir(), LOCK_FILE)
+        rundir = paths.ovs_rundir()
+        # OVS elsewhere (a remote --db): the host's lock directory.
+        self.path = path or os.path.join(
+            rundir if os.path.isdir(rundir) else "/run/lock", LOCK_FILE)
 
     @contextlib.contextmanager
     def held(self, exclusive: bool, timeout: float) -> Iterator[None]:
