@@ -278,7 +278,7 @@ def test_values_with_newlines_and_escapes_are_shown_escaped(lab):
 
 
 # ----------------------------------------------------- agent records
-@pytest.mark.parametrize("record", ["[1]", '{"heartbeat": "x"}',
+@pytest.mark.parametrize("record", ["[1]", '{"heartbeat": "x"}', "1e400",
                                     '{"heartbeat": 1e400}', "{" * 2000,
                                     '{"pid": "1\\u001b[2J"}'])
 def test_hostile_standby_records_break_no_status_watch_or_takeover(lab,
@@ -544,7 +544,7 @@ def test_gc_racing_the_replug_of_a_killed_plug_deletes_no_used_tap(lab):
 
 # ------------------------------------------- property: any record at all
 KEYS = st.sampled_from([NET + "h1", NET + "blue", SG + "h1", SG + "web",
-                        "virtio-ovs:agent-standby"])
+                        "virtio-ovs:agent-standby", "virtio-ovs:agent"])
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers(-2**70, 2**70) |
     st.floats(allow_nan=False) | st.text(max_size=12),

@@ -23,6 +23,8 @@ def test_each_kind_builds_the_two_faces(tmp_path):
     """Nothing connects until used: the faces are built from the options
     alone (a stand-in for the host database)."""
     class Db:
+        remote = "unix:/nonexistent/db.sock"
+
         def agent_status(self):
             return None
     for name in NAMES:

@@ -166,3 +166,18 @@ def test_unplug_deletes_a_marked_tap_its_row_did_not_record():
     db.rows["p2"] = "libvirt0"
     plug.unplug(["p2"])
     assert taps.links == {"libvirt0"}
+
+
+def test_the_tap_lock_is_in_the_run_directory_of_the_database(tmp_path,
+                                                              monkeypatch):
+    """Plugs and gc of one OVS meet in its run directory: a unix: member's,
+    else $OVS_RUNDIR's; /run/lock only when OVS is elsewhere."""
+    from virtio_ovs.kernel.taps import LOCK_FILE, tap_lock_path
+    monkeypatch.setenv("OVS_RUNDIR", str(tmp_path / "env"))
+    (tmp_path / "env").mkdir()
+    assert tap_lock_path(f"tcp:127.0.0.1:6640,unix:{tmp_path}/db.sock") == \
+        f"{tmp_path}/{LOCK_FILE}"
+    assert tap_lock_path("tcp:127.0.0.1:6640") == f"{tmp_path}/env/{LOCK_FILE}"
+    assert tap_lock_path(None) == f"{tmp_path}/env/{LOCK_FILE}"
+    monkeypatch.setenv("OVS_RUNDIR", str(tmp_path / "missing"))
+    assert tap_lock_path("tcp:192.0.2.1:6640") == f"/run/lock/{LOCK_FILE}"

@@ -307,7 +307,7 @@ class Agent:
     def _gc(self) -> None:
         from virtio_ovs.backend.gc import collect
         from virtio_ovs.kernel.taps import TapLockBusy, TapManager
-        taps = TapManager()
+        taps = TapManager(self.db.remote)
         try:
             result = collect(self.db, taps, self.conf.agent.gc_grace)
         except TapLockBusy:

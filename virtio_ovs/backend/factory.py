@@ -43,7 +43,7 @@ def open_nb(remote: str, timeout: float,
 
 def plugger(db: HostDb, allow_shared_socket_dir: bool = False,
             dry_run: bool = False, timeout: float = 30.0) -> Plugger:
-    return Plugger(db, TapManager(), functools.partial(
+    return Plugger(db, TapManager(db.remote), functools.partial(
         validate_host, allow_shared_socket_dir=allow_shared_socket_dir),
         dry_run=dry_run, lock_timeout=timeout)
 

@@ -180,7 +180,8 @@ def cmd_gc(ctx: Context, args) -> int:
     from virtio_ovs.backend.gc import collect
     from virtio_ovs.kernel.taps import TapManager
     grace = validate_seconds(args.grace, "grace", 0, 86400, allow_low=True)
-    result = collect(ctx.db, TapManager(), grace, args.dry_run, ctx.timeout)
+    result = collect(ctx.db, TapManager(ctx.db.remote), grace, args.dry_run,
+                     ctx.timeout)
     if args.format == "json":
         print_json(result.as_dict())
         return 0

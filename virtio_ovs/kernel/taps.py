@@ -21,7 +21,7 @@ from virtio_ovs import paths
 from virtio_ovs.core import plug_request
 from virtio_ovs.core.errors import EnvironmentFailure, UserError
 from virtio_ovs.core.plug_request import Vif
-from virtio_ovs.core.validate import is_digits
+from virtio_ovs.core.validate import is_digits, split_remotes
 
 # include/uapi/linux/if_tun.h
 LOG = logging.getLogger(__name__)
@@ -98,6 +98,20 @@ def mark_text(now_ns: int) -> str:
 LOCK_FILE = "virtio-ovs-taps.lock"
 
 
+def tap_lock_path(remote: str | None) -> str:
+    """Where plugs and gc meet: this host's OVS run directory (that of a
+    unix: member of ``remote``, else ``$OVS_RUNDIR``), or /run/lock when
+    OVS runs elsewhere (a tcp: remote)."""
+    for member in split_remotes(remote or ""):
+        if member.startswith("unix:"):
+            directory = os.path.dirname(member[len("unix:"):])
+            if os.path.isdir(directory):
+                return os.path.join(directory, LOCK_FILE)
+    rundir = paths.ovs_rundir()
+    return os.path.join(rundir if os.path.isdir(rundir) else "/run/lock",
+                        LOCK_FILE)
+
+
 class TapLockBusy(EnvironmentFailure):
     """The TAP lock stayed taken for the whole wait."""
 
@@ -108,14 +122,11 @@ class TapLock:
     the host to its commit; gc holds it exclusive from listing the TAPs
     to deleting the orphans. So gc never sees a TAP between its creation
     (or adoption) and the row that names it. A ``flock`` on
-    ``$OVS_RUNDIR/virtio-ovs-taps.lock`` (one OVS, one set of plugs; the
-    kernel drops it with a killed process)."""
+    ``tap_lock_path``'s file (one OVS, one set of plugs; the kernel drops
+    it with a killed process)."""
 
-    def __init__(self, path: str | None = None):
-        rundir = paths.ovs_rundir()
-        # OVS elsewhere (a remote --db): the host's lock directory.
-        self.path = path or os.path.join(
-            rundir if os.path.isdir(rundir) else "/run/lock", LOCK_FILE)
+    def __init__(self, path: str):
+        self.path = path
 
     @contextlib.contextmanager
     def held(self, exclusive: bool, timeout: float) -> Iterator[None]:
@@ -237,10 +248,12 @@ def validate_existing_tap(vif: Vif) -> str:
 
 
 class TapManager:
-    """Creates persistent TAPs for QEMU to attach its queues to."""
+    """Creates persistent TAPs for QEMU to attach its queues to.
+    ``remote``: the OVSDB that names them (where the TAP lock is)."""
 
-    def __init__(self) -> None:
+    def __init__(self, remote: str | None = None) -> None:
         self._ipr = None
+        self.lock = TapLock(tap_lock_path(remote))
 
     def _iproute(self):
         if self._ipr is None:
@@ -294,7 +307,7 @@ class TapManager:
 
     def guard(self, exclusive: bool, timeout: float):
         """See TapLock."""
-        return TapLock().held(exclusive, timeout)
+        return self.lock.held(exclusive, timeout)
 
     def delete_many(self, names: list[str]) -> None:
         """Delete ``names`` in one batch: each gets a link group no other
