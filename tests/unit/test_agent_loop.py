@@ -132,6 +132,7 @@ def test_after_the_first_sync_nothing_a_reconcile_raises_ends_the_loop(
         loop, caplog, error):
     """Data is not configuration: whatever a later reconcile raises, the
     loop retries (the unexpected ones logged with their traceback once)."""
+    caplog.set_level("INFO", logger="virtio_ovs.agent.parts")
     agent, replica, driver, turn = loop
     turn()
     driver.fail = error
@@ -143,10 +144,13 @@ def test_after_the_first_sync_nothing_a_reconcile_raises_ends_the_loop(
     assert len(driver.calls) == 4 and agent.reconciler.retry_at is not None
     tracebacks = [r for r in caplog.records if r.exc_info]
     assert len(tracebacks) == (0 if isinstance(error, UserError) else 1)
+    warnings = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1  # the repeats are at debug level
     driver.fail = None
     agent.reconciler.retry_at = 0.0
     turn()
     assert agent.reconciler.retry_at is None and not agent.reconciler.dirty
+    assert "reconcile works again (after 3 failed tries)" in caplog.text
 
 
 def test_a_standby_touches_nothing_and_takes_over_when_the_lock_comes(loop):

@@ -144,6 +144,8 @@ class Reconciler:
         self.last_reconcile_ms: float | None = None
         self.counts: dict[str, int] = {"ports": 0, "bound_ports": 0}
         self.unexpected: str | None = None  # the last one logged in full
+        self.failing: str | None = None  # the failure warned about
+        self.failures = 0  # tries since it started
 
     def note_changes(self) -> None:
         """The seqno, not run()'s result: updates that arrive while a
@@ -198,13 +200,22 @@ class Reconciler:
             self._retry_later(exc)
             return
         self.unexpected = None
+        if self.failing is not None:
+            LOG.info("reconcile works again (after %d failed tries)",
+                     self.failures)
+            self.failing, self.failures = None, 0
         self._done(seqno)
         self._observe(result, start)
 
     def _retry_later(self, exc: Exception) -> None:
+        """A warning when a failure starts or changes; its repeats, every
+        retry_interval while it lasts, at debug level."""
         interval = self.retry_interval()
-        LOG.warning("reconcile failed, retrying in %ss: %s", interval,
-                    str(exc).splitlines()[0] if str(exc) else repr(exc))
+        why = str(exc).splitlines()[0] if str(exc) else repr(exc)
+        level = logging.DEBUG if why == self.failing else logging.WARNING
+        LOG.log(level, "reconcile failed, retrying in %ss: %s", interval, why)
+        self.failing = why
+        self.failures += 1
         self.retry_at = time.monotonic() + interval
 
     def _done(self, seqno: int) -> None:
