@@ -73,15 +73,19 @@ def read_networks(external_ids: Mapping[str, str]
     record merges two networks."""
     nets: dict[str, Network] = {}
     invalid: list[Invalid] = []
+    by_vlan: dict[int | None, Network] = {}
+    by_segment: dict[tuple, Network] = {}
     for key in sorted(k for k in external_ids if k.startswith(NET_KEY_PREFIX)):
         try:
             net = network_from_record(key[len(NET_KEY_PREFIX):],
                                       external_ids[key])
-            _check_unique(net, nets.values())
+            _check_unique(net, by_vlan, by_segment)
         except InvalidRecord as exc:
             invalid.append(Invalid("network", key, str(exc)))
             continue
-        nets[net.name] = net
+        nets[net.name] = by_vlan[net.local_vlan] = net
+        if net.type != "local":
+            by_segment.setdefault(_segment_key(net), net)
     return nets, invalid
 
 
@@ -129,16 +133,24 @@ def _parse_network(name: str, text: str) -> Network:
     return Network(name, net_type, physnet, segment, local_vlan)
 
 
-def _check_unique(net: Network, earlier: Iterable[Network]) -> None:
-    for other in earlier:
-        if other.local_vlan == net.local_vlan:
-            raise InvalidRecord(f"local_vlan {net.local_vlan} is taken by "
-                                f"network {other.name!r}")
-        if net.type != "local" and (other.type, other.physnet,
-                                    other.segment) == (net.type, net.physnet,
-                                                       net.segment):
-            raise InvalidRecord(f"{net.physnet} {net.segment or 'flat'} is "
-                                f"taken by network {other.name!r}")
+def _segment_key(net: Network) -> tuple:
+    return net.type, net.physnet, net.segment
+
+
+def _check_unique(net: Network, by_vlan: Mapping[int | None, Network],
+                  by_segment: Mapping[tuple, Network]) -> None:
+    """InvalidRecord when an earlier network (by name) has ``net``'s local
+    VLAN or, for a provider network, its physnet and segment; the
+    earliest such network is named (its local VLAN first)."""
+    vlan = by_vlan.get(net.local_vlan)
+    segment = (by_segment.get(_segment_key(net)) if net.type != "local"
+               else None)
+    if vlan is not None and (segment is None or vlan.name <= segment.name):
+        raise InvalidRecord(f"local_vlan {net.local_vlan} is taken by "
+                            f"network {vlan.name!r}")
+    if segment is not None:
+        raise InvalidRecord(f"{net.physnet} {net.segment or 'flat'} is "
+                            f"taken by network {segment.name!r}")
 
 
 def parse_bridge_mappings(items: Iterable[str]) -> dict[str, str]:
