@@ -15,6 +15,9 @@ import math
 import re
 from typing import Any
 
+from virtio_ovs.core.errors import UserError
+from virtio_ovs.core.validate import int_in_range
+
 MAX_DEPTH = 8  # our records nest 3 deep at most
 MAX_RECORD = 1 << 20  # characters: a group of thousands of rules fits
 
@@ -104,17 +107,15 @@ def _first_line(exc: BaseException) -> str:
     return (str(exc).splitlines() or [type(exc).__name__])[0][:120]
 
 
-def int_field(data: dict, key: str, low: int, high: int,
-              optional: bool = False) -> int | None:
-    """``data[key]``: an integer (not a bool, not a float) in low..high."""
+def int_field(data: dict, key: str, low: int, high: int) -> int:
+    """``data[key]``: an integer (not a bool, not a float) in low..high.
+    (The reason shows the value cut short: it goes into a log line.)"""
     value = data.get(key)
-    if value is None and optional:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) \
-            or not low <= value <= high:
+    try:
+        return int_in_range(value, key, low, high)
+    except UserError:
         raise InvalidRecord(f"{key} must be an integer in {low}..{high}, "
-                            f"got {short(value)}")
-    return value
+                            f"got {short(value)}") from None
 
 
 def mapping(value: Any, keys: set[str], what: str = "the record") -> dict:

@@ -19,7 +19,7 @@ from typing import Any, Iterable, Mapping
 from virtio_ovs.core import records
 from virtio_ovs.core.errors import UserError
 from virtio_ovs.core.records import Invalid, InvalidRecord
-from virtio_ovs.core.validate import is_digits
+from virtio_ovs.core.validate import int_in_range, is_digits
 
 SG_KEY_PREFIX = "virtio-ovs:sg:"
 EXT_SECURITY_GROUPS = "virtio-ovs:security-groups"  # on the Interface
@@ -176,13 +176,7 @@ def _protocol(value: Any) -> str | None:
 
 
 def _int_field(value: Any, field: str, low: int, high: int) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) \
-            or not low <= value <= high:
-        raise UserError(field, f"must be an integer in {low}..{high}, "
-                        f"got {value!r}")
-    return value
+    return None if value is None else int_in_range(value, field, low, high)
 
 
 def make_rule(*, direction: Any, ethertype: Any = "IPv4",

@@ -91,7 +91,8 @@ def validate_bridge_name(value: Any) -> str:
     return validate_ifname(value, "bridge")
 
 
-def _int_in_range(value: Any, field: str, low: int, high: int) -> int:
+def int_in_range(value: Any, field: str, low: int, high: int) -> int:
+    """An int (not a bool, not a float) in low..high."""
     if isinstance(value, bool) or not isinstance(value, int) \
             or not low <= value <= high:
         raise UserError(field, f"must be an integer in {low}..{high}, "
@@ -100,11 +101,11 @@ def _int_in_range(value: Any, field: str, low: int, high: int) -> int:
 
 
 def validate_queues(value: Any) -> int:
-    return _int_in_range(value, "queues", 1, MAX_QUEUES)
+    return int_in_range(value, "queues", 1, MAX_QUEUES)
 
 
 def validate_mtu(value: Any) -> int | None:
-    return None if value is None else _int_in_range(value, "mtu", MIN_MTU,
+    return None if value is None else int_in_range(value, "mtu", MIN_MTU,
                                                     MAX_MTU)
 
 
