@@ -20,7 +20,8 @@ from virtio_ovs.cli.output import (LIST_COLUMNS, clean, print_check,
 from virtio_ovs.core import plug_request
 from virtio_ovs.core.errors import UserError
 from virtio_ovs.core.events import agent_alive
-from virtio_ovs.core.validate import is_utf8, validate_seconds, validate_text
+from virtio_ovs.core.validate import (is_digits, is_utf8, validate_seconds,
+                                      validate_text)
 
 
 def resolve_ids(owner: Any, group: Any) -> tuple[Any, Any]:
@@ -31,7 +32,7 @@ def resolve_ids(owner: Any, group: Any) -> tuple[Any, Any]:
 def _resolve(value: Any, field: str, lookup: Callable[[str], int]) -> Any:
     if not isinstance(value, str):
         return value
-    if value.isascii() and value.isdigit():
+    if is_digits(value):
         return int(value) if len(value) <= 10 else 2**32  # refused later
     if not value or not is_utf8(value) or "\x00" in value:
         raise UserError(field, f"{value!r} is not a user or group name")
