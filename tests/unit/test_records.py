@@ -111,3 +111,11 @@ def test_no_value_escapes_as_an_exception(value, raw):
             records.agent_record(text)
         except records.InvalidRecord:
             pass
+
+
+def test_an_agent_record_is_read_or_said_invalid_once():
+    ids = {"a": '{"pid": 7}', "b": "[1]"}
+    assert records.read_agent_record(ids, "a") == ({"pid": 7}, None)
+    record, bad = records.read_agent_record(ids, "b")
+    assert record is None and bad.key == "b" and bad.kind == "agent"
+    assert records.read_agent_record(ids, "c") == (None, None)

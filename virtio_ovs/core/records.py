@@ -13,7 +13,7 @@ import dataclasses
 import json
 import math
 import re
-from typing import Any
+from typing import Any, Mapping
 
 from virtio_ovs.core.errors import UserError
 from virtio_ovs.core.validate import int_in_range
@@ -165,3 +165,16 @@ def agent_record(text: str) -> dict:
             isinstance(v, str) for v in mappings.values()):
         raise InvalidRecord("bridge_mappings must map physnets to bridges")
     return data
+
+
+def read_agent_record(external_ids: Mapping[str, str], key: str
+                      ) -> tuple[dict | None, Invalid | None]:
+    """The agent or standby record under ``key``: (the record, None), or
+    (None, why it is invalid), or (None, None) when there is none."""
+    text = external_ids.get(key)
+    if not text:
+        return None, None
+    try:
+        return agent_record(text), None
+    except InvalidRecord as exc:
+        return None, Invalid("agent", key, str(exc))

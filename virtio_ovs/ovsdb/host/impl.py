@@ -300,11 +300,8 @@ class IdlHostDb(HostDb):
     def _agent_record(self, key: str) -> dict | None:
         """A valid record, else None (``invalid_records`` says why)."""
         self.conn.start()
-        text = the_open_vswitch(self.conn).external_ids.get(key)
-        try:
-            return records.agent_record(text) if text else None
-        except records.InvalidRecord:
-            return None
+        return records.read_agent_record(
+            the_open_vswitch(self.conn).external_ids, key)[0]
 
     def write_agent_status(self, status: dict) -> None:
         self._transact([nc.WriteAgentStatus(json.dumps(status,
@@ -365,13 +362,8 @@ class IdlHostDb(HostDb):
     def invalid_records(self) -> list[Invalid]:
         self.conn.start()
         ids = the_open_vswitch(self.conn).external_ids
-        agents = []
-        for key in (nc.AGENT_KEY, nc.STANDBY_KEY):
-            try:
-                if ids.get(key):
-                    records.agent_record(ids[key])
-            except records.InvalidRecord as exc:
-                agents.append(Invalid("agent", key, str(exc)))
+        agents = [bad for key in (nc.AGENT_KEY, nc.STANDBY_KEY)
+                  if (bad := records.read_agent_record(ids, key)[1])]
         return read_networks(ids)[1] + read_groups(ids)[1] + agents
 
     def ofports(self, names: set[str]) -> dict[str, int]:
