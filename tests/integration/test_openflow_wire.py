@@ -4,6 +4,7 @@ kind of flow the agent makes, installed both ways, dumps the same."""
 from __future__ import annotations
 
 import subprocess
+import time
 
 import pytest
 
@@ -43,7 +44,8 @@ def every_kind_of_flow() -> list[Flow]:
     state = HostState("br-int", tuple(ports), NETS,
                       {"phys": PatchPorts("phys", "br-ex", 50, 51),
                        "phys2": PatchPorts("phys2", "br-fl", 60, 61)},
-                      {"web": SecurityGroup("web", RULES)})
+                      {"web": SecurityGroup("web", RULES)},
+                      gated=frozenset({"t2", "t3"}))  # a live migration's
     return sorted(set().union(*compute_flows(state).values()))
 
 
@@ -212,3 +214,41 @@ def test_a_switch_too_busy_to_answer_gets_twice_the_time_next():
     first = statistics.median(w[0] for w in rounds)
     second = statistics.median(w[1] for w in rounds)
     assert 0.15 < first < 0.35 and 0.35 < second < 0.6, rounds
+
+
+def test_a_port_gate_and_the_packet_in_of_its_first_frame(bridges):
+    """no-forward set and cleared by port-mod (ovs-ofctl show agrees); a
+    gated port's frame comes back as a packet-in with its port and our
+    cookie, and is forwarded on (the NORMAL after CONTROLLER)."""
+    bridges.vsctl("add-port", "bra", "gp1", "--", "set", "Interface", "gp1",
+                  "type=internal", "ofport_request=7")
+    hw_addr = bridges.vsctl("get", "Interface", "gp1", "mac_in_use"
+                            ).strip('"')
+    ours = OpenFlowBridge("bra", 10)
+    try:
+        ours.conn.listen()
+        ours.apply([Flow(0, 110, "in_port=7", "CONTROLLER:65535,NORMAL")],
+                   [], 0x42)
+        ours.set_forwarding({7: hw_addr}, False)
+        show = bridges.ofctl("show", f"unix:{bridges.dir}/bra.mgmt")
+        assert "NO_FWD" in show.split("7(gp1)")[1].split("\n", 3)[1]
+        frame = bytes.fromhex("ffffffffffff" + "020000000001" + "8035") + \
+            bytes(46)
+        bridges.ofctl("-O", "OpenFlow14", "packet-out",
+                      f"unix:{bridges.dir}/bra.mgmt",
+                      f"in_port=7 packet={frame.hex()} actions=resubmit(,0)")
+        for _ in range(50):
+            ours.conn.service()
+            if ours.conn.packet_ins:
+                break
+            time.sleep(0.02)
+        (cookie, table, in_port, data), = ours.conn.take_packet_ins()
+        assert (cookie, table, in_port) == (0x42, 0, 7)
+        assert data[:14] == frame[:14]
+        ours.set_forwarding({7: hw_addr}, True)
+        show = bridges.ofctl("show", f"unix:{bridges.dir}/bra.mgmt")
+        assert "NO_FWD" not in show
+        with pytest.raises(Exception, match="refused"):
+            ours.set_forwarding({7: "02:00:00:00:00:99"}, False)
+    finally:
+        ours.close()

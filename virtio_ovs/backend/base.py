@@ -66,6 +66,14 @@ class Backend(abc.ABC):
         allowed IPs (None: keep) and groups (None: keep), all or nothing.
         True if anything changed."""
 
+    def expect_migration(self, port_id: str, source: str | None) -> bool:
+        """Expect a live migration of ``port_id`` from host ``source``
+        here (None: not any more); True if that changed. Only where the
+        hosts share no database (standalone): elsewhere a UserError."""
+        raise UserError("migration-expect", f"the {self.name} backend sees "
+                        "a migration by itself (the same port on a second "
+                        "chassis); nothing to prepare")
+
     @abc.abstractmethod
     def unbind(self, port_id: str) -> None:
         """Undo ``bind``; the port stays plugged, isolated."""

@@ -97,7 +97,7 @@ def _flow_driver(conf, db: HostDb, on_first_sync: Callable[[], None],
                       tuple(PROTOCOLS),
                       parse_bridge_mappings(conf.ovs.bridge_mappings))
     return FlowDriver(db, spec, conf.ovs.ovsdb_timeout, on_first_sync,
-                      cookie)
+                      cookie, metrics)
 
 
 def _ovn_driver(conf, db: HostDb, on_first_sync: Callable[[], None],

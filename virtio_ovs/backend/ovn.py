@@ -122,6 +122,10 @@ class OvnBackend(Backend):
     def plug(self, vifs: list[Vif], wait: bool) -> PlugOutcome:
         """LSPs first, then the OVS ports; with ``wait``, returns once
         ovn-controller has installed every bound port."""
+        if any(vif.migrating_from for vif in vifs):
+            raise UserError("migrating_from", "applies to the standalone "
+                            "backend: OVN sees the port on a second chassis "
+                            "and gates it there itself")
         specs = [_spec(vif.port_id, vif.network, vif.mac, vif.ips, vif.vm,
                        vif.security_groups, **self._placing(vif.kind))
                  for vif in vifs if vif.network]

@@ -8,6 +8,7 @@ import secrets
 import time
 from typing import Callable, Mapping, Protocol, Sequence
 
+from virtio_ovs.backend.arrival import ArrivalGates
 from virtio_ovs.backend.base import AgentDriver, Backend, Reconciled
 from virtio_ovs.backend.plugger import Plugger
 from virtio_ovs.core.records import Invalid
@@ -15,8 +16,9 @@ from virtio_ovs.core.errors import UserError, VirtioOvsError
 from virtio_ovs.core.plug_request import Vif
 from virtio_ovs.core.networks import Network, int_patch_name, phy_patch_name
 from virtio_ovs.core.outcomes import PlugOutcome, UnplugOutcome
-from virtio_ovs.core.roles import (BridgeSpec, GroupStore, NetworkStore,
-                                   PortStore, SwitchSetup)
+from virtio_ovs.core.plug_request import DEAD_VLAN
+from virtio_ovs.core.roles import (AgentRecords, BridgeSpec, GroupStore,
+                                   NetworkStore, PortStore, SwitchSetup)
 from virtio_ovs.core.secgroups import Rule, SecurityGroup
 from virtio_ovs.network.flows import (Flow, FlowDiff, FlowPlanner,
                                       HostState, PatchPorts, diff_flows,
@@ -30,6 +32,7 @@ UNCHANGED = "unchanged"
 
 class StandaloneBackend(Backend):
     name = "standalone"
+    record_columns = ("migrating",)
 
     def __init__(self, db: HostDb, plugger: Plugger,
                  mappings: Mapping[str, str], integration_bridge: str):
@@ -71,12 +74,18 @@ class StandaloneBackend(Backend):
     def unbind(self, port_id: str) -> None:
         self.db.bind_port(port_id, None, None)
 
+    def expect_migration(self, port_id: str, source: str | None) -> bool:
+        if self.db.incoming().get(port_id) == source:
+            return False
+        self.db.set_incoming({port_id: source})
+        return True
+
     def port_records(self) -> list[dict]:
-        return [port.as_dict() for port in self.db.list_ports()]
+        return [_record(port) for port in self.db.list_ports()]
 
     def port_record(self, port_id: str) -> dict | None:
         port = self.db.get_port(port_id)
-        return port.as_dict() if port is not None else None
+        return _record(port) if port is not None else None
 
     def create_group(self, name: str) -> SecurityGroup:
         return self.db.create_group(name)
@@ -101,13 +110,21 @@ class StandaloneBackend(Backend):
         return ours & self.db.bridge_names()
 
 
+def _record(port) -> dict:
+    """A port's record; ``migrating``: "SRC -> HERE" while it is gated for
+    a live migration's arrival (backend/arrival.py)."""
+    return {**port.as_dict(), "migrating": port.migrating}
+
+
 def new_cookie() -> int:
     """A random per-run cookie (never 0, never all ones)."""
     return secrets.randbelow(2**63 - 2) + 1
 
 
-class WiringDb(PortStore, NetworkStore, GroupStore, SwitchSetup, Protocol):
-    """What the flows are computed from, and the switch set-up they need."""
+class WiringDb(PortStore, NetworkStore, GroupStore, SwitchSetup,
+               AgentRecords, Protocol):
+    """What the flows are computed from, the switch set-up they need, and
+    the records of arriving migrations."""
 
 
 class FlowDriver(AgentDriver):
@@ -117,7 +134,7 @@ class FlowDriver(AgentDriver):
 
     def __init__(self, db: WiringDb, bridges: BridgeSpec, timeout: float,
                  on_first_sync: Callable[[], None] = lambda: None,
-                 cookie: int | None = None):
+                 cookie: int | None = None, metrics=None):
         self.db = db
         self.bridges = bridges
         self.integration_bridge = bridges.integration_bridge
@@ -136,6 +153,10 @@ class FlowDriver(AgentDriver):
         self.wired_version = -1
         # physnet -> why its provider bridge is left out (logged once)
         self.unwired: dict[str, str] = {}
+        self.arrivals = ArrivalGates(
+            db, lambda: self._switch(self.integration_bridge), self.cookie,
+            metrics)
+        self.arrivals_seen = 0  # arrivals.version at the last reconcile
 
     # ------------------------------------------------------ the contract
     @property
@@ -144,7 +165,11 @@ class FlowDriver(AgentDriver):
 
     def up_to_date(self, wiring_version: int) -> bool:
         return (self.first_sync_done and not self.need_setup
-                and wiring_version == self.wired_version)
+                and wiring_version == self.wired_version
+                and self.arrivals.version == self.arrivals_seen)
+
+    def changes(self) -> int:
+        return self.arrivals.version
 
     def resync(self) -> None:
         """Program every bridge again from scratch: set-up, then a first
@@ -152,6 +177,7 @@ class FlowDriver(AgentDriver):
         grows with the flows), as at start."""
         self.first_sync_done = False
         self.planner.invalidate()
+        self.arrivals.reset()
         for switch in self.switches.values():
             switch.close()
         self.watched = False
@@ -167,6 +193,9 @@ class FlowDriver(AgentDriver):
         that ended means ovs-vswitchd restarted: program it again."""
         for switch in self.switches.values():
             switch.conn.service()
+        integration = self.switches.get(self.integration_bridge)
+        if integration is not None:
+            self.arrivals.packet_ins(integration.conn.take_packet_ins())
         lost = [name for name, switch in self.switches.items()
                 if switch.conn.ended]
         if lost and self.watched and self.integration_bridge not in lost:
@@ -213,12 +242,14 @@ class FlowDriver(AgentDriver):
             switch.close()
 
     def reconcile(self, wiring_version: int) -> Reconciled:
+        arrivals = self.arrivals.version
         try:
             result = self._reconcile()
         except BaseException:
             self.planner.invalidate()  # what was applied is unknown
             raise
         self.wired_version = wiring_version
+        self.arrivals_seen = arrivals
         return result
 
     # ---------------------------------------------------------- reconcile
@@ -229,6 +260,10 @@ class FlowDriver(AgentDriver):
             self._refuse_foreign_bridge()
             self.db.ensure_bridges(self._wired_spec(), connect=False)
         state = self._host_state()
+        # A port arriving by live migration is gated before it gets its
+        # network's VLAN (NORMAL would flood to it) and its flows.
+        state = dataclasses.replace(
+            state, gated=self.arrivals.update(state.ports))
         self._write_tags(state)
         hints = self.planner.plan(state)
         desired = self.planner.desired
@@ -238,6 +273,7 @@ class FlowDriver(AgentDriver):
                                   None if hints is None else hints.get(bridge))
         else:
             self._first_sync(desired, seen_at)
+        self.arrivals.after_flows()
         if self.need_setup:
             if self.db.ensure_bridges(self._wired_spec(), connect=True):
                 LOG.info("patch pairs joined to %s", self.integration_bridge)
@@ -275,7 +311,9 @@ class FlowDriver(AgentDriver):
             p: b for p, b in self.mappings.items() if p not in self.unwired})
 
     def _write_tags(self, state: HostState) -> None:
-        wanted = {p.name: port_tag(p, state.networks) for p in state.ports}
+        held = self.arrivals.waiting
+        wanted = {p.name: DEAD_VLAN if p.name in held
+                  else port_tag(p, state.networks) for p in state.ports}
         tags = {p.name: wanted[p.name] for p in state.ports
                 if p.tag != wanted[p.name]}
         if tags:
@@ -347,6 +385,8 @@ class FlowDriver(AgentDriver):
         """The bridge's OpenFlow side, whose connection stays open."""
         if bridge not in self.switches:
             self.switches[bridge] = OpenFlowBridge(bridge, self.timeout)
+            if bridge == self.integration_bridge:
+                self.switches[bridge].conn.listen()  # arrivals' packet-ins
         return self.switches[bridge]
 
     def _apply_flows(self, bridge: str, flows: set[Flow],

@@ -148,6 +148,25 @@ def _add_network_verbs(verbs) -> None:
                         help="the guest port (its iface-id)")
     _add_write(unbind)
     _add_format(verbs.add_parser("status", help="the agent's heartbeat"))
+    expect = verbs.add_parser(
+        "migration-expect", help="standalone: expect a live migration of a "
+        "port here (before libvirt or os-vif plug it)",
+        description="On a live migration's destination, before the "
+        "orchestrator plugs the port there: the agent gates the port when it "
+        "appears (wired, but nothing is forwarded to it until its guest "
+        "speaks here, so nothing queues in the TAP for the resumed guest to "
+        "replay). plug --migrating-from does the same in the plug's "
+        "transaction. The expectation ends when the guest speaks here or the "
+        "gated port goes.")
+    expect.add_argument("--port-id", required=True,
+                        help="the guest port (its iface-id)")
+    which = expect.add_mutually_exclusive_group(required=True)
+    which.add_argument("--from", dest="source", metavar="HOST",
+                       help="the source host's name (shown as HOST -> here)")
+    which.add_argument("--cancel", action="store_true",
+                       help="forget the expectation (an ungated port is "
+                       "forwarded to again)")
+    _add_write(expect)
     _add_sg_verbs(verbs)
     check = verbs.add_parser(
         "check", help="prove each port's data plane bypasses QEMU",
@@ -247,6 +266,10 @@ def _add_plug(verbs) -> None:
                       help="filter the port with this group (repeat)")
     plug.add_argument("--pmd-rxq-affinity", metavar="Q:CORE,...",
                       help="vhost-user: pin rx queues to PMD cores")
+    plug.add_argument("--migrating-from", metavar="HOST",
+                      help="standalone: this plug is a live migration's "
+                      "destination (from HOST): the port is wired, and "
+                      "gets nothing until its guest speaks here")
     plug.add_argument("--allow-shared-socket-dir", action="store_true",
                       help="vhost-user: accept a socket directory that is "
                       "not owned by root or the OVS user, or is writable "

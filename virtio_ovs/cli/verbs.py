@@ -20,6 +20,7 @@ from virtio_ovs.cli.output import (LIST_COLUMNS, clean, print_check,
 from virtio_ovs.core import plug_request
 from virtio_ovs.core.errors import UserError
 from virtio_ovs.core.events import agent_alive
+from virtio_ovs.core.migration import validate_host_name
 from virtio_ovs.core.validate import (is_digits, is_utf8, validate_seconds,
                                       validate_text)
 
@@ -48,7 +49,8 @@ def _vifs_from_args(args, default_bridge: str) -> list[plug_request.Vif]:
         single = [o for o in ("port_id", "mac", "tap", "vhost_user", "vm",
                               "network", "ips", "queues", "mtu", "owner",
                               "group", "vhost_mode", "bridge",
-                              "pmd_rxq_affinity", "security_groups")
+                              "pmd_rxq_affinity", "security_groups",
+                              "migrating_from")
                   if getattr(args, o) is not None]
         if single:
             raise UserError(single[0].replace("_", "-"),
@@ -65,7 +67,8 @@ def _vifs_from_args(args, default_bridge: str) -> list[plug_request.Vif]:
         network=args.network, ips=args.ips, queues=args.queues,
         mtu=args.mtu, owner=owner, group=group,
         pmd_rxq_affinity=args.pmd_rxq_affinity,
-        security_groups=args.security_groups)]
+        security_groups=args.security_groups,
+        migrating_from=args.migrating_from)]
 
 
 def _read_vif_file(path: str, default_bridge: str) -> list[plug_request.Vif]:
@@ -114,6 +117,19 @@ def cmd_unplug(ctx: Context, args) -> int:
         "missing": missing,
         "committed": outcome.committed.value if outcome else "no"},
         "\n".join(lines) or "nothing to unplug")
+
+
+def cmd_migration_expect(ctx: Context, args) -> int:
+    port_id = plug_request.validate_port_id(args.port_id)
+    source = None if args.cancel else \
+        validate_host_name(args.source, "from")
+    changed = ctx.backend.expect_migration(port_id, source)
+    what = f"expecting {port_id} from {source}" if source else \
+        f"no longer expecting {port_id}"
+    return print_write(ctx.dry_run, args.format,
+                       {"port_id": port_id, "from": source,
+                        "changed": changed},
+                       what if changed else f"{what} (unchanged)")
 
 
 def cmd_list(ctx: Context, args) -> int:
@@ -304,6 +320,6 @@ VERBS = {**SG_VERBS, "metrics": cmd_metrics, "watch": cmd_watch, "check": cmd_ch
          "show": cmd_show, "net-create": cmd_net_create,
          "net-delete": cmd_net_delete, "net-list": cmd_net_list,
          "bind": cmd_bind, "unbind": cmd_unbind, "status": cmd_status,
-         "gc": cmd_gc}
+         "gc": cmd_gc, "migration-expect": cmd_migration_expect}
 
 

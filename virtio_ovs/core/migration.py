@@ -24,11 +24,16 @@ comes back):
 from __future__ import annotations
 
 import dataclasses
+import re
+from typing import Any, Mapping
+
+from virtio_ovs.core.errors import UserError
 
 RARP = "rarp"  # QEMU announces a TAP guest with RARPs (OVN >= 22.09)
 GARP_NA = "garp,na"  # a vhost-user guest's virtio announce (OVN >= 25.09)
 MULTICHASSIS = (22, 9)  # requested-chassis as a list, activation-strategy
 GARP_NA_SINCE = (25, 9)
+_HOST_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
 def strategy_for(kind: str, ovn: tuple[int, int]) -> str | None:
@@ -89,3 +94,71 @@ def migration_text(current: Placement) -> str | None:
     if not current.migrating:
         return None
     return f"{current.chassis[0]} -> {current.chassis[1]}"
+
+
+# ------------------------------------------------------------ standalone
+# Without a shared database, the destination host learns that a port is a
+# live migration's from whoever prepares it there: ``plug
+# --migrating-from`` (in the plug's transaction) or ``migration-expect``
+# (before libvirt or os-vif plug it). The record is this host's OVSDB
+# ``Open_vSwitch external_ids:virtio-ovs:incoming:<port id>=<source>``.
+INCOMING_PREFIX = "virtio-ovs:incoming:"
+UNKNOWN_SOURCE = "?"
+
+
+def incoming_key(port_id: str) -> str:
+    return INCOMING_PREFIX + port_id
+
+
+def parse_incoming(external_ids: Mapping[str, str]) -> dict[str, str]:
+    """Port id -> the source host's name, of every incoming record (a
+    value that is not a valid host name reads as unknown: the record
+    still gates the port, which is what it is for)."""
+    found = {}
+    for key, value in external_ids.items():
+        if key.startswith(INCOMING_PREFIX) and len(key) > len(INCOMING_PREFIX):
+            found[key[len(INCOMING_PREFIX):]] = (
+                value if _HOST_RE.fullmatch(value or "") else UNKNOWN_SOURCE)
+    return found
+
+
+def validate_host_name(value: Any, field: str) -> str:
+    if not isinstance(value, str) or not _HOST_RE.fullmatch(value):
+        raise UserError(field, f"{value!r} must be 1-64 characters of "
+                        "letters, digits, '_', '.', '-'")
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class Gates:
+    """The standalone destination's gates (a pure decision per reconcile).
+
+    A gated port is wired (tag, flows, anti-spoofing, groups) but ovs-vswitchd
+    forwards nothing to it (OpenFlow port config ``no-forward``), so that
+    nothing queues in the TAP while the incoming QEMU does not read it:
+    the resumed guest would answer all of it (OVN's ``rarp`` strategy,
+    for the same reason). Every frame from a gated port goes to the agent
+    too (packet-in): the first one (QEMU's RARP, sent at resume) opens
+    the gate. A TAP that received frames from its QEMU already (the
+    agent was down at resume) is open at once.
+
+    ``close``: ports to set no-forward; ``open``: ports to forward again
+    (their guest spoke, or their record went); ``aborted``: port ids whose
+    gated port went away before its guest spoke."""
+
+    close: frozenset[str] = frozenset()
+    open: frozenset[str] = frozenset()
+    aborted: frozenset[str] = frozenset()
+
+
+def plan_gates(incoming: Mapping[str, str], ports: Mapping[str, str],
+               closed: Mapping[str, str], spoke: frozenset[str]) -> Gates:
+    """``incoming``: port id -> source (the records); ``ports``: port id ->
+    device name of the TAP ports here that can be gated now (numbered and
+    bound); ``closed``: port id -> device name of those this agent has set
+    no-forward; ``spoke``: port ids whose guest sent a frame here."""
+    want = {p for p in incoming.keys() & ports.keys() if p not in spoke}
+    return Gates(close=frozenset(want - closed.keys()),
+                 open=frozenset(p for p in closed.keys() - want
+                                if p in ports),
+                 aborted=frozenset(p for p in closed if p not in ports))

@@ -14,6 +14,7 @@ import posixpath
 from typing import Any, Iterable, Iterator
 
 from virtio_ovs.core.errors import UserError
+from virtio_ovs.core.migration import validate_host_name
 from virtio_ovs.core.secgroups import EXT_SECURITY_GROUPS, validate_sg_name
 from virtio_ovs.core.validate import (
     validate_bridge_name, validate_id_number, validate_ifname, validate_ips,
@@ -57,13 +58,14 @@ EXT_TAP_OWNER = "virtio-ovs:tap-owner"
 EXT_TAP_GROUP = "virtio-ovs:tap-group"
 EXT_VERDICT = "virtio-ovs:verdict"  # written by the agent's periodic check
 EXT_QUEUES_ENABLED = "virtio-ovs:queues-enabled"
-# The agent's record of the port's live migration (OVN backend): "SRC ->
-# DST" while both hold it, then "done: SRC -> DST" or "aborted: ...".
+# The agent's record of the port's live migration: "SRC -> DST" while both
+# hold it (on the standalone backend's destination: while the port is
+# gated), then "done: SRC -> DST" or "aborted: ...".
 EXT_MIGRATION = "virtio-ovs:migration"
 
 JSON_KEYS = ("port_id", "mac", "tap", "vhost_user", "vhost_mode", "bridge",
              "vm", "network", "ips", "queues", "mtu", "owner", "group",
-             "pmd_rxq_affinity", "security_groups")
+             "pmd_rxq_affinity", "security_groups", "migrating_from")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,6 +86,9 @@ class Vif:
     group: int | None = None
     pmd_rxq_affinity: str | None = None  # "queue:core,..." (vhost-user)
     security_groups: tuple[str, ...] = ()
+    # The destination of a live migration from this host (standalone):
+    # gated until the guest speaks here (core.migration.Gates).
+    migrating_from: str | None = None
 
     @property
     def iface_other_config(self) -> dict[str, str]:
@@ -133,7 +138,7 @@ def make_vif(*, port_id: Any, mac: Any, bridge: Any, tap: Any = None,
              network: Any = None, ips: Any = None, queues: Any = None,
              mtu: Any = None, owner: Any = None, group: Any = None,
              pmd_rxq_affinity: Any = None,
-             security_groups: Any = None) -> Vif:
+             security_groups: Any = None, migrating_from: Any = None) -> Vif:
     """Validate every field and build a Vif. Raises UserError."""
     port_id = validate_port_id(port_id)
     mac = validate_mac(mac)
@@ -163,7 +168,9 @@ def make_vif(*, port_id: Any, mac: Any, bridge: Any, tap: Any = None,
                group=validate_id_number(group, "group"),
                pmd_rxq_affinity=validate_pmd_rxq_affinity(pmd_rxq_affinity,
                                                           queues),
-               security_groups=validate_group_names(security_groups))
+               security_groups=validate_group_names(security_groups),
+               migrating_from=None if migrating_from is None else
+               validate_host_name(migrating_from, "migrating_from"))
 
 
 def validate_group_names(values: Any) -> tuple[str, ...]:

@@ -64,6 +64,7 @@ class GuestPort:
     queues_enabled: int | None = None
     ovn_installed: bool = False  # ovn-controller has installed the port
     migration: str | None = None  # the agent's record: see EXT_MIGRATION
+    hw_addr: str | None = None  # the device's MAC (Interface mac_in_use)
     security_groups: tuple[str, ...] = ()  # none: the port is unfiltered
     # False when external_ids written by someone else do not validate: such
     # a port is listed but gets no network, hence no flows.
@@ -101,6 +102,7 @@ class IfaceValues:
     error: str | None
     link_state: str | None
     ofport_request: int | None = None
+    mac_in_use: str | None = None  # the device's own MAC, as OVS reads it
 
 
 def _int_or_none(text: str | None) -> int | None:
@@ -181,6 +183,7 @@ def guest_port(iface: IfaceValues, is_tap: bool, bridge: str | None = None,
         queues_enabled=_int_or_none(ids.get(plug_request.EXT_QUEUES_ENABLED)),
         ovn_installed=ids.get("ovn-installed") == "true",
         migration=ids.get(plug_request.EXT_MIGRATION),
+        hw_addr=iface.mac_in_use,
         security_groups=parse_port_groups(ids.get(EXT_SECURITY_GROUPS)),
         valid=problem is None, problem=problem)
 

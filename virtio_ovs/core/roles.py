@@ -248,6 +248,17 @@ class AgentRecords(Protocol):
         """Port id -> the agent's record of its live migration
         (``virtio-ovs:migration``; None removes it), on each Interface."""
 
+    @abc.abstractmethod
+    def incoming(self) -> dict[str, str]:
+        """Port id -> source host of each live migration expected here
+        (standalone: ``core.migration.parse_incoming``), from the
+        replica."""
+
+    @abc.abstractmethod
+    def set_incoming(self, records: Mapping[str, str | None]) -> None:
+        """Port id -> source host: expect a live migration of the port
+        here; None: forget the expectation. One transaction."""
+
 
 class SwitchSetup(Protocol):
     """The bridges, ports' VLAN tags and OpenFlow numbers the standalone

@@ -55,6 +55,15 @@ def link_attr(name: str, attr: str, sysfs: str = "/sys/class/net"
         return None
 
 
+def frames_from_guest(name: str, sysfs: str = "/sys/class/net"
+                      ) -> int | None:
+    """Frames the process holding TAP ``name`` wrote into it (the kernel
+    counts them as the device's rx), or None if it cannot be read. An
+    incoming QEMU writes none before its guest resumes."""
+    text = link_attr(name, "statistics/rx_packets", sysfs)
+    return int(text) if text is not None and text.isdigit() else None
+
+
 def read_tun_flags(name: str) -> int | None:
     """The TUN flags of ``name``, or None when it is not a TUN/TAP device."""
     text = link_attr(name, "tun_flags")

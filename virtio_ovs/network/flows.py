@@ -10,6 +10,9 @@ br-int pipeline (every flow carries the agent's cookie):
                       port, untagged frames from attached-mac with an allowed
                       source IP (ARP spa, IPv4 src, IPv6 src incl. the
                       port's link-local) -> 60; anything else: drop
+              A port gated for a live migration's arrival (core/migration.py)
+              also sends each frame to the agent (its first opens the
+              gate), and its guest's RARP (QEMU's announcement) passes.
   table 23 CANARY     one drop flow; its absence means flows were lost
   table 60 SWITCH     NORMAL: MAC learning within the port's local VLAN
                       (Port.tag), which isolates networks
@@ -36,6 +39,8 @@ from virtio_ovs.network.tables import (  # noqa: F401 (Flow: the API's type)
     Flow)
 
 # Guest-originated traffic that only servers and routers may send.
+# A packet-in to the agent (OpenFlow output to the controller port).
+TO_AGENT = "CONTROLLER:65535"
 SERVER_ONLY = ("udp,tp_src=67", "udp6,tp_src=547", "icmp6,icmp_type=134",
                "icmp6,icmp_type=137")
 
@@ -56,6 +61,7 @@ class HostState:
     patches: Mapping[str, PatchPorts]  # by physnet
     groups: Mapping[str, SecurityGroup] = dataclasses.field(
         default_factory=dict)
+    gated: frozenset[str] = frozenset()  # port names (core.migration.Gates)
 
 
 def link_local(mac: str) -> str:
@@ -68,13 +74,16 @@ def link_local(mac: str) -> str:
 
 
 def port_flows(port: GuestPort, local_vlan: int = 0,
-               filtered: bool = False) -> tuple[Flow, ...]:
+               filtered: bool = False, gated: bool = False
+               ) -> tuple[Flow, ...]:
     """Anti-spoofing for one bound port: untagged, from its MAC, from its
     IPs. Its frames carry ``local_vlan`` in REG6 (the network, and the
     conntrack zone); a ``filtered`` port's allowed frames go on to its
-    security groups' egress stage instead of straight to the switch."""
+    security groups' egress stage instead of straight to the switch. A
+    ``gated`` port's frames also go to the agent, and its RARPs pass."""
     assert port.ofport is not None
-    return _port_flows(port.ofport, port.mac, port.ips, local_vlan, filtered)
+    return _port_flows(port.ofport, port.mac, port.ips, local_vlan, filtered,
+                       gated)
 
 
 class PortFlowCache:
@@ -89,10 +98,10 @@ class PortFlowCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def flows(self, port: GuestPort, local_vlan: int, filtered: bool
-              ) -> tuple[Flow, ...]:
+    def flows(self, port: GuestPort, local_vlan: int, filtered: bool,
+              gated: bool = False) -> tuple[Flow, ...]:
         assert port.ofport is not None
-        key = (port.ofport, port.mac, port.ips, local_vlan, filtered)
+        key = (port.ofport, port.mac, port.ips, local_vlan, filtered, gated)
         entry = self._entries.get(port.name)
         if entry is None or entry[0] != key:
             entry = (key, _port_flows(*key))
@@ -113,11 +122,15 @@ class PortFlowCache:
 
 
 def _port_flows(ofport: int, mac: str, ips: tuple[str, ...], local_vlan: int,
-                filtered: bool) -> tuple[Flow, ...]:
+                filtered: bool, gated: bool = False) -> tuple[Flow, ...]:
     base = f"in_port={ofport},{UNTAGGED},dl_src={mac}"
     allow = f"goto_table:{T_EGRESS if filtered else T_SWITCH}"
-    flows = [Flow(T_CLASSIFY, 100, f"in_port={ofport}",
-                  f"load:{local_vlan}->{REG_NET_FIELD}[],goto_table:{T_SPOOF}")]
+    classify = f"load:{local_vlan}->{REG_NET_FIELD}[],goto_table:{T_SPOOF}"
+    flows = [Flow(T_CLASSIFY, 100, f"in_port={ofport}", classify)]
+    if gated:
+        flows.append(Flow(T_CLASSIFY, 110, f"in_port={ofport}",
+                          f"{TO_AGENT},{classify}"))
+        flows.append(Flow(T_SPOOF, 200, f"{base},rarp", allow))
     addrs = [ipaddress.ip_interface(ip).ip for ip in ips]
     v4 = [str(a) for a in addrs if a.version == 4]
     v6 = [str(a) for a in addrs if a.version == 6]
@@ -153,7 +166,8 @@ def integration_flows(state: HostState, cache: PortFlowCache | None = None
     for port in bound:
         net = state.networks[port.bound_network]
         flows.update(cache.flows(port, net.local_vlan,
-                                 bool(port.security_groups)))
+                                 bool(port.security_groups),
+                                 port.name in state.gated))
     cache.keep_only({port.name for port in bound})
     for net in state.networks.values():
         patch = state.patches.get(net.physnet or "")
@@ -237,15 +251,15 @@ def port_tag(port: GuestPort, networks: Mapping[str, Network]) -> int:
     return net.local_vlan if net is not None else DEAD_VLAN
 
 
-def port_key(port: GuestPort, networks: Mapping[str, Network]
-             ) -> tuple | None:
+def port_key(port: GuestPort, networks: Mapping[str, Network],
+             gated: frozenset[str] = frozenset()) -> tuple | None:
     """What a port's own flows depend on; None when it has none (unbound,
     or not numbered yet)."""
     net = networks.get(port.bound_network or "")
     if net is None or not port.ofport:
         return None
     return (port.ofport, port.mac, port.ips, net.local_vlan,
-            bool(port.security_groups))
+            bool(port.security_groups), port.name in gated)
 
 
 class FlowPlanner:
@@ -275,7 +289,8 @@ class FlowPlanner:
                    dict(state.patches), dict(state.groups))
         shared = shared_ofports(state.ports)
         keys = {p.name: k for p in state.ports if p.ofport not in shared
-                and (k := port_key(p, state.networks)) is not None}
+                and (k := port_key(p, state.networks, state.gated))
+                is not None}
         changed = {n for n in keys.keys() | self._keys.keys()
                    if keys.get(n) != self._keys.get(n)}
         incremental = context == self._context and not any(
@@ -292,7 +307,7 @@ class FlowPlanner:
         for name in changed:
             if name in keys:
                 key = keys[name]
-                new.update(self.cache.flows(ports[name], key[3], key[4]))
+                new.update(self.cache.flows(ports[name], *key[3:]))
             else:
                 self.cache.forget(name)
         flows = self.desired[state.integration_bridge]

@@ -18,7 +18,7 @@ import signal
 import socket
 import subprocess
 import time
-from typing import Iterable
+from typing import Iterable, Mapping
 
 from virtio_ovs import paths
 from virtio_ovs.core.errors import EnvironmentFailure
@@ -63,6 +63,10 @@ class OpenFlowConnection:
         self.timeout = timeout
         self.sock: socket.socket | None = None
         self.ended = False
+        # Packet-ins are asked for (on each connect) once ``listen`` was
+        # called; they wait in ``packet_ins`` for ``take_packet_ins``.
+        self.listening = False
+        self.packet_ins: list[tuple[int, int, int | None, bytes]] = []
         self._buf = b""
         self._xid = 0
         self._probe: tuple[int, float] | None = None  # (xid, sent at)
@@ -73,6 +77,19 @@ class OpenFlowConnection:
         if self.sock is None:
             self._connect(time.monotonic() + self.timeout)
         self.ended = False
+
+    def listen(self) -> None:
+        """Receive packet-ins from now on (and after any reconnect)."""
+        if not self.listening:
+            self.listening = True
+            if self.sock is not None:
+                self.sock.sendall(ofwire.set_config(ofwire.OFPCML_NO_BUFFER,
+                                                    self._next_xid()))
+
+    def take_packet_ins(self) -> list[tuple[int, int, int | None, bytes]]:
+        """(cookie, table, in_port, frame) of each packet-in received."""
+        taken, self.packet_ins = self.packet_ins, []
+        return taken
 
     def probe(self) -> None:
         """Send an echo request, unless one is still unanswered."""
@@ -156,6 +173,9 @@ class OpenFlowConnection:
             self.close()
             raise EnvironmentFailure(f"{self.bridge} does not speak "
                                      "OpenFlow 1.4 (its protocols column)")
+        if self.listening:
+            sock.sendall(ofwire.set_config(ofwire.OFPCML_NO_BUFFER,
+                                           self._next_xid()))
 
     def _read(self, deadline: float) -> tuple[int, int, int, int, bytes]:
         """The next message: (version, type, length, xid, body); echoes
@@ -192,6 +212,9 @@ class OpenFlowConnection:
             elif msg_type == ofwire.OFPT_ECHO_REPLY:
                 if self._probe is not None and self._probe[0] == xid:
                     self._probe = None
+            elif msg_type == ofwire.OFPT_PACKET_IN:
+                if self.listening:
+                    self.packet_ins.append(ofwire.packet_in(body))
             else:
                 return version, msg_type, length, xid, body
         return None
@@ -266,6 +289,32 @@ class OpenFlowConnection:
             raise EnvironmentFailure(f"{self.bridge} refused the flow "
                                      f"bundle: {error}")
         return len(data) - 2
+
+    def request(self, build) -> None:
+        """Send the messages ``build(next_xid)`` returns and a barrier, and
+        wait for it: EnvironmentFailure if ovs-vswitchd refused one."""
+        deadline = time.monotonic() + self.timeout * self._patience.factor
+        try:
+            if self.sock is None:
+                self._connect(deadline)
+            messages = build(self._next_xid)
+            ours = {ofwire.parse_header(m)[3] for m in messages}
+            barrier_xid = self._next_xid()
+            self._send(b"".join(messages) + ofwire.message(
+                ofwire.OFPT_BARRIER_REQUEST, b"", barrier_xid), deadline)
+            error = self._wait(barrier_xid, ofwire.OFPT_BARRIER_REPLY, ours,
+                               deadline)
+        except (ConnectionError, BrokenPipeError) as exc:
+            self._lost()
+            raise EnvironmentFailure(f"OpenFlow connection to {self.bridge} "
+                                     f"lost: {exc}") from None
+        except (TimeoutError, socket.timeout):
+            self.close()
+            self._patience.timed_out()
+            raise EnvironmentFailure(f"{self.bridge} did not answer within "
+                                     f"{self.timeout:g} s") from None
+        if error:
+            raise EnvironmentFailure(f"{self.bridge} refused: {error}")
 
     def _send(self, data: bytes, deadline: float) -> None:
         assert self.sock is not None
@@ -351,6 +400,16 @@ class OpenFlowBridge:
         cookies (an earlier run's leftovers) go."""
         text = "".join(f"{f.text(cookie)}\n" for f in flows)
         self._ofctl("--bundle", "replace-flows", self.target, "-", stdin=text)
+
+    def set_forwarding(self, ports: Mapping[int, str], forward: bool
+                       ) -> None:
+        """ofport -> hw_addr: forward to these ports again, or drop what
+        would be forwarded to them (``no-forward``), in one request. Port
+        config lives in ovs-vswitchd only: a restart clears it."""
+        if ports:
+            self.conn.request(lambda next_xid: [
+                ofwire.port_mod(ofport, hw_addr, forward, next_xid())
+                for ofport, hw_addr in sorted(ports.items())])
 
     def flow_count(self) -> int:
         """Every flow in the bridge's tables (dump-aggregate)."""

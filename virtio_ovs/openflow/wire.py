@@ -26,14 +26,17 @@ from virtio_ovs.network.tables import Flow
 
 OFP_VERSION = 0x05  # OpenFlow 1.4
 OFPT_HELLO, OFPT_ERROR, OFPT_ECHO_REQUEST, OFPT_ECHO_REPLY = 0, 1, 2, 3
-OFPT_FLOW_MOD, OFPT_BARRIER_REQUEST, OFPT_BARRIER_REPLY = 14, 20, 21
+OFPT_SET_CONFIG, OFPT_PACKET_IN, OFPT_FLOW_MOD, OFPT_PORT_MOD = 9, 10, 14, 16
+OFPT_BARRIER_REQUEST, OFPT_BARRIER_REPLY = 20, 21
 OFPT_BUNDLE_CONTROL, OFPT_BUNDLE_ADD_MESSAGE = 33, 34
 OFPFC_ADD, OFPFC_DELETE_STRICT = 0, 4
 OFPBCT_OPEN_REQUEST, OFPBCT_OPEN_REPLY = 0, 1
 OFPBCT_COMMIT_REQUEST, OFPBCT_COMMIT_REPLY = 4, 5
 OFPBCT_DISCARD_REQUEST = 6
 OFPBF_ATOMIC, OFPBF_ORDERED = 1, 2
-OFPP_NORMAL, OFPP_ANY = 0xfffffffa, 0xffffffff
+OFPP_NORMAL, OFPP_CONTROLLER, OFPP_ANY = 0xfffffffa, 0xfffffffd, 0xffffffff
+OFPPC_NO_FWD = 1 << 5  # ofp_port_config: drop packets forwarded to the port
+OFPCML_NO_BUFFER = 0xffff  # the whole packet in a packet-in
 OFPG_ANY, NO_BUFFER = 0xffffffff, 0xffffffff
 NX_EXPERIMENTER_ID = 0x00002320
 NXAST_REG_LOAD, NXAST_OUTPUT_REG = 7, 15
@@ -61,7 +64,8 @@ FIELDS = {
 }
 ORDER = {name: i for i, name in enumerate(FIELDS)}
 # protocol shorthand -> (eth_type, ip_proto)
-PROTOCOLS = {"arp": (0x0806, None), "ip": (0x0800, None),
+PROTOCOLS = {"arp": (0x0806, None), "rarp": (0x8035, None),
+             "ip": (0x0800, None),
              "ipv6": (0x86dd, None), "icmp": (0x0800, 1),
              "icmp6": (0x86dd, 58), "tcp": (0x0800, 6), "tcp6": (0x86dd, 6),
              "udp": (0x0800, 17), "udp6": (0x86dd, 17)}
@@ -238,6 +242,9 @@ def _ct(args: str) -> bytes:
 def _action(text: str, untagged: bool) -> bytes:
     if text == "NORMAL":
         return struct.pack("!HHIH6x", 0, 16, OFPP_NORMAL, 0xffff)
+    if text.startswith("CONTROLLER:"):
+        return struct.pack("!HHIH6x", 0, 16, OFPP_CONTROLLER,
+                           int(text.split(":")[1]))
     if text == "strip_vlan":
         return struct.pack("!HH4x", 18, 8)
     if text.startswith("mod_vlan_vid:"):
@@ -297,6 +304,37 @@ def bundle_add(bundle_id: int, inner: bytes, xid: int) -> bytes:
     """Wrap ``inner`` (a message with the same xid) into a bundle."""
     return message(OFPT_BUNDLE_ADD_MESSAGE, struct.pack(
         "!I2xH", bundle_id, OFPBF_ATOMIC | OFPBF_ORDERED) + inner, xid)
+
+
+def port_mod(ofport: int, hw_addr: str, forward: bool, xid: int) -> bytes:
+    """Set or clear a port's ``no-forward`` (ovs-ofctl mod-port ...
+    forward|no-forward). ovs-vswitchd checks ``hw_addr`` against the
+    port's own (OFPPMFC_BAD_HW_ADDR otherwise)."""
+    return message(OFPT_PORT_MOD, struct.pack(
+        "!I4x6s2xII", ofport, _mac(hw_addr), 0 if forward else OFPPC_NO_FWD,
+        OFPPC_NO_FWD), xid)
+
+
+def set_config(miss_send_len: int, xid: int) -> bytes:
+    """OFPT_SET_CONFIG. A service connection (the bridge's management
+    socket) gets packet-ins only with a miss_send_len above 0."""
+    return message(OFPT_SET_CONFIG, struct.pack("!HH", 0, miss_send_len), xid)
+
+
+def packet_in(body: bytes) -> tuple[int, int, int | None, bytes]:
+    """An OpenFlow 1.4 packet-in body: (cookie, table, in_port or None,
+    frame)."""
+    _, _, _, table, cookie = struct.unpack("!IHBBQ", body[:16])
+    match_type, match_len = struct.unpack("!HH", body[16:20])
+    in_port = None
+    fields = body[20:16 + match_len]
+    while len(fields) >= 4:
+        cls, field, size = struct.unpack("!HBB", fields[:4])
+        if (cls, field >> 1, size) == (OFB, 0, 4):
+            in_port = struct.unpack("!I", fields[4:8])[0]
+        fields = fields[4 + size:]
+    start = 16 + match_len + (-match_len % 8) + 2
+    return cookie, table, in_port, body[start:]
 
 
 def parse_header(data: bytes) -> tuple[int, int, int, int]:

@@ -54,7 +54,8 @@ def _iface_values(row) -> IfaceValues:
                        mtu_request=optional_of(row, "mtu_request"),
                        ofport_request=optional_of(row, "ofport_request"),
                        error=optional_of(row, "error"),
-                       link_state=optional_of(row, "link_state"))
+                       link_state=optional_of(row, "link_state"),
+                       mac_in_use=optional_of(row, "mac_in_use"))
 
 
 def _port_values(row) -> PortValues:
@@ -71,7 +72,8 @@ def _wiring(entry) -> tuple | None:
         return None
     port_uuid, p = entry
     return (port_uuid, p.port_id, p.name, p.kind, p.vm, p.bridge, p.mac,
-            p.ips, p.network, p.ofport, p.tag, p.security_groups, p.problem)
+            p.ips, p.network, p.ofport, p.tag, p.security_groups, p.problem,
+            p.hw_addr)
 
 
 def _bridge_values(row) -> BridgeValues:

@@ -12,6 +12,7 @@ import os
 from virtio_ovs import paths
 from virtio_ovs.core import plug_request
 from virtio_ovs.core.errors import UserError
+from virtio_ovs.core.migration import incoming_key
 from virtio_ovs.core.plug_request import Vif
 from virtio_ovs.core.secgroups import EXT_SECURITY_GROUPS
 from virtio_ovs.ovsdb.host.views import DbView, optional, optional_of
@@ -207,6 +208,13 @@ class PlugVif:
             self._insert(ctx)
         elif outcome == UPDATED:
             self._update(ctx.view.ifaces_by_id[self.vif.port_id])
+        if self.vif.migrating_from is not None:
+            key = incoming_key(self.vif.port_id)
+            if ctx.view.open_vswitch.external_ids.get(key) != \
+                    self.vif.migrating_from:
+                ctx.view.open_vswitch.setkey("external_ids", key,
+                                             self.vif.migrating_from)
+                outcome = UPDATED if outcome == UNCHANGED else outcome
         return outcome
 
     def _update(self, iface) -> None:
@@ -247,7 +255,10 @@ class PlugVif:
         # no frame passes before the agent's flows do). Otherwise the dead
         # VLAN until an agent binds the port (neutron's isolation).
         if self.local_vlans:
-            vlan = self._local_vlan(ctx.view) if secure else None
+            # A migration's destination stays in the dead VLAN until the
+            # agent has gated it (nothing may queue in its TAP).
+            vlan = self._local_vlan(ctx.view) if secure and \
+                vif.migrating_from is None else None
             port.tag, port.vlan_mode, port.trunks = plug_request.vlan_columns(
                 plug_request.DEAD_VLAN if vlan is None else vlan)
         ctx.add_port(vif.bridge, port)

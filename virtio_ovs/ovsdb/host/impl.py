@@ -8,6 +8,7 @@ from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
 from virtio_ovs.core.plug_request import EXT_IFACE_ID, Vif
 from virtio_ovs.core.errors import OvsdbTimeout, VirtioOvsError
+from virtio_ovs.core.migration import INCOMING_PREFIX, parse_incoming
 from virtio_ovs.core.outcomes import Committed, PlugOutcome, UnplugOutcome
 from virtio_ovs.core.networks import (NET_KEY_PREFIX, Network,
                                       parse_networks, read_networks)
@@ -30,7 +31,7 @@ from virtio_ovs.ovsdb.transaction import (ADDED, UNCHANGED, UPDATED, Commit,
 
 LOG = logging.getLogger(__name__)
 OVN_INSTALLED = "ovn-installed"
-WIRING_KEYS = (NET_KEY_PREFIX, SG_KEY_PREFIX)  # of Open_vSwitch:external_ids
+WIRING_KEYS = (NET_KEY_PREFIX, SG_KEY_PREFIX, INCOMING_PREFIX)  # of Open_vSwitch:external_ids
 # Statistics are replicated only by a short-lived connection.
 COUNTER_TABLES = {"Interface": ("name", "type", "status", "statistics")}
 
@@ -350,6 +351,13 @@ class IdlHostDb(HostDb):
 
     def record_migrations(self, records) -> None:
         self._transact([nc.RecordMigrations(records)])
+
+    def incoming(self) -> dict[str, str]:
+        self.conn.start()
+        return parse_incoming(the_open_vswitch(self.conn).external_ids)
+
+    def set_incoming(self, records) -> None:
+        self._transact([nc.SetIncoming(records)])
 
     def chassis_name(self) -> str | None:
         self.conn.start()

@@ -5,6 +5,7 @@ from typing import Mapping
 
 from virtio_ovs.core import plug_request
 from virtio_ovs.core.errors import EnvironmentFailure, UserError
+from virtio_ovs.core.migration import incoming_key
 from virtio_ovs.core.networks import (NONEXISTENT_PEER, Network,
                                       int_patch_name, network_key,
                                       phy_patch_name, validate_new_network)
@@ -265,6 +266,20 @@ class RecordMigrations:
                     iface, {plug_request.EXT_MIGRATION: record}):
                 outcome = UPDATED
         return outcome
+
+
+class SetIncoming:
+    """Port id -> the source host of a live migration expected here, or
+    None to forget the expectation (standalone; core.migration)."""
+
+    def __init__(self, records: Mapping[str, str | None]):
+        self.records = records
+
+    def run_idl(self, ctx: TxnContext) -> str:
+        changed = update_external_ids(ctx.view.open_vswitch, {
+            incoming_key(port_id): source
+            for port_id, source in self.records.items()})
+        return UPDATED if changed else UNCHANGED
 
 
 def provider_commands(spec, physnet: str, bridge: str, connect: bool) -> list:

@@ -25,10 +25,10 @@ TABLES = {
                "controller"),
     "Port": ("name", "interfaces", "tag", "vlan_mode", "trunks"),
     "Controller": ("target",),
-    # ofport, error and link_state are written by ovs-vswitchd.
+    # ofport, error, link_state and mac_in_use are written by ovs-vswitchd.
     "Interface": ("name", "type", "options", "external_ids", "mtu_request",
                   "other_config", "ofport", "ofport_request", "error",
-                  "link_state"),
+                  "link_state", "mac_in_use"),
 }
 
 
