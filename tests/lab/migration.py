@@ -5,6 +5,7 @@ destination QEMU started with ``-incoming``. Figures as the research
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 import signal
@@ -176,6 +177,19 @@ class OvnMigrationLab:
             f"urlopen('http://{METRICS}/metrics', timeout=5).read()"
             ".decode())"]).stdout
 
+    def destination_args(self, source) -> list[str]:
+        return []  # OVN sees the port on a second chassis by itself
+
+    def destination_figures(self, vm) -> dict:
+        return {"requested": self.lsp_option(vm.name, "requested-chassis"),
+                "strategy": self.lsp_option(vm.name, "activation-strategy")}
+
+    def before_copy(self, vm) -> dict:
+        return {}
+
+    def wait_agents(self) -> None:
+        self.topo.wait_hv_sync()
+
     def lsp_option(self, port: str, key: str) -> str:
         return self.central.nbctl("--if-exists", "get",
                                   "Logical_Switch_Port", port,
@@ -192,10 +206,13 @@ class Vm:
         self.ip = self.cidr.split("/")[0]
         self.qemus: dict = {}
 
-    def plug(self, host, tap: str) -> None:
+    def plug(self, host, tap: str, source=None) -> None:
+        """Plug the VM's port on ``host``; ``source``: the host it comes
+        from (the destination of a migration)."""
         host.ctl_ok("--timeout", "20", "plug", "--port-id", self.name,
                     "--mac", self.mac, "--tap", tap, "--network", NET,
-                    "--ip", self.cidr, "--vm", self.name)
+                    "--ip", self.cidr, "--vm", self.name,
+                    *self.lab.destination_args(source))
 
     def qemu(self, host, tap: str, incoming: str | None = None):
         from tests.lab.guest import QemuGuest
@@ -212,10 +229,12 @@ class Vm:
         for guest in self.qemus.values():
             guest.stop()
 
-    def migrate(self, restart_agents: bool = False) -> dict:
+    def migrate(self, restart_agents: bool | str = False) -> dict:
         """Plug the destination under ping, migrate under ping, then the
         orchestrator's last step: the source QEMU quits, its port goes.
-        Returns the figures of each phase."""
+        Returns the figures of each phase. ``restart_agents``: True stops
+        both agents before the memory copy and starts them after it;
+        "before-copy" stops and starts them before the copy."""
         lab = self.lab
         h1, h2 = lab.hosts[0], lab.hosts[1]
         self.plug(h1, f"{self.name}s")
@@ -225,9 +244,10 @@ class Vm:
         figures: dict = {}
         ping = Pinger(lab.peer.netns, self.ip)
         time.sleep(0.5)
-        self.plug(h2, f"{self.name}d")  # waits for ovn-installed on h2
-        figures["requested"] = lab.lsp_option(self.name, "requested-chassis")
-        figures["strategy"] = lab.lsp_option(self.name, "activation-strategy")
+        # Returns once the destination is ready: ovn-installed on h2 (OVN),
+        # gated and wired by h2's agent (standalone).
+        self.plug(h2, f"{self.name}d", source=h1)
+        figures.update(lab.destination_figures(self))
         time.sleep(0.5)
         figures["plug"] = ping.stop()
         sock = os.path.join(h2.box.dir, f"{self.name}.mig")
@@ -237,10 +257,15 @@ class Vm:
         if restart_agents:
             for host in (h1, h2):
                 lab.stop_agent(host)
+        if restart_agents == "before-copy":
+            for host in (h1, h2):
+                lab.start_agent(host)
+            lab.wait_agents()
         ping = Pinger(lab.peer.netns, self.ip)
         time.sleep(0.5)
+        figures.update(lab.before_copy(self))
         figures["qemu"] = migrate(self.qemus[h1].qmp_sock, f"unix:{sock}")
-        if restart_agents:
+        if restart_agents and restart_agents != "before-copy":
             for host in (h1, h2):
                 lab.start_agent(host)
         time.sleep(1.0)
@@ -249,6 +274,208 @@ class Vm:
         time.sleep(1.0)
         figures["move"] = ping.stop()
         return figures
+
+
+# ---------------------------------------------------------- standalone lab
+VLAN = 100
+STANDALONE_PEER = PEER_CIDR  # the guests are 10.93.0.N/24
+WITNESS_CIDR = "10.93.0.254/24"
+
+
+class StandaloneHost:
+    """A hypervisor of the standalone lab: its own OVS (br-int, and br-ex
+    for physnet1 with an uplink to the physical switch) and agent."""
+
+    def __init__(self, index: int, prefix: str):
+        from tests.functional.topology import Topology
+        from tests.lab.sandbox import OvsSandbox
+        self.index = index
+        self.box = OvsSandbox(prefix=f"{prefix}h{index}")
+        self.topo = Topology(self.box)
+        self.system_id = f"{prefix}-hv{index}"
+
+    def ctl_ok(self, *args: str) -> str:
+        return self.topo.ctl_ok(*args)
+
+    def ctl(self, *args: str):
+        return self.topo.ctl(*args)
+
+
+class StandaloneMigrationLab:
+    """Two standalone hypervisors whose provider bridges are trunked into a
+    physical switch (a third OVS, NORMAL) on which a peer sits in VLAN
+    100: guests move from 1 to 2 while the peer pings them. virtio-ovs
+    plugs both ends; each host runs its agent (metrics on its own
+    loopback). Nothing is shared between the hosts but the wire."""
+
+    def __init__(self, image: tuple[str, str], prefix: str = "vw"):
+        from tests.lab.sandbox import OvsSandbox
+        self.image = image
+        self.prefix = prefix
+        self.hosts = [StandaloneHost(1, prefix), StandaloneHost(2, prefix)]
+        self.switch = OvsSandbox(prefix=f"{prefix}sw")
+        self.agents: dict = {}
+
+    def start(self) -> "StandaloneMigrationLab":
+        from tests.functional.topology import Topology
+        try:
+            self.switch.start()
+            self.switch.add_bridge("br-sw")
+            for host in self.hosts:
+                self._start_host(host)
+            self.switch_topo = Topology(self.switch)
+            outside = self.switch_topo.add_outside(
+                "br-sw", {VLAN: [STANDALONE_PEER]})
+            self.peer = Peer(self.switch_topo, outside[VLAN])
+            for host in self.hosts:
+                self.start_agent(host)
+            self.wait_agents()  # net-create reads the agent's mappings
+            for host in self.hosts:
+                host.ctl_ok("net-create", NET, "--type", "vlan", "--physnet",
+                            "physnet1", "--segment", str(VLAN))
+            # A witness in the network on the destination: what br-int
+            # floods to the network there reaches it.
+            h2 = self.hosts[1]
+            self.witness = h2.topo.add_guest("wit", "02:00:00:93:00:fe",
+                                             WITNESS_CIDR)
+            h2.ctl_ok("bind", "--port-id", self.witness.port_id,
+                      "--network", NET, "--ip", WITNESS_CIDR)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start_host(self, host: StandaloneHost) -> None:
+        """The host's OVS, br-ex, and its trunk into the switch."""
+        host.box.start()
+        host.box.vsctl("set", "Open_vSwitch", ".",
+                       f"external_ids:system-id={host.system_id}")
+        host.box.add_bridge("br-ex")
+        uplink = f"{self.prefix}u{host.index}{os.getpid() % 10000}"[:15]
+        port = f"{self.prefix}s{host.index}{os.getpid() % 10000}"[:15]
+        host.box.exec(["ip", "link", "add", uplink, "type", "veth", "peer",
+                       "name", port, "netns", self.switch.netns])
+        host.box.exec(["ip", "link", "set", uplink, "up"])
+        self.switch.exec(["ip", "link", "set", port, "up"])
+        host.box.vsctl("add-port", "br-ex", uplink)
+        self.switch.vsctl("add-port", "br-sw", port)
+
+    def stop(self) -> None:
+        """Everything goes, whatever fails on the way; then the first
+        failure is raised."""
+        errors: list[Exception] = []
+        for host in list(self.agents):
+            try:
+                self.stop_agent(host)
+            except (RuntimeError, subprocess.TimeoutExpired) as exc:
+                errors.append(exc)
+        for host in self.hosts:
+            host.topo.close()
+            host.box.stop()
+        if getattr(self, "switch_topo", None) is not None:
+            self.switch_topo.close()
+        self.switch.stop()
+        if errors:
+            raise errors[0]
+
+    def start_agent(self, host: StandaloneHost) -> None:
+        host.topo.write_config(
+            "physnet1:br-ex", extra="check_interval = 0\ngc_interval = 0\n"
+            f"metrics_bind = {METRICS}\n")
+        self.agents[host] = host.topo.start_agent()
+
+    def stop_agent(self, host: StandaloneHost) -> None:
+        del self.agents[host]
+        rc = host.topo.stop_agent()
+        if rc != 0:
+            raise RuntimeError(f"agent on {host.system_id} exited {rc}: "
+                               f"{host.topo.agent_log_text()[-2000:]}")
+
+    def wait_agents(self) -> None:
+        """Until each running agent (this very process) reports synced."""
+        for host, agent in self.agents.items():
+            if not eventually(lambda: (lambda s: s.get("pid") == agent.pid
+                                       and s.get("synced"))(
+                    host.topo.status()), 30):
+                raise RuntimeError(f"agent on {host.system_id} not synced:"
+                                   f"\n{host.topo.agent_log_text()[-2000:]}")
+
+    def scrape(self, host: StandaloneHost) -> str:
+        return host.box.exec([
+            "python3", "-c", "import urllib.request; print(urllib.request."
+            f"urlopen('http://{METRICS}/metrics', timeout=5).read()"
+            ".decode())"]).stdout
+
+    def destination_args(self, source) -> list[str]:
+        return [] if source is None else ["--migrating-from",
+                                          source.system_id]
+
+    def destination_figures(self, vm) -> dict:
+        h2 = self.hosts[1]
+        record = json.loads(h2.ctl_ok("show", vm.name, "--format", "json"))
+        return {"migrating": record["migrating"],
+                "no_forward": no_forward(h2, f"{vm.name}d")}
+
+    def before_copy(self, vm) -> dict:
+        """Flood the guest's network while the destination is gated (ARP
+        broadcasts for an absent address): the witness on the destination
+        receives them, the destination TAP none (the kernel's counters:
+        immediate, unlike OVS's port stats)."""
+        h2 = self.hosts[1]
+        witness = self.witness_rx()
+        self.peer.arp_flood()
+        time.sleep(0.3)
+        return {"flooded": self.witness_rx() - witness,
+                "queued": tap_tx(h2, f"{vm.name}d")}
+
+    def witness_rx(self) -> int:
+        return int(self.hosts[1].topo.run(self.witness.netns, [
+            "cat", "/sys/class/net/eth0/statistics/rx_packets"]).stdout)
+
+
+class Peer:
+    """The peer behind the physical switch, in VLAN 100."""
+
+    def __init__(self, topo, netns: str):
+        self.topo, self.netns = topo, netns
+
+    def ping(self, address: str, count: int = 1) -> bool:
+        return self.topo.ping(self.netns, address, count=count)
+
+    def arp_flood(self, count: int = 20) -> None:
+        """``count`` ARP requests (broadcasts) for an address nobody has,
+        from the peer's eth0."""
+        self.topo.run(self.netns, [sys.executable, "-c", ARP_FLOOD,
+                                   str(count)])
+
+
+# Broadcast ARP requests for 10.93.0.250 from eth0, 200 a second.
+ARP_FLOOD = """
+import socket, sys, time
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind(("eth0", 0))
+mac = s.getsockname()[4]
+arp = (bytes.fromhex("0001080006040001") + mac + bytes([10, 93, 0, 100])
+       + bytes(6) + bytes([10, 93, 0, 250]))
+for _ in range(int(sys.argv[1])):
+    s.send(b"\\xff" * 6 + mac + b"\\x08\\x06" + arp + bytes(18))
+    time.sleep(0.005)
+"""
+
+
+def no_forward(host, port: str) -> bool:
+    """The port's OpenFlow config says no-forward (ovs-ofctl show)."""
+    out = host.box.ofctl("-O", "OpenFlow14", "show", "br-int")
+    block = out.split(f"({port}):", 1)
+    return len(block) == 2 and "NO_FWD" in block[1].split("\n", 2)[1]
+
+
+def tap_tx(host, tap: str) -> int:
+    """Frames the kernel queued for the TAP's reader (QEMU): OVS's output
+    to it, and what the host itself sends on it (nothing: virtio-ovs's
+    TAPs have no IPv6)."""
+    return int(host.box.exec(["cat", f"/sys/class/net/{tap}/statistics/"
+                                     "tx_packets"]).stdout)
 
 
 def summary(name: str, figures: dict) -> str:

@@ -59,6 +59,7 @@ class ArrivalGates:
         self.spoke: set[str] = set()  # port ids whose guest spoke here
         self.fresh: set[str] = set()  # closed by the last update
         self.waiting: frozenset[str] = frozenset()  # port names, see update
+        self.records: dict[str, str | None] = {}  # written by after_flows
         self.version = 0
 
     # ------------------------------------------------------------ reconcile
@@ -84,10 +85,8 @@ class ArrivalGates:
         if forget:
             self.db.set_incoming({p: None for p in forget})
         present = {p.port_id: p for p in ports}
-        records = {p: r for p, r in records.items()
-                   if p in present and present[p].migration != r}
-        if records:
-            self.db.record_migrations(records)
+        self.records = {p: r for p, r in records.items()
+                        if p in present and present[p].migration != r}
         self.waiting = frozenset(
             p.name for p in ports if p.port_id in incoming
             and p.port_id not in self.spoke and p.port_id not in self.closed)
@@ -139,9 +138,13 @@ class ArrivalGates:
         return set(port_ids)
 
     def after_flows(self) -> None:
-        """Once the gated ports' flows are in: a TAP whose QEMU wrote
-        frames already (its guest resumed while no agent listened) is
-        opened by the next reconcile."""
+        """Once the gated ports' flows are in: their records ("SRC ->
+        HERE": gated and wired; ``plug --migrating-from`` waits for it);
+        a TAP whose QEMU wrote frames already (its guest resumed while no
+        agent listened) is opened by the next reconcile."""
+        if self.records:
+            self.db.record_migrations(self.records)
+            self.records = {}
         for p in sorted(self.fresh):
             closed = self.closed.get(p)
             count = self.frames(closed.name) if closed is not None else None

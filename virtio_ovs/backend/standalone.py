@@ -55,7 +55,13 @@ class StandaloneBackend(Backend):
         return self.db.invalid_records()
 
     def plug(self, vifs: list[Vif], wait: bool) -> PlugOutcome:
-        return self.plugger.plug(vifs, wait)
+        """With ``wait``, a live migration's destination (``migrating_from``)
+        returns once the agent has gated and wired it."""
+        outcome = self.plugger.plug(vifs, wait)
+        arriving = [vif.port_id for vif in vifs if vif.migrating_from]
+        if wait and arriving:
+            self.db.wait_gated(arriving)
+        return outcome
 
     def unplug(self, port_ids: Sequence[str], if_exists: bool, wait: bool
                ) -> UnplugOutcome:

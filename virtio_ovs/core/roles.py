@@ -255,6 +255,12 @@ class AgentRecords(Protocol):
         replica."""
 
     @abc.abstractmethod
+    def wait_gated(self, port_ids: Iterable[str]) -> None:
+        """Until the agent has gated and wired each of these ports (their
+        migration record ``SRC -> HERE``); OvsdbTimeout after the
+        connection's timeout."""
+
+    @abc.abstractmethod
     def set_incoming(self, records: Mapping[str, str | None]) -> None:
         """Port id -> source host: expect a live migration of the port
         here; None: forget the expectation. One transaction."""

@@ -6,7 +6,7 @@ import json
 import logging
 from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
-from virtio_ovs.core.plug_request import EXT_IFACE_ID, Vif
+from virtio_ovs.core.plug_request import EXT_IFACE_ID, EXT_MIGRATION, Vif
 from virtio_ovs.core.errors import OvsdbTimeout, VirtioOvsError
 from virtio_ovs.core.migration import INCOMING_PREFIX, parse_incoming
 from virtio_ovs.core.outcomes import Committed, PlugOutcome, UnplugOutcome
@@ -147,28 +147,42 @@ class IdlHostDb(HostDb):
             used = {i.name for i in conn.rows("Interface").values()}
         return used & set(names)
 
+    def wait_gated(self, port_ids: Iterable[str]) -> None:
+        """Until the agent has gated and wired each port, arriving by live
+        migration (its record ``SRC -> HERE``: core.migration)."""
+        self._wait_ids(port_ids, lambda ids: " -> " in ids.get(
+            EXT_MIGRATION, "") and ": " not in ids.get(EXT_MIGRATION, ""),
+            "the agent", "to gate", "is virtio-ovs-agent running?")
+
     def wait_ovn_installed(self, port_ids: Iterable[str]) -> None:
+        self._wait_ids(port_ids, lambda ids: ids.get(OVN_INSTALLED) == "true",
+                       "ovn-controller", "to install",
+                       "is ovn-controller running, and is the port's logical "
+                       "switch port in the northbound database?")
+
+    def _wait_ids(self, port_ids: Iterable[str], ready, who: str, what: str,
+                  hint: str) -> None:
+        """Until ``ready(external_ids)`` holds for each port's Interface;
+        OvsdbTimeout naming ``who`` and the ports still waited for."""
         deadline = self._deadline()
         self.conn.start(deadline)
         wanted = set(port_ids)
         missing = sorted(wanted)
 
-        def installed() -> bool:
+        def done() -> bool:
             view = DbView(self.conn)
             missing[:] = sorted(
                 p for p in wanted if (i := view.ifaces_by_id.get(p)) is None
-                or i.external_ids.get(OVN_INSTALLED) != "true")
+                or not ready(i.external_ids))
             return not missing
 
         try:
-            self.conn.wait_for(installed, deadline, "ovn-controller")
+            self.conn.wait_for(done, deadline, who)
         except OvsdbTimeout:
             raise OvsdbTimeout(
                 f"timed out after {deadline.seconds:g} s waiting for "
-                f"ovn-controller to install {', '.join(missing[:5])}"
-                f"{' ...' if len(missing) > 5 else ''} (is ovn-controller "
-                "running, and is the port's logical switch port in the "
-                "northbound database?)") from None
+                f"{who} {what} {', '.join(missing[:5])}"
+                f"{' ...' if len(missing) > 5 else ''} ({hint})") from None
 
     def controller_of(self, bridge: str) -> str | None:
         self.conn.start()
