@@ -17,7 +17,7 @@ import time
 import pytest
 
 from tests.lab.migration import (OvnMigrationLab, Pinger, Vm, eventually,
-                                 summary)
+                                 migrate, summary)
 from tests.lab.ovn import missing_requirement
 
 
@@ -119,6 +119,42 @@ def test_an_aborted_migration_leaves_the_source_alone(lab):
         assert eventually(lambda: (record(h1, vm.name) or {}).get(
             "migration") == f"aborted: {h1.system_id} -> {h2.system_id}")
         assert record(h2, vm.name) is None
+        assert lab.peer.ping(vm.ip, count=3)
+    finally:
+        vm.stop()
+
+
+def test_the_move_ends_at_activation_with_the_source_still_plugged(lab):
+    """The SB's additional-chassis-activated ends the move: the
+    destination alone as soon as the resumed guest's RARP activated it,
+    while the source's Interface is still plugged (the orchestrator has
+    not cleaned up yet), and the source's agent claims nothing back."""
+    h1, h2 = lab.hosts[0], lab.hosts[1]
+    vm = Vm(lab, "vme", 15)
+    try:
+        vm.plug(h1, "vmes")
+        vm.qemu(h1, "vmes").wait_ready()
+        assert eventually(lambda: lab.peer.ping(vm.ip))
+        vm.plug(h2, "vmed", source=h1)
+        sock = os.path.join(h2.box.dir, "vme.mig")
+        vm.qemu(h2, "vmed", incoming=f"unix:{sock}")
+        assert eventually(lambda: os.path.exists(sock), 30)
+        assert migrate(vm.qemus[h1].qmp_sock, f"unix:{sock}")["status"] \
+            == "completed"
+        assert eventually(lambda: lab.lsp_option(vm.name, "requested-chassis")
+                          == h2.system_id)
+        assert lab.lsp_option(vm.name, "activation-strategy") == ""
+        assert eventually(lambda: (record(h1, vm.name) or {}).get(
+            "migration") == f"done: {h1.system_id} -> {h2.system_id}")
+        assert eventually(lambda: (record(h2, vm.name) or {}).get(
+            "migration") == f"done: {h1.system_id} -> {h2.system_id}")
+        time.sleep(2.0)  # two reconciles of h1's agent at least
+        assert record(h1, vm.name) is not None  # still plugged there
+        assert lab.lsp_option(vm.name, "requested-chassis") == h2.system_id
+        assert lab.peer.ping(vm.ip, count=3)
+        vm.qemus[h1].stop()
+        h1.ctl_ok("unplug", "--port-id", vm.name)
+        assert lab.lsp_option(vm.name, "requested-chassis") == h2.system_id
         assert lab.peer.ping(vm.ip, count=3)
     finally:
         vm.stop()

@@ -160,14 +160,14 @@ def test_no_test_harness_command_is_installed():
 
 
 def test_one_way_into_each_database():
-    """Outside ovsdb/, code reaches the host database and the OVN NB only
-    through their facades (and their public command types); only the
-    facades' own packages touch IDL rows."""
+    """Outside ovsdb/, code reaches the host database and the OVN NB and
+    SB only through their facades (and their public command types); only
+    the facades' own packages touch IDL rows."""
     allowed = ("virtio_ovs.ovsdb.host.api", "virtio_ovs.ovsdb.host.impl",
                "virtio_ovs.ovsdb.nb.api", "virtio_ovs.ovsdb.nb.impl",
                "virtio_ovs.ovsdb.nb.commands",
                "virtio_ovs.ovsdb.nb.sg_commands",
-               "virtio_ovs.ovsdb.connection")
+               "virtio_ovs.ovsdb.sb", "virtio_ovs.ovsdb.connection")
     for path in modules():
         if unit_of(path) == "ovsdb":
             continue

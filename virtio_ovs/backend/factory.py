@@ -19,6 +19,7 @@ from virtio_ovs.core.networks import parse_bridge_mappings
 from virtio_ovs.core.roles import BridgeSpec
 from virtio_ovs.kernel.taps import TapManager, validate_host, is_tap
 from virtio_ovs.openflow.switch import PROTOCOLS
+from virtio_ovs.ovsdb.sb import SouthboundActivations
 from virtio_ovs.ovsdb.host.api import HostDb
 from virtio_ovs.ovsdb.host.impl import IdlHostDb
 
@@ -110,7 +111,9 @@ def _ovn_driver(conf, db: HostDb, on_first_sync: Callable[[], None],
     timeout = conf.ovs.ovsdb_timeout
     return OvnDriver(db, open_nb(conf_mod.ovn_nb_remote(conf), timeout,
                                  min(timeout, NB_CONNECT_TIMEOUT)),
-                     ovn_controller.version(), metrics)
+                     ovn_controller.version(), metrics,
+                     lambda remote: SouthboundActivations(
+                         remote, timeout, min(timeout, NB_CONNECT_TIMEOUT)))
 
 
 # The OVN agent's first connection to the NB: its loop waits this long at

@@ -21,7 +21,7 @@ from virtio_ovs.backend.base import (Backend, CountingDriver,
                                      NetworkOwnedElsewhere, Reconciled)
 from virtio_ovs.backend.plugger import Plugger
 from virtio_ovs.core.errors import OvsdbTimeout, UserError, VirtioOvsError
-from virtio_ovs.core.migration import (MULTICHASSIS, Placement,
+from virtio_ovs.core.migration import (MULTICHASSIS, Placement, left_behind,
                                        migration_text, strategy_for, wanted)
 from virtio_ovs.core.plug_request import Vif
 from virtio_ovs.core.networks import Network
@@ -290,16 +290,22 @@ class OvnDriver(CountingDriver):
     and multi-chassis binding, the agent also places this host's ports of
     ours (core/migration.py): it claims a port plugged here by someone
     else (libvirt, on a migration's destination), ends the move when the
-    source's port is gone, returns an aborted one to its source; it
-    records each migration on the port's Interface (list, show, watch) and
-    in the metrics."""
+    SB says the destination was activated or the source's port is gone,
+    returns an aborted one to its source; it records each migration on
+    the port's Interface (list, show, watch) and in the metrics.
+
+    ``open_sb(remote)``: the SB reader (ovsdb/sb.py) for ovn-controller's
+    ``ovn-remote``, opened when a port migrates here."""
 
     def __init__(self, db: HostDb, nb: NorthboundDb | None = None,
-                 ovn: tuple[int, int] | None = None, metrics=None):
+                 ovn: tuple[int, int] | None = None, metrics=None,
+                 open_sb: Callable | None = None):
         super().__init__(db)
         self.nb = nb if ovn is not None and ovn >= MULTICHASSIS else None
         self.ovn = ovn
         self.metrics = metrics
+        self.open_sb = open_sb
+        self.sb = None
         self.seen: dict[str, tuple[Placement, float]] = {}  # migrating
         self.nb_retry_at = 0.0
 
@@ -307,15 +313,18 @@ class OvnDriver(CountingDriver):
         return bool(port.ovn_installed)
 
     def changes(self) -> int:
-        return self.nb.seqno if self.nb is not None else 0
+        return (self.nb.seqno if self.nb is not None else 0) + \
+            (self.sb.seqno if self.sb is not None else 0)
 
     def register_wakeup(self, poller) -> None:
-        if self.nb is not None:
-            self.nb.register_wakeup(poller)
+        for db in (self.nb, self.sb):
+            if db is not None:
+                db.register_wakeup(poller)
 
     def service(self) -> bool:
-        if self.nb is not None:
-            self.nb.run()
+        for db in (self.nb, self.sb):
+            if db is not None:
+                db.run()
         return False
 
     def reconcile(self, wiring_version: int) -> Reconciled:
@@ -337,12 +346,17 @@ class OvnDriver(CountingDriver):
         if here is None:
             return
         commands, now = [], {}
-        for port_id, current in self.nb.placements().items():
+        placements = self.nb.placements()
+        activated = self._activations(here, placements)
+        for port_id, current in placements.items():
             if port_id not in local and here not in current.chassis:
                 continue
             kind = local[port_id].kind if port_id in local else "tap"
-            want = wanted(current, here, port_id in local, None,
-                          strategy_for(kind, self.ovn))
+            record = local[port_id].migration if port_id in local else None
+            want = wanted(current, here, port_id in local,
+                          activated.get(port_id),
+                          strategy_for(kind, self.ovn),
+                          left_behind(record, here, current))
             if want != current:
                 LOG.info("port %s: requested-chassis %s -> %s", port_id,
                          current.requested, want.requested)
@@ -351,6 +365,22 @@ class OvnDriver(CountingDriver):
         if commands:
             self.nb.commit(*commands)
         self._record(here, local, now)
+
+    def _activations(self, here: str, placements: dict[str, Placement]
+                     ) -> dict[str, str]:
+        """Port -> activated chassis (SB), for the ports migrating here
+        with an activation strategy; the SB is watched for those only."""
+        arriving = {p for p, c in placements.items() if c.migrating
+                    and c.chassis[1] == here and c.strategy}
+        if self.sb is None:
+            if not arriving or self.open_sb is None:
+                return {}
+            remote = self.db.ovn_remote()
+            if remote is None:
+                return {}
+            self.sb = self.open_sb(remote)
+        self.sb.watch(arriving)
+        return self.sb.activated()
 
     def _record(self, here: str, local: dict[str, GuestPort],
                 now: dict[str, Placement]) -> None:
@@ -385,8 +415,9 @@ class OvnDriver(CountingDriver):
             self.db.record_migrations(changed)
 
     def close(self) -> None:
-        if self.nb is not None:
-            self.nb.close()
+        for db in (self.nb, self.sb):
+            if db is not None:
+                db.close()
 
 
 def _with_state(port: GuestPort, states: dict) -> dict:

@@ -19,7 +19,9 @@ comes back):
   migration);
 - two chassis requested, here the second, and the SB says here is
   activated (``additional-chassis-activated``): here alone, the move is
-  done.
+  done (the source's Interface, still there until the orchestrator
+  removes it, is left behind: its record says it was the source of this
+  move, and it claims nothing).
 """
 from __future__ import annotations
 
@@ -69,13 +71,19 @@ class Placement:
 
 
 def wanted(current: Placement, here: str, local: bool,
-           activated: str | None, strategy: str | None) -> Placement:
+           activated: str | None, strategy: str | None,
+           left_behind: bool = False) -> Placement:
     """The placement this host wants for a port of ours. ``local``: an
     Interface plugged here carries the port; ``activated``: the chassis
     the SB says was activated by the strategy; ``strategy``: the one this
-    port's kind and this OVN support (None: immediate)."""
+    port's kind and this OVN support (None: immediate); ``left_behind``:
+    the local Interface is the source of a move to the chassis now
+    requested (its record says so: ``left_behind``), which it must not
+    claim back while the orchestrator has not removed it."""
     chassis = current.chassis
     if local and here not in chassis:
+        if left_behind:
+            return current
         if not chassis:
             return Placement((here,))
         if len(chassis) == 1:
@@ -87,6 +95,16 @@ def wanted(current: Placement, here: str, local: bool,
         if chassis[1] == here and activated == here:
             return Placement((here,))
     return current
+
+
+def left_behind(record: str | None, here: str, current: Placement) -> bool:
+    """Does the agent's record on the local Interface (``SRC -> DST`` or
+    ``done: SRC -> DST``) say that this host was the source of a move to
+    the chassis now requested alone?"""
+    if not record or len(current.chassis) != 1:
+        return False
+    path = record.removeprefix("done: ")
+    return path == f"{here} -> {current.chassis[0]}"
 
 
 def migration_text(current: Placement) -> str | None:

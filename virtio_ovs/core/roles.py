@@ -313,6 +313,11 @@ class SwitchSetup(Protocol):
         """This host's OVN chassis name: ``Open_vSwitch
         external_ids:system-id`` (ovn-controller's), or None."""
 
+    @abc.abstractmethod
+    def ovn_remote(self) -> str | None:
+        """ovn-controller's southbound database: ``Open_vSwitch
+        external_ids:ovn-remote``, or None."""
+
 
 class Replica(Protocol):
     """The connection and its replica, for an event loop."""

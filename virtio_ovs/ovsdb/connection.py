@@ -174,10 +174,14 @@ class Connection:
     ``db_name``. Owned by one facade object; never shared process-wide."""
 
     def __init__(self, remote: str, timeout: float, tables: Tables,
-                 db_name: str = "Open_vSwitch", lock_name: str | None = None):
+                 db_name: str = "Open_vSwitch", lock_name: str | None = None,
+                 conditions: dict[str, list] | None = None):
         """``lock_name``: take this OVSDB lock (RFC 7047 "lock"); while
         another client holds it, commits fail with NOT_LOCKED, and every
-        commit asserts it (a client that lost the lock cannot write)."""
+        commit asserts it (a client that lost the lock cannot write).
+        ``conditions``: table -> the rows to replicate from the first
+        request on (``Idl.cond_change``; default: every row)."""
+        self.conditions = dict(conditions or {})
         self.remote = remote
         self.lock_name = lock_name
         # A dry run (virtio-ovs-ctl --dry-run): transactions are built and
@@ -210,6 +214,8 @@ class Connection:
         for table, columns in self._tables.items():
             helper.register_columns(table, list(columns))
         self._idl = _Idl(self.remote, helper)
+        for table, condition in self.conditions.items():
+            self._idl.cond_change(table, condition)
         if len(split_remotes(self.remote)) > 1:
             quick_failover(self._idl)
         self._idl.listeners = self._listeners

@@ -377,6 +377,10 @@ class IdlHostDb(HostDb):
         self.conn.start()
         return the_open_vswitch(self.conn).external_ids.get("system-id")
 
+    def ovn_remote(self) -> str | None:
+        self.conn.start()
+        return the_open_vswitch(self.conn).external_ids.get("ovn-remote")
+
     def networks(self) -> dict[str, Network]:
         self.conn.start()
         return parse_networks(the_open_vswitch(self.conn).external_ids)
