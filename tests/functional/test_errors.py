@@ -46,9 +46,29 @@ def _assert_refused(box, ctl, args, field: str, rule: str, input=None):
     (BASE + ("--tap", "tapi1", "--ip", "10.0.0.300/24"), "ips", "CIDR"),
     (("plug", "--mac", MAC, "--tap", "tapn1"), "port-id", "is required"),
     (BASE, "tap", "give exactly one of tap or vhost_user"),
+    (BASE + ("--tap", "tapg1", "--migrating-from", "hv 1"), "migrating_from",
+     "1-64 characters"),
+    (("migration-expect", "--port-id", "p1", "--from", "a:b"), "from",
+     "1-64 characters"),
+    (("migration-expect", "--port-id", "", "--cancel"), "port_id", ""),
 ])
 def test_bad_plug_input(box, ctl, args, field, rule):
     _assert_refused(box, ctl, args, field, rule)
+
+
+def test_an_expected_migration_is_recorded_and_cancelled(box, ctl):
+    """migration-expect writes the record the agent gates by; --cancel
+    removes it; both are idempotent."""
+    key = "virtio-ovs:incoming:p9"
+    out = ctl("migration-expect", "--port-id", "p9", "--from", "hv1")
+    assert out.returncode == 0 and "expecting p9 from hv1" in out.stdout
+    assert f'"{key}"=hv1' in box.vsctl("get", "Open_vSwitch", ".",
+                                       "external_ids")
+    again = ctl("migration-expect", "--port-id", "p9", "--from", "hv1")
+    assert "(unchanged)" in again.stdout
+    out = ctl("migration-expect", "--port-id", "p9", "--cancel")
+    assert out.returncode == 0 and "no longer expecting p9" in out.stdout
+    assert key not in box.vsctl("get", "Open_vSwitch", ".", "external_ids")
 
 
 def test_vhost_user_needs_a_netdev_bridge(box, ctl, tmp_path):

@@ -247,6 +247,23 @@ def test_bind_refuses_what_is_not_ours_and_writes_nothing(ovn):
     ovn.central.nbctl("lsp-del", "neutron-port")
 
 
+def test_standalone_migration_preparation_is_refused_on_ovn(ovn):
+    """OVN sees a second chassis by itself: migration-expect and plug
+    --migrating-from are the standalone backend's, and write nothing."""
+    h1 = ovn.hosts[0]
+    proc = h1.ctl("migration-expect", "--port-id", "mx", "--from", "hv9")
+    assert proc.returncode == 1 and proc.stderr.startswith(
+        "virtio-ovs-ctl: migration-expect: the ovn backend sees"), proc.stderr
+    proc = h1.ctl("plug", "--port-id", "mx", "--mac", "02:00:00:77:00:3e",
+                  "--tap", "mxt", "--network", BLUE, "--migrating-from",
+                  "hv9")
+    assert proc.returncode == 1 and "migrating_from: applies to the " \
+        "standalone backend" in proc.stderr, proc.stderr
+    assert "mx" not in ports_json(h1)
+    assert "incoming" not in h1.box.vsctl("get", "Open_vSwitch", ".",
+                                          "external_ids")
+
+
 def test_qemu_guest_with_two_queues_reaches_a_guest_on_the_other_host(
         ovn, guest_image):
     from tests.lab.guest import QemuGuest

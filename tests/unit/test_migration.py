@@ -2,8 +2,14 @@
 rule, walked through the moves a migration makes (pure)."""
 from __future__ import annotations
 
-from virtio_ovs.core.migration import (RARP, Placement, migration_text,
-                                       wanted)
+import pytest
+
+from virtio_ovs.core.errors import UserError
+from virtio_ovs.core.migration import (INCOMING_PREFIX, RARP, UNKNOWN_SOURCE,
+                                       Gates, Placement, incoming_key,
+                                       left_behind, migration_text,
+                                       parse_incoming, plan_gates,
+                                       validate_host_name, wanted)
 
 A, B, C = "hv-a", "hv-b", "hv-c"
 
@@ -48,3 +54,55 @@ def test_parse_and_print():
     p = Placement.parse("hv-a,hv-b", "rarp")
     assert p == Placement((A, B), RARP) and p.requested == "hv-a,hv-b"
     assert Placement.parse(None, "") == Placement()
+
+
+def test_a_left_behind_source_claims_nothing_back():
+    """Activated on B, the move is B's alone while A's Interface is still
+    plugged: A's record says it was the source of this very move."""
+    done = Placement((B,))
+    assert left_behind(f"{A} -> {B}", A, done)
+    assert left_behind(f"done: {A} -> {B}", A, done)
+    assert wanted(done, A, True, None, RARP, left_behind=True) == done
+    # A port of A that was not the source of this move is a new plug.
+    assert not left_behind(None, A, done)
+    assert not left_behind(f"{C} -> {A}", A, done)
+    assert not left_behind(f"{A} -> {C}", A, done)
+    assert wanted(done, A, True, None, RARP) == Placement((B, A), RARP)
+    assert not left_behind(f"{A} -> {B}", A, Placement((A, B), RARP))
+
+
+# ------------------------------------------------------------ standalone
+def test_incoming_records_gate_only_what_they_name():
+    ids = {incoming_key("p1"): "hv-a", incoming_key("p2"): "bad name!",
+           "virtio-ovs:net:blue": "{}", INCOMING_PREFIX: "x"}
+    assert parse_incoming(ids) == {"p1": "hv-a", "p2": UNKNOWN_SOURCE}
+
+
+def test_gates_close_for_expected_ports_and_open_when_the_guest_spoke():
+    expected = {"p1": A, "p2": A}
+    ports = {"p1": "t1", "p2": "t2", "p3": "t3"}
+    first = plan_gates(expected, ports, {}, frozenset())
+    assert first == Gates(close=frozenset({"p1", "p2"}))
+    closed = {"p1": "t1", "p2": "t2"}
+    assert plan_gates(expected, ports, closed, frozenset()) == Gates()
+    spoke = plan_gates(expected, ports, closed, frozenset({"p1"}))
+    assert spoke == Gates(open=frozenset({"p1"}))
+
+
+def test_a_withdrawn_expectation_opens_and_a_port_gone_is_an_abort():
+    closed = {"p1": "t1", "p2": "t2"}
+    gates = plan_gates({"p2": A}, {"p1": "t1"}, closed, frozenset())
+    assert gates == Gates(open=frozenset({"p1"}),
+                          aborted=frozenset({"p2"}))
+
+
+def test_a_port_that_cannot_be_gated_yet_waits():
+    """Not numbered (or no device MAC) yet: not in ``ports``."""
+    assert plan_gates({"p1": A}, {}, {}, frozenset()) == Gates()
+
+
+def test_host_names_are_checked():
+    assert validate_host_name("hv-a.example", "from") == "hv-a.example"
+    for bad in ("", "a b", "a:b", "x" * 65, None, 3):
+        with pytest.raises(UserError, match="^from: "):
+            validate_host_name(bad, "from")
