@@ -140,13 +140,15 @@ class AgentMetrics:
             buckets=WIRING_BUCKETS, registry=self.registry)
         self.migrations = Counter(
             f"{PREFIX}_migrations", "Live migrations of this host's ports "
-            "that ended (OVN backend), by result (done or aborted) and "
-            "direction (in: to this host, out: from it)",
+            "that ended, by result (done or aborted) and direction (in: to "
+            "this host, out: from it; the standalone backend sees arrivals "
+            "only)",
             ["result", "direction"], registry=self.registry)
         self.migration = Histogram(
             f"{PREFIX}_migration_seconds", "From a port's second location "
-            "being requested to the move done (OVN backend), as this host "
-            "saw it", buckets=MIGRATION_BUCKETS, registry=self.registry)
+            "being requested (OVN), or the arriving port being gated "
+            "(standalone), to the move done, as this host saw it",
+            buckets=MIGRATION_BUCKETS, registry=self.registry)
         self.reconcile = Histogram(
             f"{PREFIX}_reconcile_seconds", "Duration of one reconcile of "
             "OVSDB state into flows", buckets=RECONCILE_BUCKETS,
