@@ -38,7 +38,8 @@ VALUE = st.one_of(HOSTILE, st.text(max_size=40))
 VERB_OPTIONS = {
     "plug": ["--port-id", "--mac", "--tap", "--vhost-user", "--vhost-mode",
              "--bridge", "--vm", "--network", "--ip", "--queues", "--mtu",
-             "--owner", "--group", "--security-group", "--pmd-rxq-affinity"],
+             "--owner", "--group", "--security-group", "--pmd-rxq-affinity",
+             "--migrating-from"],
     "unplug": ["--port-id", "--vm"],
     "show": [],
     "list": ["--format"],
@@ -58,6 +59,7 @@ VERB_OPTIONS = {
     "port-update": ["--port-id", "--security-group"],
     "gc": ["--grace"],
     "status": [],
+    "migration-expect": ["--port-id", "--from"],
 }
 POSITIONAL = {"show", "net-create", "net-delete", "sg-create", "sg-delete",
               "sg-rule-add", "sg-rule-delete"}

@@ -547,7 +547,9 @@ def test_gc_racing_the_replug_of_a_killed_plug_deletes_no_used_tap(lab):
 
 # ------------------------------------------- property: any record at all
 KEYS = st.sampled_from([NET + "h1", NET + "blue", SG + "h1", SG + "web",
-                        "virtio-ovs:agent-standby", "virtio-ovs:agent"])
+                        "virtio-ovs:agent-standby", "virtio-ovs:agent",
+                        "virtio-ovs:incoming:port-g2",
+                        "virtio-ovs:incoming:\x1b[31m"])
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers(-2**70, 2**70) |
     st.floats(allow_nan=False) | st.text(max_size=12),
