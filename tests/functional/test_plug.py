@@ -223,7 +223,7 @@ def test_libvirt_and_os_vif_style_ports_are_listed(box, ctl):
     table = ctl.ok("list")
     assert table.splitlines()[0].split() == [
         "PORT_ID", "NAME", "KIND", "MAC", "VM", "NETWORK", "OFPORT", "QUEUES",
-        "STATUS", "VERDICT"]
+        "STATUS", "VERDICT", "MIGRATING"]
     assert any(line.startswith("lv-port ") for line in table.splitlines())
 
 

@@ -252,3 +252,36 @@ def test_a_port_gate_and_the_packet_in_of_its_first_frame(bridges):
             ours.set_forwarding({7: "02:00:00:00:00:99"}, False)
     finally:
         ours.close()
+
+
+def test_the_first_sync_replaces_every_table_over_several_connections(bridges):
+    """replace_all: the chunks' flows with the new cookie, over four
+    connections at once; flows of any other cookie (an earlier run's, a
+    hand-added one) gone; a flow both tables have is replaced in place."""
+    flows = every_kind_of_flow()
+    ours = OpenFlowBridge("bra", 10)
+    try:
+        ours.apply(flows[::3], [], 0x41)  # an earlier run's
+        ofctl_bundle(bridges, "bra", ["add table=5,priority=7,cookie=0x0,"
+                                      "actions=drop"])  # someone's
+        chunks = [flows[i:i + 7] for i in range(0, len(flows), 7)]
+        ours.replace_all(chunks, 0x42, connections=4)
+        ofctl_bundle(bridges, "brb", [f"add {f.text(0x42)}" for f in flows])
+        assert dump(bridges, "bra") == dump(bridges, "brb")
+        cookies = bridges.ofctl("dump-flows", f"unix:{bridges.dir}/bra.mgmt")
+        assert "cookie=0x41" not in cookies and "cookie=0x0," not in cookies
+    finally:
+        ours.close()
+
+
+def test_spread_keeps_each_chunk_whole_and_balances():
+    from virtio_ovs.openflow.switch import spread
+    chunks = [[Flow(0, i, f"in_port={i}", "drop")] * n
+              for i, n in enumerate([9, 1, 5, 5, 3, 1])]
+    bins = spread(chunks, 3)
+    assert sorted(map(len, bins)) == [7, 8, 9]  # 9 is one chunk
+    assert sorted(f for b in bins for f in b) == sorted(
+        f for c in chunks for f in c)
+    for chunk in chunks:
+        assert any(all(f in b for f in chunk) for b in bins)
+    assert spread([], 8) == [] and len(spread(chunks, 1)) == 1

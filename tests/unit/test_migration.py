@@ -80,25 +80,31 @@ def test_incoming_records_gate_only_what_they_name():
 
 def test_gates_close_for_expected_ports_and_open_when_the_guest_spoke():
     expected = {"p1": A, "p2": A}
-    ports = {"p1": "t1", "p2": "t2", "p3": "t3"}
-    first = plan_gates(expected, ports, {}, frozenset())
+    here = frozenset({"p1", "p2", "p3"})
+    first = plan_gates(expected, here, here, frozenset(), frozenset())
     assert first == Gates(close=frozenset({"p1", "p2"}))
-    closed = {"p1": "t1", "p2": "t2"}
-    assert plan_gates(expected, ports, closed, frozenset()) == Gates()
-    spoke = plan_gates(expected, ports, closed, frozenset({"p1"}))
+    closed = frozenset({"p1", "p2"})
+    assert plan_gates(expected, here, here, closed, frozenset()) == Gates()
+    spoke = plan_gates(expected, here, here, closed, frozenset({"p1"}))
     assert spoke == Gates(open=frozenset({"p1"}))
 
 
 def test_a_withdrawn_expectation_opens_and_a_port_gone_is_an_abort():
-    closed = {"p1": "t1", "p2": "t2"}
-    gates = plan_gates({"p2": A}, {"p1": "t1"}, closed, frozenset())
+    closed = frozenset({"p1", "p2"})
+    here = frozenset({"p1"})
+    gates = plan_gates({"p2": A}, here, here, closed, frozenset())
     assert gates == Gates(open=frozenset({"p1"}),
                           aborted=frozenset({"p2"}))
 
 
-def test_a_port_that_cannot_be_gated_yet_waits():
-    """Not numbered (or no device MAC) yet: not in ``ports``."""
-    assert plan_gates({"p1": A}, {}, {}, frozenset()) == Gates()
+def test_a_port_that_cannot_be_gated_yet_waits_and_is_no_abort():
+    """Not numbered (or no device MAC) yet: not gateable; a closed port
+    that is still there but briefly without them is not aborted."""
+    present = frozenset({"p1"})
+    assert plan_gates({"p1": A}, frozenset(), present, frozenset(),
+                      frozenset()) == Gates()
+    assert plan_gates({"p1": A}, frozenset(), present, present,
+                      frozenset()) == Gates()
 
 
 def test_host_names_are_checked():

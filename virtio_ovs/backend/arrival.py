@@ -74,9 +74,9 @@ class ArrivalGates:
         ports = list(ports)
         taps = {p.port_id: p for p in ports if p.kind == KIND_TAP
                 and p.ofport and p.hw_addr}
-        plan = plan_gates(incoming, {i: p.name for i, p in taps.items()},
-                          {i: c.name for i, c in self.closed.items()},
-                          frozenset(self.spoke))
+        plan = plan_gates(incoming, frozenset(taps),
+                          frozenset(p.port_id for p in ports),
+                          frozenset(self.closed), frozenset(self.spoke))
         records: dict[str, str | None] = {}
         here = self.db.chassis_name() or socket.gethostname()
         self._close(plan.close, taps, incoming, here, records)

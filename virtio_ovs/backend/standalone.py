@@ -335,7 +335,8 @@ class FlowDriver(AgentDriver):
         atomically, so a restart loses no packet."""
         sending = time.monotonic()
         for bridge, flows in desired.items():
-            self._switch(bridge).replace_all(flows, self.cookie)
+            self._switch(bridge).replace_all(self._chunks(bridge, flows),
+                                             self.cookie)
             self.applied[bridge] = set(flows)
         self.first_sync_done = True
         self.on_first_sync()
@@ -343,6 +344,16 @@ class FlowDriver(AgentDriver):
                  "%.0f ms for ovs-vswitchd to take them)",
                  sum(map(len, desired.values())), (sending - seen_at) * 1000,
                  (time.monotonic() - sending) * 1000)
+
+    def _chunks(self, bridge: str, flows: set[Flow]) -> list[list[Flow]]:
+        """The first sync's atomic units: each port's own flows together
+        (the planner's memo has them), and the rest."""
+        if bridge != self.integration_bridge:
+            return [sorted(flows)]
+        chunks = [list(port_flows) for port_flows in
+                  self.planner.cache.all_port_flows() if port_flows]
+        theirs = {f for chunk in chunks for f in chunk}
+        return chunks + [sorted(flows - theirs)]
 
     def _host_state(self) -> HostState:
         """The state flows are computed from: this bridge's guest ports,

@@ -169,14 +169,16 @@ class Gates:
     aborted: frozenset[str] = frozenset()
 
 
-def plan_gates(incoming: Mapping[str, str], ports: Mapping[str, str],
-               closed: Mapping[str, str], spoke: frozenset[str]) -> Gates:
-    """``incoming``: port id -> source (the records); ``ports``: port id ->
-    device name of the TAP ports here that can be gated now (numbered and
-    bound); ``closed``: port id -> device name of those this agent has set
-    no-forward; ``spoke``: port ids whose guest sent a frame here."""
-    want = {p for p in incoming.keys() & ports.keys() if p not in spoke}
-    return Gates(close=frozenset(want - closed.keys()),
-                 open=frozenset(p for p in closed.keys() - want
-                                if p in ports),
-                 aborted=frozenset(p for p in closed if p not in ports))
+def plan_gates(incoming: Mapping[str, str], gateable: frozenset[str],
+               present: frozenset[str], closed: frozenset[str],
+               spoke: frozenset[str]) -> Gates:
+    """``incoming``: port id -> source (the records); ``gateable``: the TAP
+    ports here that can be gated now (ovs-vswitchd numbered them and read
+    their device's MAC); ``present``: every guest port here; ``closed``:
+    those this agent has set no-forward; ``spoke``: port ids whose guest
+    sent a frame here."""
+    want = {p for p in incoming.keys() & (gateable | closed)
+            if p not in spoke}
+    return Gates(close=frozenset(want - closed),
+                 open=frozenset(p for p in closed - want if p in present),
+                 aborted=frozenset(closed - present))

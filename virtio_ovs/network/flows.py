@@ -111,6 +111,10 @@ class PortFlowCache:
     def forget(self, name: str) -> None:
         self._entries.pop(name, None)
 
+    def all_port_flows(self) -> list[tuple[Flow, ...]]:
+        """Each port's flows, as last computed."""
+        return [entry[1] for entry in self._entries.values()]
+
     def port_flows_of(self, name: str) -> tuple[Flow, ...]:
         """The flows last computed for ``name`` (none if unknown)."""
         entry = self._entries.get(name)

@@ -12,13 +12,14 @@ sync, the canary's dump) still use ``ovs-ofctl --no-names``.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import re
 import signal
 import socket
 import subprocess
 import time
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Sequence
 
 from virtio_ovs import paths
 from virtio_ovs.core.errors import EnvironmentFailure
@@ -27,6 +28,9 @@ from virtio_ovs.network.flows import T_CANARY, Flow
 
 LOG = logging.getLogger(__name__)
 OFCTL = ("ovs-ofctl", "-O", "OpenFlow14", "--no-names")
+# Connections the first sync spreads its bundles over (bench/first_sync.py
+# measures the rate against their number).
+FIRST_SYNC_CONNECTIONS = 8
 PROTOCOLS = ["OpenFlow10", "OpenFlow13", "OpenFlow14"]
 
 
@@ -219,10 +223,11 @@ class OpenFlowConnection:
                 return version, msg_type, length, xid, body
         return None
 
-    def bundle(self, build) -> None:
+    def bundle(self, build, extra: float = 0.0) -> None:
         """Send one atomic bundle whose messages ``build(bundle_id, xid)``
         returns (called again if the connection had to be reopened), and
-        wait for the commit's reply.
+        wait for the commit's reply; ``extra``: seconds more than
+        ``timeout`` for a large one.
 
         The wait is ``timeout`` times a patience that doubles after each
         timeout and halves after each success: with 10,000 TAPs on the
@@ -230,7 +235,7 @@ class OpenFlowConnection:
         reconfiguring for each new port (its "Unreasonably long ... poll
         interval" log), so a fixed 10 s made every plug's bundle time out,
         and each retry recomputed every flow."""
-        limit = self.timeout * self._patience.factor
+        limit = (self.timeout + extra) * self._patience.factor
         deadline = time.monotonic() + limit
         for attempt in (1, 2):
             try:
@@ -336,6 +341,15 @@ class OpenFlowConnection:
                 return error
 
 
+def spread(chunks: list[list[Flow]], count: int) -> list[list[Flow]]:
+    """At most ``count`` lists of about equal size, each chunk whole in
+    one of them (largest first, each to the smallest list so far)."""
+    bins: list[list[Flow]] = [[] for _ in range(max(1, count))]
+    for chunk in sorted(chunks, key=len, reverse=True):
+        min(bins, key=len).extend(chunk)
+    return [b for b in bins if b]
+
+
 class OpenFlowBridge:
     def __init__(self, bridge: str, timeout: float = 10.0):
         self.bridge = bridge
@@ -395,11 +409,50 @@ class OpenFlowBridge:
         except ValueError as exc:
             raise EnvironmentFailure(f"cannot encode a flow: {exc}") from None
 
-    def replace_all(self, flows: Iterable[Flow], cookie: int) -> None:
-        """Make the table exactly ``flows`` in one bundle: flows of other
-        cookies (an earlier run's leftovers) go."""
-        text = "".join(f"{f.text(cookie)}\n" for f in flows)
-        self._ofctl("--bundle", "replace-flows", self.target, "-", stdin=text)
+    def replace_all(self, chunks: Sequence[Iterable[Flow]], cookie: int,
+                    connections: int = FIRST_SYNC_CONNECTIONS) -> None:
+        """Make the bridge's tables exactly the flows of ``chunks``, with
+        ``cookie``: each chunk is added whole within one atomic bundle (the
+        caller keeps a port's flows in one chunk), the bundles spread over
+        up to ``connections`` connections at once; then one bundle deletes
+        every flow of another cookie (an earlier run's, anyone else's).
+
+        An add replaces the flow with the same match and priority, so no
+        flow the old and new tables share is ever missing; what only the
+        old table had goes last. Several connections, because
+        ovs-vswitchd reads at most 50 messages per connection per
+        main-loop iteration, and an iteration polls every port: ~140 ms at
+        10,000 TAPs (shared/research/agent_reaction.md)."""
+        bundles = spread([list(c) for c in chunks], connections)
+        if len(bundles) == 1:
+            self._add_bundle(self.conn, bundles[0], cookie)
+        elif bundles:
+            with concurrent.futures.ThreadPoolExecutor(len(bundles)) as pool:
+                for done in [pool.submit(self._add_on_own_connection, flows,
+                                         cookie) for flows in bundles]:
+                    done.result()
+        self.conn.bundle(lambda bundle_id, next_xid:
+                         ofwire.delete_other_cookies(cookie, next_xid))
+
+    def _add_on_own_connection(self, flows: list[Flow], cookie: int) -> None:
+        conn = OpenFlowConnection(self.bridge, self.timeout)
+        try:
+            self._add_bundle(conn, flows, cookie)
+        finally:
+            conn.close()
+
+    @staticmethod
+    def _add_bundle(conn: "OpenFlowConnection", flows: list[Flow],
+                    cookie: int) -> None:
+        """One bundle of adds; a second per 200 flow mods on top of the
+        usual limit, as ovs-vswitchd stages ~1000 a second when busy."""
+        def build(bundle_id: int, next_xid) -> list[bytes]:
+            return [ofwire.flow_mod(f, ofwire.OFPFC_ADD, cookie, next_xid())
+                    for f in flows]
+        try:
+            conn.bundle(build, extra=len(flows) / 200)
+        except ValueError as exc:
+            raise EnvironmentFailure(f"cannot encode a flow: {exc}") from None
 
     def set_forwarding(self, ports: Mapping[int, str], forward: bool
                        ) -> None:

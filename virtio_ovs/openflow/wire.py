@@ -29,7 +29,8 @@ OFPT_HELLO, OFPT_ERROR, OFPT_ECHO_REQUEST, OFPT_ECHO_REPLY = 0, 1, 2, 3
 OFPT_SET_CONFIG, OFPT_PACKET_IN, OFPT_FLOW_MOD, OFPT_PORT_MOD = 9, 10, 14, 16
 OFPT_BARRIER_REQUEST, OFPT_BARRIER_REPLY = 20, 21
 OFPT_BUNDLE_CONTROL, OFPT_BUNDLE_ADD_MESSAGE = 33, 34
-OFPFC_ADD, OFPFC_DELETE_STRICT = 0, 4
+OFPFC_ADD, OFPFC_DELETE, OFPFC_DELETE_STRICT = 0, 3, 4
+OFPTT_ALL = 0xff
 OFPBCT_OPEN_REQUEST, OFPBCT_OPEN_REPLY = 0, 1
 OFPBCT_COMMIT_REQUEST, OFPBCT_COMMIT_REPLY = 4, 5
 OFPBCT_DISCARD_REQUEST = 6
@@ -293,6 +294,20 @@ def flow_mod(flow: Flow, command: int, cookie: int, xid: int) -> bytes:
     if command == OFPFC_ADD:
         body += encode_instructions(flow.actions, flow.match)
     return message(OFPT_FLOW_MOD, body, xid)
+
+
+def delete_other_cookies(cookie: int, next_xid) -> list[bytes]:
+    """Flow mods that delete every flow, in every table, whose cookie is
+    not ``cookie``: OpenFlow matches a cookie under a mask, never "not
+    equal", so one delete per bit, each of the flows whose bit differs."""
+    messages = []
+    for bit in range(64):
+        mask = 1 << bit
+        body = struct.pack("!QQBBHHHIIIHH", ~cookie & mask, mask, OFPTT_ALL,
+                           OFPFC_DELETE, 0, 0, 0, NO_BUFFER, OFPP_ANY,
+                           OFPG_ANY, 0, 0) + encode_match("")
+        messages.append(message(OFPT_FLOW_MOD, body, next_xid()))
+    return messages
 
 
 def bundle_control(bundle_id: int, ctrl_type: int, xid: int) -> bytes:
