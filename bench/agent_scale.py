@@ -67,9 +67,10 @@ def start_agent(box: OvsSandbox) -> subprocess.Popen:
                 f"ovsdb_connection = {box.remote}\n"
                 "datapath_type = netdev\n[agent]\nreport_interval = 30\n")
     log = open(os.path.join(box.logdir, "agent.log"), "w")
+    # oslo.log writes to stdout when no log file is configured.
     return subprocess.Popen(box.exec_cmd([PY, "-m", "virtio_ovs.agent.main",
                                           "--config-file", conf]),
-                            env=box.env, stderr=log)
+                            env=box.env, stdout=log, stderr=subprocess.STDOUT)
 
 
 def agent_log(box: OvsSandbox) -> str:
@@ -118,7 +119,7 @@ def cold_start_parts(log: str, spawned: float) -> dict:
     compute and ovs-vswitchd parts."""
     parts = {}
     for line in log.splitlines():
-        if "virtio-ovs-agent: starting:" in line:
+        if " starting: OVSDB " in line:
             parts["start_s"] = log_time(line) - spawned
         elif "OVSDB replica loaded in " in line:
             parts["replica_s"] = float(line.rsplit(" in ", 1)[1].split()[0]
@@ -366,8 +367,9 @@ def main() -> None:
     names = {"start_s": "process start and imports",
              "replica_s": "OVSDB replica",
              "compute_s": "first sync: computing",
-             "vswitchd_s": "ovs-vswitchd taking the flows (ovs-ofctl "
-                           "--bundle replace-flows)"}
+             "vswitchd_s": "ovs-vswitchd taking the flows (replace_all: "
+                           "bundles over FIRST_SYNC_CONNECTIONS "
+                           "connections)"}
     parts = result["cold_start_parts"]
     print("  " + ", ".join(f"{text} {parts[key]:.2f} s"
                            for key, text in names.items() if key in parts))

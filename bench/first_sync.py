@@ -1,16 +1,23 @@
-"""The agent's first sync, its ovs-vswitchd part: two ways of installing a
-whole table (not a test: it prints). Needs root.
+"""The agent's first sync, its ovs-vswitchd part: installing a whole table
+by ovs-ofctl and by the agent's own connections, one to many (not a test:
+it prints). Needs root.
 
     .venv/bin/python bench/first_sync.py [--ports 1000]
+                                         [--connections 1,2,4,8,16]
 
 A private OVS (userspace datapath, own namespace) holds ``--ports`` bound
 TAP ports plugged by virtio-ovs; their flows are computed as the agent
-computes them. Each way starts from an empty table and ends when its
-bundle is committed:
-- ``ovs-ofctl --bundle replace-flows`` of the flows' text (the agent's way
-  today: ovs-ofctl dumps the table, diffs, sends one bundle);
-- one bundle of the same flow mods over an OpenFlow connection kept open
-  (``OpenFlowConnection``, the agent's way for changes).
+computes them. Each way starts from an empty table and ends when the
+table holds exactly those flows:
+- ``ovs-ofctl --bundle replace-flows`` of the flows' text (the agent's
+  first sync until 2026-12: ovs-ofctl dumps the table, diffs, sends one
+  bundle over one connection);
+- ``OpenFlowBridge.replace_all`` (the agent's first sync now): each port's
+  flows within one atomic bundle, the bundles spread over N connections
+  at once, then one bundle deleting flows of other cookies; once per N.
+ovs-vswitchd reads at most 50 messages per connection per main-loop
+iteration, and the iteration polls every port: the rate should grow with
+N until something else limits it.
 """
 from __future__ import annotations
 
@@ -24,25 +31,28 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import agent_scale as scale  # noqa: E402
 from bench.common import add_integration_bridge  # noqa: E402
-from virtio_ovs.openflow import wire as ofwire  # noqa: E402
 from virtio_ovs.network.flows import (HostState, PortFlowCache,  # noqa: E402
                                       compute_flows)
-from virtio_ovs.openflow.switch import OpenFlowConnection  # noqa: E402
+from virtio_ovs.openflow.switch import OpenFlowBridge  # noqa: E402
 from virtio_ovs.ovsdb.host.impl import IdlHostDb  # noqa: E402
 from tests.lab.sandbox import OvsSandbox  # noqa: E402
 
 COOKIE = 0x1234
 OFCTL = "ovs-ofctl --bundle replace-flows"
-OPEN = "one bundle over an open connection"
 
 
-def desired_flows(box: OvsSandbox) -> list:
+def desired_flows(box: OvsSandbox) -> tuple[list, list[list]]:
+    """The flows, and the first sync's chunks (each port's, the rest)."""
     db = IdlHostDb(box.remote, 60, is_tap=lambda name: True)
     try:
         db.start()
         state = HostState("br-int", tuple(db.list_ports()), db.networks(),
                           {}, db.groups())
-        return sorted(compute_flows(state, PortFlowCache())["br-int"])
+        cache = PortFlowCache()
+        flows = compute_flows(state, cache)["br-int"]
+        chunks = [list(c) for c in cache.all_port_flows() if c]
+        theirs = {f for c in chunks for f in c}
+        return sorted(flows), chunks + [sorted(flows - theirs)]
     finally:
         db.close()
 
@@ -59,46 +69,53 @@ def by_ovs_ofctl(box: OvsSandbox, flows: list) -> float:
     return time.monotonic() - start
 
 
-def by_open_connection(box: OvsSandbox, flows: list) -> float:
+def by_connections(box: OvsSandbox, chunks: list[list], count: int
+                   ) -> float:
     os.environ["OVS_RUNDIR"] = box.rundir
-    conn = OpenFlowConnection("br-int", 600)
+    bridge = OpenFlowBridge("br-int", 600)
     try:
         start = time.monotonic()
-        conn.bundle(lambda bundle_id, next_xid: [
-            ofwire.flow_mod(f, ofwire.OFPFC_ADD, COOKIE, next_xid())
-            for f in flows])
+        bridge.replace_all(chunks, COOKIE, connections=count)
         return time.monotonic() - start
     finally:
-        conn.close()
+        bridge.close()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--ports", type=int, default=1000)
+    parser.add_argument("--connections", default="1,2,4,8,16")
+    parser.add_argument("--no-ofctl", action="store_true",
+                        help="skip ovs-ofctl (252 s at 10,000 ports)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    counts = [int(n) for n in args.connections.split(",")]
     with OvsSandbox(prefix="vsync") as box:
         add_integration_bridge(box)
         scale.ctl(box, "net-create", "blue", "--type", "local")
         scale.plug_bound(box, 0, args.ports)
-        flows = desired_flows(box)
+        flows, chunks = desired_flows(box)
+        ways = [] if args.no_ofctl else [(OFCTL, lambda: by_ovs_ofctl(
+            box, flows))]
+        ways += [(f"replace_all, {n} connection{'s' * (n > 1)}",
+                  lambda n=n: by_connections(box, chunks, n)) for n in counts]
         results = {}
-        for name, way in ((OFCTL, by_ovs_ofctl), (OPEN, by_open_connection)):
+        for name, way in ways:
             empty_table(box)
             time.sleep(1)
-            results[name] = way(box, flows)
+            results[name] = way()
             count = scale.flow_count(box)
             assert count == len(flows), (name, count, len(flows))
-    command = f".venv/bin/python bench/first_sync.py --ports {args.ports}"
+            print(f"{len(flows)} flows ({args.ports} ports), {name}: "
+                  f"{results[name]:.2f} s ({len(flows) / results[name]:.0f} "
+                  "flows/s)", flush=True)
+    command = (f".venv/bin/python bench/first_sync.py --ports {args.ports} "
+               f"--connections {args.connections}"
+               + (" --no-ofctl" if args.no_ofctl else ""))
     if args.json:
         print(json.dumps({"ports": args.ports, "flows": len(flows),
-                          "ovs_ofctl_s": results[OFCTL],
-                          "open_connection_s": results[OPEN],
-                          "command": command}))
+                          "seconds": results, "command": command}))
         return
-    for name, seconds in results.items():
-        print(f"{len(flows)} flows ({args.ports} ports) into an empty table, "
-              f"{name}: {seconds:.2f} s")
     print(f"command: {command}")
 
 

@@ -88,12 +88,17 @@ def rows(d: str):
                verdict(r["rss_mb"], rss_target), cmd)
         yield (f"agent idle CPU at {ports}",
                f"{r['idle_cpu_percent']:.2f} %", "", "", cmd)
-    sync = load(d, "sync1k")
-    yield ("ovs-vswitchd alone taking the 1,000-port table: ovs-ofctl "
-           "replace-flows / one bundle on an open connection",
-           f"{sync['ovs_ofctl_s']:.2f} / {sync['open_connection_s']:.2f} s "
-           f"({sync['flows']:,} flows)" if "flows" in sync else
-           sync.get("error", MISSING), "", "", sync.get("command", ""))
+    for name, ports in (("sync1k", "1,000"), ("sync10k", "10,000")):
+        if name == "sync10k" and not os.path.exists(
+                os.path.join(d, f"{name}.json")):
+            continue  # --quick
+        sync = load(d, name)
+        ways = sync.get("seconds", {})
+        yield (f"ovs-vswitchd alone taking the {ports}-port table into an "
+               "empty one: " + " / ".join(ways),
+               " / ".join(f"{s:.2f}" for s in ways.values()) +
+               f" s ({sync['flows']:,} flows)" if ways else
+               sync.get("error", MISSING), "", "", sync.get("command", ""))
     iperf = load(d, "iperf")
     yield ("iperf3 through the agent's flows / NORMAL bridge",
            f"{iperf['agent_gbps']:.2f} / {iperf['normal_gbps']:.2f} Gbit/s "

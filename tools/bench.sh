@@ -56,11 +56,12 @@ PY
 
 run plug 1800 bench/plug_compare.py --count 1000
 run scale1k 1200 bench/agent_scale.py --ports 1000 --new 100
-run sync1k 900 bench/first_sync.py --ports 1000
+run sync1k 900 bench/first_sync.py --ports 1000 --connections 1,16
 run check1k 900 bench/check_scale.py --ports 1000
 run iperf 600 bench/iperf_ratio.py --seconds 5
 if [ "$quick" -eq 0 ]; then
     run cold5k 1200 bench/agent_scale.py --ports 5000 --new 0 --timeout 900
     run scale10k 3000 bench/agent_scale.py --ports 10000 --new 5 --cap 120 --timeout 1500
+    run sync10k 1800 bench/first_sync.py --ports 10000 --connections 4,8,16,32 --no-ofctl
 fi
 "$VENV/bin/python" bench/table.py "$out"

@@ -7,8 +7,11 @@ none of it. The bridge is reached on its management socket
 Changes go over a connection kept open (``OpenFlowConnection``, messages
 from ``ofwire.py``): one round trip, no process start, and no download of
 every port's description, which ovs-ofctl does on each call to translate
-port names. The rare full operations (replace every flow at the first
-sync, the canary's dump) still use ``ovs-ofctl --no-names``.
+port names. The first sync (``replace_all``) spreads its bundles over
+several connections at once. The canary's dump and the flow count still
+use ``ovs-ofctl --no-names``. The integration bridge's kept connection
+also takes packet-ins (a live migration's arrival, backend/arrival.py)
+and sends port-mods (``set_forwarding``).
 """
 from __future__ import annotations
 
@@ -30,7 +33,7 @@ LOG = logging.getLogger(__name__)
 OFCTL = ("ovs-ofctl", "-O", "OpenFlow14", "--no-names")
 # Connections the first sync spreads its bundles over (bench/first_sync.py
 # measures the rate against their number).
-FIRST_SYNC_CONNECTIONS = 8
+FIRST_SYNC_CONNECTIONS = 16
 PROTOCOLS = ["OpenFlow10", "OpenFlow13", "OpenFlow14"]
 
 
