@@ -76,13 +76,23 @@ def libvirt_taps(box: OvsSandbox, names: list[str]) -> None:
 
 
 def add_ports(box: OvsSandbox, first: int, count: int, extra) -> None:
-    """``count`` ports in one ovs-vsctl transaction (the bound ports)."""
-    args = []
-    for i in range(first, first + count):
-        args += ["--", "add-port", "br-int", f"t{i}", "--", "set",
-                 "Interface", f"t{i}", f"external_ids:iface-id=p{i}",
-                 f"external_ids:attached-mac={scale.mac(i)}", *extra(i)]
-    box.vsctl(*args, timeout=600)
+    """The bound ports: 500 per ovs-vsctl transaction (without waiting:
+    ovs-vsctl's own limit is 20 s), then until each has an ofport."""
+    for start in range(first, first + count, 500):
+        args = ["--no-wait"]
+        for i in range(start, min(first + count, start + 500)):
+            args += ["--", "add-port", "br-int", f"t{i}", "--", "set",
+                     "Interface", f"t{i}", f"external_ids:iface-id=p{i}",
+                     f"external_ids:attached-mac={scale.mac(i)}", *extra(i)]
+        box.vsctl(*args, timeout=600)
+    end = time.monotonic() + 1200
+    while time.monotonic() < end:
+        ofports = box.vsctl("--bare", "--columns=ofport", "list",
+                            "Interface", timeout=600).split()
+        if sum(1 for o in ofports if o.isdigit() and int(o) > 0) >= count:
+            return
+        time.sleep(1)
+    raise SystemExit(f"ovs-vswitchd did not number {count} ports in 1200 s")
 
 
 class LibvirtWay:

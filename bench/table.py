@@ -99,6 +99,7 @@ def rows(d: str):
                " / ".join(f"{s:.2f}" for s in ways.values()) +
                f" s ({sync['flows']:,} flows)" if ways else
                sync.get("error", MISSING), "", "", sync.get("command", ""))
+    yield from side_by_side(d)
     iperf = load(d, "iperf")
     yield ("iperf3 through the agent's flows / NORMAL bridge",
            f"{iperf['agent_gbps']:.2f} / {iperf['normal_gbps']:.2f} Gbit/s "
@@ -108,6 +109,28 @@ def rows(d: str):
     yield ("virtio-ovs-ctl check over 1,000 ports",
            f"{check['check_s']:.2f} s" if "check_s" in check else
            check.get("error", MISSING), "", "", check.get("command", ""))
+
+
+def side_by_side(d: str):
+    """The standalone agent / ovn-controller, and the ratio, per figure."""
+    from side_by_side import FIGURES
+    for name in ("sbs1k", "sbs5k"):
+        if name == "sbs5k" and not os.path.exists(
+                os.path.join(d, f"{name}.json")):
+            continue  # --quick
+        r = load(d, name)
+        if "standalone" not in r:
+            yield (f"side by side ({name})", r.get("error", MISSING), "", "",
+                   r.get("command", ""))
+            continue
+        for key, text, unit in FIGURES:
+            ours, theirs = r["standalone"][key], r["ovn"][key]
+            ovs = "ofport" in key  # ovs-vswitchd's own time: no target
+            yield (f"{r['ports']:,} ports, agent / ovn-controller: {text}",
+                   f"{ours:.2f} / {theirs:.2f} {unit} = {ours / theirs:.2f}",
+                   "" if ovs else "< 1",
+                   "" if ovs else "met" if ours < theirs else "not met",
+                   r["command"])
 
 
 def main() -> None:
