@@ -279,3 +279,26 @@ class Connection:
 
     def rows(self, table: str) -> dict:
         return self.idl.tables[table].rows
+
+
+class LoopServed:
+    """What an event loop needs of a facade over one ``Connection``
+    (``self.conn``), the same for every database: a version that moves
+    with the replica, serving what arrived, waking on it, closing."""
+
+    conn: Connection
+
+    @property
+    def seqno(self) -> int:
+        return self.conn.idl.change_seqno if self.conn.started else 0
+
+    def run(self) -> None:
+        if self.conn.started:
+            self.conn.run()
+
+    def register_wakeup(self, poller) -> None:
+        if self.conn.started:
+            self.conn.idl.wait(poller)
+
+    def close(self) -> None:
+        self.conn.close()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Iterable
 
-from virtio_ovs.ovsdb.connection import Connection, Deadline
+from virtio_ovs.ovsdb.connection import Connection, Deadline, LoopServed
 from virtio_ovs.ovsdb.host.views import map_of, string_of
 
 LOG = logging.getLogger(__name__)
@@ -19,7 +19,7 @@ TABLES = {"Port_Binding": ("logical_port", "options")}
 ACTIVATED = "additional-chassis-activated"
 
 
-class SouthboundActivations:
+class SouthboundActivations(LoopServed):
     """Owned by the OVN agent's driver; its connection is its own."""
 
     def __init__(self, remote: str, timeout: float, connect_timeout: float):
@@ -52,18 +52,3 @@ class SouthboundActivations:
             if chassis and port in self.watched:
                 found[port] = chassis
         return found
-
-    @property
-    def seqno(self) -> int:
-        return self.conn.idl.change_seqno if self.conn.started else 0
-
-    def run(self) -> None:
-        if self.conn.started:
-            self.conn.run()
-
-    def register_wakeup(self, poller) -> None:
-        if self.conn.started:
-            self.conn.idl.wait(poller)
-
-    def close(self) -> None:
-        self.conn.close()

@@ -6,7 +6,7 @@ from typing import Iterable
 from virtio_ovs.core.records import Invalid
 from virtio_ovs.core.migration import Placement
 from virtio_ovs.core.networks import Network
-from virtio_ovs.ovsdb.connection import Connection, Deadline
+from virtio_ovs.ovsdb.connection import Connection, Deadline, LoopServed
 from virtio_ovs.core.secgroups import Rule, SecurityGroup
 from virtio_ovs.core.ovn_acls import DROP_GROUP
 from virtio_ovs.ovsdb.nb import commands as nbc
@@ -18,7 +18,7 @@ from virtio_ovs.ovsdb.transaction import ADDED, UNCHANGED, TxnContext, transact
 DB_NAME = "OVN_Northbound"
 
 
-class IdlNorthboundDb(NorthboundDb):
+class IdlNorthboundDb(LoopServed, NorthboundDb):
     def __init__(self, remote: str, timeout: float,
                  connect_timeout: float | None = None):
         """``connect_timeout``: the bound on the first connection (default
@@ -133,18 +133,3 @@ class IdlNorthboundDb(NorthboundDb):
 
     def start(self) -> None:
         self.conn.start()
-
-    @property
-    def seqno(self) -> int:
-        return self.conn.idl.change_seqno if self.conn.started else 0
-
-    def run(self) -> None:
-        if self.conn.started:
-            self.conn.run()
-
-    def register_wakeup(self, poller) -> None:
-        if self.conn.started:
-            self.conn.idl.wait(poller)
-
-    def close(self) -> None:
-        self.conn.close()
