@@ -8,8 +8,8 @@ from virtio_ovs.core.errors import UserError
 from virtio_ovs.core.migration import (INCOMING_PREFIX, RARP, UNKNOWN_SOURCE,
                                        Gates, Placement, incoming_key,
                                        left_behind, migration_text,
-                                       parse_incoming, plan_gates,
-                                       validate_host_name, wanted)
+                                       parse_incoming, plan_gates, wanted)
+from virtio_ovs.core.validate import validate_name
 
 A, B, C = "hv-a", "hv-b", "hv-c"
 
@@ -108,7 +108,7 @@ def test_a_port_that_cannot_be_gated_yet_waits_and_is_no_abort():
 
 
 def test_host_names_are_checked():
-    assert validate_host_name("hv-a.example", "from") == "hv-a.example"
+    assert validate_name("hv-a.example", "from") == "hv-a.example"
     for bad in ("", "a b", "a:b", "x" * 65, None, 3):
         with pytest.raises(UserError, match="^from: "):
-            validate_host_name(bad, "from")
+            validate_name(bad, "from")

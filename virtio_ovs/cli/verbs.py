@@ -20,9 +20,8 @@ from virtio_ovs.cli.output import (LIST_COLUMNS, clean, print_check,
 from virtio_ovs.core import plug_request
 from virtio_ovs.core.errors import UserError
 from virtio_ovs.core.events import agent_alive
-from virtio_ovs.core.migration import validate_host_name
-from virtio_ovs.core.validate import (is_digits, is_utf8, validate_seconds,
-                                      validate_text)
+from virtio_ovs.core.validate import (is_digits, is_utf8, validate_name,
+                                      validate_seconds, validate_text)
 
 
 def resolve_ids(owner: Any, group: Any) -> tuple[Any, Any]:
@@ -122,7 +121,7 @@ def cmd_unplug(ctx: Context, args) -> int:
 def cmd_migration_expect(ctx: Context, args) -> int:
     port_id = plug_request.validate_port_id(args.port_id)
     source = None if args.cancel else \
-        validate_host_name(args.source, "from")
+        validate_name(args.source, "from")
     changed = ctx.backend.expect_migration(port_id, source)
     what = f"expecting {port_id} from {source}" if source else \
         f"no longer expecting {port_id}"

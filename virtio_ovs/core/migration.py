@@ -26,16 +26,14 @@ comes back):
 from __future__ import annotations
 
 import dataclasses
-import re
-from typing import Any, Mapping
+from typing import Mapping
 
-from virtio_ovs.core.errors import UserError
+from virtio_ovs.core.validate import is_name
 
 RARP = "rarp"  # QEMU announces a TAP guest with RARPs (OVN >= 22.09)
 GARP_NA = "garp,na"  # a vhost-user guest's virtio announce (OVN >= 25.09)
 MULTICHASSIS = (22, 9)  # requested-chassis as a list, activation-strategy
 GARP_NA_SINCE = (25, 9)
-_HOST_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
 def strategy_for(kind: str, ovn: tuple[int, int]) -> str | None:
@@ -119,7 +117,8 @@ def migration_text(current: Placement) -> str | None:
 # live migration's from whoever prepares it there: ``plug
 # --migrating-from`` (in the plug's transaction) or ``migration-expect``
 # (before libvirt or os-vif plug it). The record is this host's OVSDB
-# ``Open_vSwitch external_ids:virtio-ovs:incoming:<port id>=<source>``.
+# ``Open_vSwitch external_ids:virtio-ovs:incoming:<port id>=<source>``,
+# the source a name as ``validate.validate_name`` has it.
 INCOMING_PREFIX = "virtio-ovs:incoming:"
 UNKNOWN_SOURCE = "?"
 
@@ -136,15 +135,8 @@ def parse_incoming(external_ids: Mapping[str, str]) -> dict[str, str]:
     for key, value in external_ids.items():
         if key.startswith(INCOMING_PREFIX) and len(key) > len(INCOMING_PREFIX):
             found[key[len(INCOMING_PREFIX):]] = (
-                value if _HOST_RE.fullmatch(value or "") else UNKNOWN_SOURCE)
+                value if is_name(value) else UNKNOWN_SOURCE)
     return found
-
-
-def validate_host_name(value: Any, field: str) -> str:
-    if not isinstance(value, str) or not _HOST_RE.fullmatch(value):
-        raise UserError(field, f"{value!r} must be 1-64 characters of "
-                        "letters, digits, '_', '.', '-'")
-    return value
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,19 +9,18 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import re
 from typing import Iterable, Mapping
 
 from virtio_ovs.core import records
 from virtio_ovs.core.errors import UserError
 from virtio_ovs.core.records import Invalid, InvalidRecord
-from virtio_ovs.core.validate import validate_bridge_name, validate_network
+from virtio_ovs.core.validate import (is_name, validate_bridge_name,
+                                      validate_name, validate_network)
 
 NET_KEY_PREFIX = "virtio-ovs:net:"
 TYPES = ("local", "flat", "vlan")  # the standalone backend's
 OVN_TYPES = ("geneve", "flat", "vlan")  # the OVN backend's
 MIN_VLAN, MAX_VLAN = 1, 4094
-_PHYSNET_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,7 +121,7 @@ def _parse_network(name: str, text: str) -> Network:
     if net_type == "local":
         if physnet is not None or segment is not None:
             raise InvalidRecord("a local network has no physnet or segment")
-    elif not isinstance(physnet, str) or not _PHYSNET_RE.fullmatch(physnet):
+    elif not is_name(physnet):
         raise InvalidRecord(f"physnet must be 1-64 letters, digits, '_', "
                             f"'.', '-', got {records.short(physnet)}")
     if net_type == "flat" and segment is not None:
@@ -158,7 +157,7 @@ def parse_bridge_mappings(items: Iterable[str]) -> dict[str, str]:
     mappings: dict[str, str] = {}
     for item in items:
         physnet, sep, bridge = item.strip().partition(":")
-        if not sep or not _PHYSNET_RE.fullmatch(physnet):
+        if not sep or not is_name(physnet):
             raise UserError("bridge_mappings", f"{item!r} is not "
                             "physnet:bridge")
         if physnet in mappings:
@@ -230,9 +229,7 @@ def _check_provider_fields(net_type: str, physnet: str | None,
     1..4094."""
     if physnet is None:
         raise UserError("physnet", f"a {net_type} network needs --physnet")
-    if not _PHYSNET_RE.fullmatch(physnet):
-        raise UserError("physnet", f"{physnet!r} must be 1-64 characters of "
-                        "letters, digits, '_', '.', '-'")
+    validate_name(physnet, "physnet")
     if net_type == "flat" and segment is not None:
         raise UserError("segment", "a flat network takes no segment")
     if net_type == "vlan" and (isinstance(segment, bool) or

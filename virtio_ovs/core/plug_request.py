@@ -14,11 +14,11 @@ import posixpath
 from typing import Any, Iterable, Iterator
 
 from virtio_ovs.core.errors import UserError
-from virtio_ovs.core.migration import validate_host_name
 from virtio_ovs.core.secgroups import EXT_SECURITY_GROUPS, validate_sg_name
 from virtio_ovs.core.validate import (
     validate_bridge_name, validate_id_number, validate_ifname, validate_ips,
-    validate_mac, validate_mtu, validate_network, validate_pmd_rxq_affinity,
+    validate_mac, validate_mtu, validate_name, validate_network,
+    validate_pmd_rxq_affinity,
     validate_port_id, validate_queues, validate_socket_path,
     validate_vhost_mode, validate_vm)
 
@@ -170,7 +170,7 @@ def make_vif(*, port_id: Any, mac: Any, bridge: Any, tap: Any = None,
                                                           queues),
                security_groups=validate_group_names(security_groups),
                migrating_from=None if migrating_from is None else
-               validate_host_name(migrating_from, "migrating_from"))
+               validate_name(migrating_from, "migrating_from"))
 
 
 def validate_group_names(values: Any) -> tuple[str, ...]:

@@ -109,13 +109,21 @@ def validate_mtu(value: Any) -> int | None:
                                                     MAX_MTU)
 
 
-def validate_network(value: Any) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or not _NET_RE.fullmatch(value):
-        raise UserError("network", f"{value!r} must be 1-64 characters of "
+def is_name(value: Any) -> bool:
+    """A name of networks, physnets and hosts: 1-64 letters, digits, '_',
+    '.', '-'."""
+    return isinstance(value, str) and _NET_RE.fullmatch(value) is not None
+
+
+def validate_name(value: Any, field: str) -> str:
+    if not is_name(value):
+        raise UserError(field, f"{value!r} must be 1-64 characters of "
                         "letters, digits, '_', '.', '-'")
     return value
+
+
+def validate_network(value: Any) -> str | None:
+    return None if value is None else validate_name(value, "network")
 
 
 def validate_vm(value: Any) -> str | None:
