@@ -285,29 +285,31 @@ def encode_instructions(actions: str, match: str) -> bytes:
 
 
 # ------------------------------------------------------------- messages
+def _flow_mod(command: int, table: int, priority: int, match: str,
+              cookie: int, cookie_mask: int, xid: int,
+              instructions: bytes = b"") -> bytes:
+    body = struct.pack("!QQBBHHHIIIHH", cookie, cookie_mask, table, command,
+                       0, 0, priority, NO_BUFFER, OFPP_ANY, OFPG_ANY, 0, 0)
+    return message(OFPT_FLOW_MOD, body + encode_match(match) + instructions,
+                   xid)
+
+
 def flow_mod(flow: Flow, command: int, cookie: int, xid: int) -> bytes:
     """One FLOW_MOD: ADD (with its instructions) or DELETE_STRICT."""
-    body = struct.pack("!QQBBHHHIIIHH", cookie if command == OFPFC_ADD
-                       else 0, 0, flow.table, command, 0, 0, flow.priority,
-                       NO_BUFFER, OFPP_ANY, OFPG_ANY, 0, 0)
-    body += encode_match(flow.match)
     if command == OFPFC_ADD:
-        body += encode_instructions(flow.actions, flow.match)
-    return message(OFPT_FLOW_MOD, body, xid)
+        return _flow_mod(command, flow.table, flow.priority, flow.match,
+                         cookie, 0, xid,
+                         encode_instructions(flow.actions, flow.match))
+    return _flow_mod(command, flow.table, flow.priority, flow.match, 0, 0,
+                     xid)
 
 
 def delete_other_cookies(cookie: int, next_xid) -> list[bytes]:
     """Flow mods that delete every flow, in every table, whose cookie is
     not ``cookie``: OpenFlow matches a cookie under a mask, never "not
     equal", so one delete per bit, each of the flows whose bit differs."""
-    messages = []
-    for bit in range(64):
-        mask = 1 << bit
-        body = struct.pack("!QQBBHHHIIIHH", ~cookie & mask, mask, OFPTT_ALL,
-                           OFPFC_DELETE, 0, 0, 0, NO_BUFFER, OFPP_ANY,
-                           OFPG_ANY, 0, 0) + encode_match("")
-        messages.append(message(OFPT_FLOW_MOD, body, next_xid()))
-    return messages
+    return [_flow_mod(OFPFC_DELETE, OFPTT_ALL, 0, "", ~cookie & (1 << bit),
+                      1 << bit, next_xid()) for bit in range(64)]
 
 
 def bundle_control(bundle_id: int, ctrl_type: int, xid: int) -> bytes:
