@@ -50,9 +50,7 @@ def desired_flows(box: OvsSandbox) -> tuple[list, list[list]]:
                           {}, db.groups())
         cache = PortFlowCache()
         flows = compute_flows(state, cache)["br-int"]
-        chunks = [list(c) for c in cache.all_port_flows() if c]
-        theirs = {f for c in chunks for f in c}
-        return sorted(flows), chunks + [sorted(flows - theirs)]
+        return sorted(flows), cache.chunks(flows)
     finally:
         db.close()
 

@@ -84,3 +84,20 @@ def test_a_number_two_ports_claim_gives_neither_flows():
     assert planner.desired == compute_flows(settled)
     added = {f.match.split(",")[0] for f in hints["br-int"].add}
     assert added == {"in_port=5", "in_port=6"}
+
+
+@settings(max_examples=50, deadline=None)
+@given(states)
+def test_first_sync_chunks_hold_the_table_with_each_port_whole(sequence):
+    """The first sync's units: every flow once, each port's own flows in
+    one chunk (one atomic bundle), whatever the planner went through."""
+    planner = FlowPlanner()
+    for ports in sequence:
+        state = HostState("br-int", tuple(ports), NETS, {}, GROUPS)
+        planner.plan(state)
+        flows = planner.desired["br-int"]
+        chunks = planner.cache.chunks(flows)
+        assert sorted(f for c in chunks for f in c) == sorted(flows)
+        for port in ports:
+            own = set(planner.cache.port_flows_of(port.name))
+            assert not own or any(own <= set(c) for c in chunks)

@@ -350,10 +350,7 @@ class FlowDriver(AgentDriver):
         (the planner's memo has them), and the rest."""
         if bridge != self.integration_bridge:
             return [sorted(flows)]
-        chunks = [list(port_flows) for port_flows in
-                  self.planner.cache.all_port_flows() if port_flows]
-        theirs = {f for chunk in chunks for f in chunk}
-        return chunks + [sorted(flows - theirs)]
+        return self.planner.cache.chunks(flows)
 
     def _host_state(self) -> HostState:
         """The state flows are computed from: this bridge's guest ports,

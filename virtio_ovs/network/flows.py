@@ -111,9 +111,14 @@ class PortFlowCache:
     def forget(self, name: str) -> None:
         self._entries.pop(name, None)
 
-    def all_port_flows(self) -> list[tuple[Flow, ...]]:
-        """Each port's flows, as last computed."""
-        return [entry[1] for entry in self._entries.values()]
+    def chunks(self, flows: set[Flow]) -> list[list[Flow]]:
+        """``flows`` (a bridge's whole table, as last computed) in atomic
+        units for the first sync: each port's own flows together, then
+        the rest."""
+        ports = [list(entry[1]) for entry in self._entries.values()
+                 if entry[1]]
+        theirs = {f for chunk in ports for f in chunk}
+        return ports + [sorted(flows - theirs)]
 
     def port_flows_of(self, name: str) -> tuple[Flow, ...]:
         """The flows last computed for ``name`` (none if unknown)."""
