@@ -71,6 +71,11 @@ class ArrivalGates:
         VLAN until they can."""
         incoming = self.db.incoming()
         self.spoke &= incoming.keys()
+        if not incoming and not self.closed:
+            # No migration here (the usual case): nothing per port to do
+            # on the reconcile path.
+            self.waiting, self.records = frozenset(), {}
+            return frozenset()
         ports = list(ports)
         taps = {p.port_id: p for p in ports if p.kind == KIND_TAP
                 and p.ofport and p.hw_addr}
@@ -78,9 +83,10 @@ class ArrivalGates:
                           frozenset(p.port_id for p in ports),
                           frozenset(self.closed), frozenset(self.spoke))
         records: dict[str, str | None] = {}
-        here = self.db.chassis_name() or socket.gethostname()
-        self._close(plan.close, taps, incoming, here, records)
-        self._open(plan.open, here, records)
+        if plan.close or plan.open:
+            here = self.db.chassis_name() or socket.gethostname()
+            self._close(plan.close, taps, incoming, here, records)
+            self._open(plan.open, here, records)
         forget = self._aborted(plan.aborted) | (self.spoke & incoming.keys())
         if forget:
             self.db.set_incoming({p: None for p in forget})
