@@ -79,6 +79,11 @@ def add_taps(netns: str, names: list[str], vnet_hdr: bool = False,
                         batch.name], check=True, timeout=300)
 
 
+def empty_table(box) -> None:
+    """br-int without a flow, as after an ovs-vswitchd restart."""
+    box.exec(["ovs-ofctl", "-O", "OpenFlow14", "del-flows", "br-int"])
+
+
 def add_integration_bridge(box) -> None:
     """br-int in a sandbox as the agent makes it (secure, OpenFlow 1.4), so
     that a plug gives each port its network's VLAN at once, as it does

@@ -30,7 +30,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import agent_scale as scale  # noqa: E402
-from bench.common import add_integration_bridge  # noqa: E402
+from bench.common import add_integration_bridge, empty_table  # noqa: E402
 from virtio_ovs.network.flows import (HostState, PortFlowCache,  # noqa: E402
                                       compute_flows)
 from virtio_ovs.openflow.switch import OpenFlowBridge  # noqa: E402
@@ -53,10 +53,6 @@ def desired_flows(box: OvsSandbox) -> tuple[list, list[list]]:
         return sorted(flows), cache.chunks(flows)
     finally:
         db.close()
-
-
-def empty_table(box: OvsSandbox) -> None:
-    box.exec(["ovs-ofctl", "-O", "OpenFlow14", "del-flows", "br-int"])
 
 
 def by_ovs_ofctl(box: OvsSandbox, flows: list) -> float:

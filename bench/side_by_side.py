@@ -37,7 +37,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import agent_scale as scale  # noqa: E402
-from bench.common import add_integration_bridge, add_taps  # noqa: E402
+from bench.common import (add_integration_bridge, add_taps,  # noqa: E402
+                          empty_table)
 from tests.lab.ovn import OvnTopology  # noqa: E402
 from tests.lab.sandbox import OvsSandbox  # noqa: E402
 
@@ -220,11 +221,6 @@ def standalone(ports: int, new: int) -> dict:
             agent.terminate()
             agent.wait()
     return result
-
-
-def empty_table(box: OvsSandbox) -> None:
-    """As after an ovs-vswitchd restart: no flow at all."""
-    box.exec(["ovs-ofctl", "-O", "OpenFlow14", "del-flows", "br-int"])
 
 
 def wait_count(box: OvsSandbox, count: int, timeout: float) -> None:

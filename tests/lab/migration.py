@@ -83,6 +83,14 @@ PEER_CIDR = "10.93.0.100/24"
 METRICS = "127.0.0.1:9477"  # each agent on its hypervisor's own loopback
 
 
+def scrape_metrics(host) -> str:
+    """The agent's /metrics, from inside its hypervisor's namespace."""
+    return host.box.exec([
+        "python3", "-c", "import urllib.request; print(urllib.request."
+        f"urlopen('http://{METRICS}/metrics', timeout=5).read()"
+        ".decode())"]).stdout
+
+
 def eventually(condition, timeout: float = 15.0) -> bool:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -171,11 +179,7 @@ class OvnMigrationLab:
                                f"{agent.returncode}: {err[-2000:]}")
 
     def scrape(self, host) -> str:
-        """The agent's /metrics, from inside its hypervisor's namespace."""
-        return host.box.exec([
-            "python3", "-c", "import urllib.request; print(urllib.request."
-            f"urlopen('http://{METRICS}/metrics', timeout=5).read()"
-            ".decode())"]).stdout
+        return scrape_metrics(host)
 
     def destination_args(self, source) -> list[str]:
         return []  # OVN sees the port on a second chassis by itself
@@ -406,10 +410,7 @@ class StandaloneMigrationLab:
                                    f"\n{host.topo.agent_log_text()[-2000:]}")
 
     def scrape(self, host: StandaloneHost) -> str:
-        return host.box.exec([
-            "python3", "-c", "import urllib.request; print(urllib.request."
-            f"urlopen('http://{METRICS}/metrics', timeout=5).read()"
-            ".decode())"]).stdout
+        return scrape_metrics(host)
 
     def destination_args(self, source) -> list[str]:
         return [] if source is None else ["--migrating-from",
