@@ -41,6 +41,10 @@ def every_kind_of_flow() -> list[Flow]:
                        security_groups=("web",) if i < 4 else ())
              for i, net in enumerate(["blue", "blue", "ext", "flat", "blue"],
                                      1)]
+    # a second flood chunk (ports 256 and up): the chain of resubmits
+    ports.append(GuestPort(port_id="p300", name="t300", kind="tap",
+                           mac="52:54:00:00:01:2c", network="blue",
+                           ofport=300))
     state = HostState("br-int", tuple(ports), NETS,
                       {"phys": PatchPorts("phys", "br-ex", 50, 51),
                        "phys2": PatchPorts("phys2", "br-fl", 60, 61)},
@@ -250,6 +254,33 @@ def test_a_port_gate_and_the_packet_in_of_its_first_frame(bridges):
         assert "NO_FWD" not in show
         with pytest.raises(Exception, match="refused"):
             ours.set_forwarding({7: "02:00:00:00:00:99"}, False)
+    finally:
+        ours.close()
+
+
+def test_a_listening_connection_hears_ports_added_and_deleted(bridges):
+    """Port-status: ovs-vswitchd announces a new port's number, name and
+    MAC on the connection (before it writes Interface.ofport), and its
+    deletion."""
+    ours = OpenFlowBridge("bra", 10)
+    try:
+        ours.conn.open()
+        ours.conn.listen()
+        bridges.vsctl("add-port", "bra", "ps1", "--", "set", "Interface",
+                      "ps1", "type=internal", "ofport_request=9")
+        hw_addr = bridges.vsctl("get", "Interface", "ps1", "mac_in_use"
+                                ).strip('"')
+        bridges.vsctl("del-port", "bra", "ps1")
+        heard: list = []
+        for _ in range(100):
+            ours.conn.service()
+            heard += ours.conn.take_port_statuses()
+            if any(r == ofwire.OFPPR_DELETE for r, *_ in heard):
+                break
+            time.sleep(0.02)
+        ps1 = [(r, no, mac) for r, no, name, mac in heard if name == "ps1"]
+        assert ps1[0] == (ofwire.OFPPR_ADD, 9, hw_addr)
+        assert ps1[-1][:2] == (ofwire.OFPPR_DELETE, 9)
     finally:
         ours.close()
 

@@ -1,6 +1,8 @@
 """Flow computation: a pure function of the host's state."""
 from __future__ import annotations
 
+import dataclasses
+
 from virtio_ovs.network import flows as fl
 from virtio_ovs.core.networks import Network
 from virtio_ovs.core.port import GuestPort
@@ -78,21 +80,98 @@ def test_unbound_or_unnumbered_ports_get_no_flows():
                    and "in_port=50" not in f.match)
 
 
-def test_defaults_drop_and_canary_and_normal():
-    flows = fl.integration_flows(state())
+def test_defaults_drop_and_canary_and_no_normal():
+    flows = fl.integration_flows(state(port()))
     assert Flow(0, 0, "", "drop") in flows
     assert Flow(fl.T_SPOOF, 0, "", "drop") in flows
     assert Flow(fl.T_CANARY, 0, "", "drop") in flows
-    assert Flow(fl.T_SWITCH, 0, "", "NORMAL") in flows
+    # Explicit forwarding only: NORMAL would need Port.tag.
+    assert not any("NORMAL" in f.actions for f in flows)
+    assert not any(f.table == fl.T_SWITCH and f.priority == 0 for f in flows)
 
 
-def test_provider_ingress_maps_vid_or_untagged_to_local_vlan():
+def test_provider_ingress_maps_vid_or_untagged_to_the_network_untagged():
     flows = fl.integration_flows(state())
     assert Flow(0, 300, "in_port=50,dl_vlan=100",
-                "mod_vlan_vid:2,load:2->NXM_NX_REG6[],goto_table:60") in flows
+                "strip_vlan,load:2->NXM_NX_REG6[],goto_table:60") in flows
     assert Flow(0, 300, f"in_port=50,{fl.UNTAGGED}",
-                "mod_vlan_vid:3,load:3->NXM_NX_REG6[],goto_table:60") in flows
-    assert not any("mod_vlan_vid:1" in f.actions for f in flows)  # local net
+                "load:3->NXM_NX_REG6[],goto_table:60") in flows
+    assert not any("load:1->NXM_NX_REG6" in f.actions for f in flows
+                   if f.table == 0)  # a local network has no provider
+
+
+def test_each_mac_goes_to_its_port_within_its_network_only():
+    a, b = port("a", 5, "52:54:00:00:00:0a"), port("b", 6, "52:54:00:00:00:0b")
+    c = port("c", 7, "52:54:00:00:00:0c", network="ext")
+    flows = fl.integration_flows(state(a, b, c))
+    switch = {f.match: f.actions for f in flows if f.table == fl.T_SWITCH}
+    assert switch["reg6=1,dl_dst=52:54:00:00:00:0a"] == "output:5"
+    assert switch["reg6=1,dl_dst=52:54:00:00:00:0b"] == "output:6"
+    assert switch["reg6=2,dl_dst=52:54:00:00:00:0c"] == "output:7"
+    assert "reg6=2,dl_dst=52:54:00:00:00:0a" not in switch
+    # unknown destinations: the provider patch (tagged with the local VLAN
+    # that br-ex translates), or nowhere on a local network
+    assert switch["reg6=2"] == "push_vlan:0x8100,mod_vlan_vid:2,output:50"
+    assert "reg6=1" not in switch
+
+
+def test_broadcast_floods_the_network_and_its_provider_only():
+    a, b = port("a", 5, "52:54:00:00:00:0a"), port("b", 6, "52:54:00:00:00:0b")
+    c = port("c", 7, "52:54:00:00:00:0c", network="ext")
+    flows = fl.integration_flows(state(a, b, c))
+    flood = {f.match: f.actions for f in flows if f.table == fl.T_FLOOD}
+    assert flood == {
+        "reg6=1,reg7=0": "output:5,output:6",
+        "reg6=2,reg7=0": "output:7,push_vlan:0x8100,mod_vlan_vid:2,"
+                         "output:50"}
+    starts = {f.match: f.actions for f in flows if f.table == fl.T_SWITCH
+              and fl.MULTICAST in f.match}
+    assert starts[f"reg6=1,{fl.MULTICAST}"] == \
+        "load:0->NXM_NX_REG7[],goto_table:61"
+    # a provider network without a local port still floods to the provider
+    assert starts[f"reg6=3,{fl.MULTICAST}"] == \
+        "push_vlan:0x8100,mod_vlan_vid:3,output:50"
+
+
+def test_flood_chunks_are_chained_and_bounded():
+    ports = [port(f"p{i}", i, f"52:54:00:00:{i >> 8:02x}:{i & 255:02x}")
+             for i in range(1, 700)]
+    flows = fl.integration_flows(state(*ports))
+    flood = sorted((f for f in flows if f.table == fl.T_FLOOD),
+                   key=lambda f: f.match)
+    assert [f.match for f in flood] == ["reg6=1,reg7=0", "reg6=1,reg7=1",
+                                        "reg6=1,reg7=2"]
+    assert flood[0].actions.endswith("load:1->NXM_NX_REG7[],resubmit(,61)")
+    assert flood[1].actions.endswith("load:2->NXM_NX_REG7[],resubmit(,61)")
+    outputs = [a for f in flood for a in f.actions.split(",")
+               if a.startswith("output:")]
+    assert sorted(outputs) == sorted(f"output:{i}" for i in range(1, 700))
+    assert max(f.actions.count("output:") for f in flood) <= 256
+
+
+def test_a_filtered_port_is_reached_through_the_ingress_stage():
+    guarded = GuestPort(**{**port().as_dict(), "ips": ("10.0.0.5/24",),
+                           "security_groups": ("web",)})
+    flows = fl.integration_flows(state(guarded))
+    assert Flow(fl.T_SWITCH, 100, "reg6=1,dl_dst=52:54:00:12:34:56",
+                "load:5->NXM_NX_REG5[],goto_table:70") in flows
+
+
+def test_one_mac_twice_in_a_network_goes_to_the_lower_port_number():
+    a, b = port("a", 9), port("b", 4)
+    flows = fl.integration_flows(state(a, b))
+    unicast = [f for f in flows if f.table == fl.T_SWITCH
+               and "dl_dst=52:54:00:12:34:56" in f.match]
+    assert [f.actions for f in unicast] == ["output:4"]
+
+
+def test_held_ports_get_no_flows_at_all():
+    a, b = port("a", 5, "52:54:00:00:00:0a"), port("b", 6, "52:54:00:00:00:0b")
+    held = dataclasses.replace(state(a, b), held=frozenset({"b"}))
+    flows = fl.integration_flows(held)
+    assert not any("in_port=6" in f.match
+                   or "output:6" in f.actions.split(",")
+                   or "52:54:00:00:00:0b" in f.match for f in flows)
 
 
 def test_provider_egress_translates_and_drops_the_rest():
@@ -126,17 +205,10 @@ def test_flow_text_carries_the_cookie():
     assert Flow(0, 0, "", "drop").match_text() == "table=0,priority=0"
 
 
-def test_port_tag_is_the_local_vlan_or_dead():
-    nets = {"blue": BLUE}
-    assert fl.port_tag(port(), nets) == 1
-    assert fl.port_tag(port(network=None), nets) == 4095
-    assert fl.port_tag(port(network="gone"), nets) == 4095
-
-
-def test_invalid_port_gets_no_flows_and_the_dead_vlan():
+def test_invalid_port_gets_no_flows():
     bad = port(valid=False)
-    assert fl.port_tag(bad, {"blue": BLUE}) == 4095
     assert not any(f.match.startswith("in_port=5,") or f.match == "in_port=5"
+                   or "output:5" in f.actions.split(",")
                    for f in fl.integration_flows(state(bad)))
 
 

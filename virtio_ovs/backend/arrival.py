@@ -67,8 +67,8 @@ class ArrivalGates:
         """Close, open and forget gates as the records and ports say;
         the names of the gated ports (their flows send frames to the
         agent). Ports expected here that cannot be gated yet (no ofport
-        or device MAC reported) are in ``waiting``: they keep the dead
-        VLAN until they can."""
+        or device MAC reported) are in ``waiting``: they get no flows
+        until they can."""
         incoming = self.db.incoming()
         self.spoke &= incoming.keys()
         if not incoming and not self.closed:

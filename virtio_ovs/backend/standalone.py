@@ -16,13 +16,13 @@ from virtio_ovs.core.errors import UserError, VirtioOvsError
 from virtio_ovs.core.plug_request import Vif
 from virtio_ovs.core.networks import Network, int_patch_name, phy_patch_name
 from virtio_ovs.core.outcomes import PlugOutcome, UnplugOutcome
-from virtio_ovs.core.plug_request import DEAD_VLAN
 from virtio_ovs.core.roles import (AgentRecords, BridgeSpec, GroupStore,
                                    NetworkStore, PortStore, SwitchSetup)
 from virtio_ovs.core.secgroups import Rule, SecurityGroup
+from virtio_ovs.core.port import GuestPort
 from virtio_ovs.network.flows import (Flow, FlowDiff, FlowPlanner,
-                                      HostState, PatchPorts, diff_flows,
-                                      port_tag)
+                                      HostState, PatchPorts, diff_flows)
+from virtio_ovs.openflow import wire as ofwire
 from virtio_ovs.openflow.switch import OpenFlowBridge
 from virtio_ovs.ovsdb.host.api import BindPort, HostDb, SetPortGroups
 
@@ -134,9 +134,15 @@ class WiringDb(PortStore, NetworkStore, GroupStore, SwitchSetup,
 
 
 class FlowDriver(AgentDriver):
-    """The standalone agent's reconcile: bridges, tags and flows as a pure
+    """The standalone agent's reconcile: bridges and flows as a pure
     function of the OVSDB state, written as a diff; and the watch on
-    ovs-vswitchd through the OpenFlow connection kept open per bridge."""
+    ovs-vswitchd through the OpenFlow connection kept open per bridge.
+
+    A port's OpenFlow number is taken from ovs-vswitchd's port-status
+    message on the integration bridge's connection, which it sends while it
+    is still reconfiguring for the new port: the flows go in before it
+    writes the number to OVSDB (a port that someone else plugged has no
+    ``ofport_request``), instead of a whole reconfiguration later."""
 
     def __init__(self, db: WiringDb, bridges: BridgeSpec, timeout: float,
                  on_first_sync: Callable[[], None] = lambda: None,
@@ -162,7 +168,11 @@ class FlowDriver(AgentDriver):
         self.arrivals = ArrivalGates(
             db, lambda: self._switch(self.integration_bridge), self.cookie,
             metrics)
-        self.arrivals_seen = 0  # arrivals.version at the last reconcile
+        # name -> (ofport, hw_addr) announced by port-status and not in
+        # OVSDB yet; ``announcements`` counts the changes.
+        self.announced: dict[str, tuple[int, str]] = {}
+        self.announcements = 0
+        self.changes_seen = 0  # changes() at the last reconcile
 
     # ------------------------------------------------------ the contract
     @property
@@ -172,10 +182,10 @@ class FlowDriver(AgentDriver):
     def up_to_date(self, wiring_version: int) -> bool:
         return (self.first_sync_done and not self.need_setup
                 and wiring_version == self.wired_version
-                and self.arrivals.version == self.arrivals_seen)
+                and self.changes() == self.changes_seen)
 
     def changes(self) -> int:
-        return self.arrivals.version
+        return self.arrivals.version + self.announcements
 
     def resync(self) -> None:
         """Program every bridge again from scratch: set-up, then a first
@@ -184,6 +194,7 @@ class FlowDriver(AgentDriver):
         self.first_sync_done = False
         self.planner.invalidate()
         self.arrivals.reset()
+        self.announced.clear()
         for switch in self.switches.values():
             switch.close()
         self.watched = False
@@ -202,6 +213,7 @@ class FlowDriver(AgentDriver):
         integration = self.switches.get(self.integration_bridge)
         if integration is not None:
             self.arrivals.packet_ins(integration.conn.take_packet_ins())
+            self._take_announcements(integration.conn.take_port_statuses())
         lost = [name for name, switch in self.switches.items()
                 if switch.conn.ended]
         if lost and self.watched and self.integration_bridge not in lost:
@@ -219,6 +231,15 @@ class FlowDriver(AgentDriver):
             self.resync()
             return True
         return False
+
+    def _take_announcements(self, statuses) -> None:
+        for reason, ofport, name, hw_addr in statuses:
+            if reason == ofwire.OFPPR_DELETE:
+                if self.announced.pop(name, None) is not None:
+                    self.announcements += 1
+            elif self.announced.get(name) != (ofport, hw_addr):
+                self.announced[name] = (ofport, hw_addr)
+                self.announcements += 1
 
     def heartbeat(self, interval: float) -> None:
         self._probe_switches(interval)
@@ -248,14 +269,14 @@ class FlowDriver(AgentDriver):
             switch.close()
 
     def reconcile(self, wiring_version: int) -> Reconciled:
-        arrivals = self.arrivals.version
+        changes = self.changes()
         try:
             result = self._reconcile()
         except BaseException:
             self.planner.invalidate()  # what was applied is unknown
             raise
         self.wired_version = wiring_version
-        self.arrivals_seen = arrivals
+        self.changes_seen = changes
         return result
 
     # ---------------------------------------------------------- reconcile
@@ -267,10 +288,10 @@ class FlowDriver(AgentDriver):
             self.db.ensure_bridges(self._wired_spec(), connect=False)
         state = self._host_state()
         # A port arriving by live migration is gated before it gets its
-        # network's VLAN (NORMAL would flood to it) and its flows.
-        state = dataclasses.replace(
-            state, gated=self.arrivals.update(state.ports))
-        self._write_tags(state)
+        # flows (the network's floods would reach its TAP).
+        gated = self.arrivals.update(state.ports)
+        state = dataclasses.replace(state, gated=gated,
+                                    held=self.arrivals.waiting)
         hints = self.planner.plan(state)
         desired = self.planner.desired
         if self.first_sync_done:
@@ -316,18 +337,6 @@ class FlowDriver(AgentDriver):
         return dataclasses.replace(self.bridges, mappings={
             p: b for p, b in self.mappings.items() if p not in self.unwired})
 
-    def _write_tags(self, state: HostState) -> None:
-        held = self.arrivals.waiting
-        wanted = {p.name: DEAD_VLAN if p.name in held
-                  else port_tag(p, state.networks) for p in state.ports}
-        tags = {p.name: wanted[p.name] for p in state.ports
-                if p.tag != wanted[p.name]}
-        if tags:
-            self.db.set_port_tags(tags)
-        LOG.debug("state: %d ports, %d without ofport, %d tag changes",
-                  len(state.ports), sum(1 for p in state.ports if not p.ofport),
-                  len(tags))
-
     def _first_sync(self, desired: dict[str, set[Flow]],
                     seen_at: float) -> None:
         """One bundle per bridge makes its table exactly these flows, with
@@ -355,7 +364,7 @@ class FlowDriver(AgentDriver):
     def _host_state(self) -> HostState:
         """The state flows are computed from: this bridge's guest ports,
         the networks and the provider patch ports."""
-        ports = tuple(p for p in self.db.list_ports()
+        ports = tuple(self._numbered(p) for p in self.db.list_ports()
                       if p.bridge == self.integration_bridge)
         self._warn_invalid(ports, self.db.invalid_records())
         names = {n for b in self.mappings.values()
@@ -370,6 +379,18 @@ class FlowDriver(AgentDriver):
                                               phy_ofport)
         return HostState(self.integration_bridge, ports, self.db.networks(),
                          patches, self.db.groups())
+
+    def _numbered(self, port: GuestPort) -> GuestPort:
+        """``port`` with the number (and device MAC) ovs-vswitchd announced,
+        while OVSDB has none yet; once OVSDB has it, it is the truth."""
+        if port.name not in self.announced:
+            return port
+        if port.ofport:
+            del self.announced[port.name]
+            return port
+        ofport, hw_addr = self.announced[port.name]
+        return dataclasses.replace(port, ofport=ofport,
+                                   hw_addr=port.hw_addr or hw_addr)
 
     def _warn_invalid(self, ports, records: list[Invalid]) -> None:
         """One warning per port whose external_ids do not validate, and

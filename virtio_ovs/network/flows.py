@@ -2,9 +2,10 @@
 
 br-int pipeline (every flow carries the agent's cookie):
 
-  table 0  CLASSIFY   from a bound guest port -> 10; from a provider patch
-                      with the network's provider VID (or untagged, flat) ->
-                      set the local VLAN, -> 60; anything else: drop
+  table 0  CLASSIFY   from a bound guest port: its network in REG6 -> 10;
+                      from a provider patch with the network's provider VID
+                      (or untagged, flat): untagged, its network in REG6 ->
+                      60; anything else: drop
   table 10 SPOOF      guest-sent DHCP server replies, DHCPv6 server replies,
                       router advertisements and redirects: drop; then per
                       port, untagged frames from attached-mac with an allowed
@@ -14,8 +15,19 @@ br-int pipeline (every flow carries the agent's cookie):
               also sends each frame to the agent (its first opens the
               gate), and its guest's RARP (QEMU's announcement) passes.
   table 23 CANARY     one drop flow; its absence means flows were lost
-  table 60 SWITCH     NORMAL: MAC learning within the port's local VLAN
-                      (Port.tag), which isolates networks
+  table 60 SWITCH     per network (REG6), explicit forwarding, as OVN's
+                      logical switch does it: a bound port's MAC -> that
+                      port (a filtered one through the ingress stage, 70);
+                      broadcast and multicast -> 61; any other destination
+                      -> the provider patch with the network's local VLAN
+                      (no provider: drop)
+  table 61 FLOOD      every port of the network, in chunks of ofports
+                      chained by REG7, then the provider patch
+
+No NORMAL and no Port.tag: a port that someone else plugged needs nothing
+from ovs-vswitchd but its OpenFlow number (a Port.tag write would cost it
+one more reconfiguration of every bridge), and nothing reaches a port
+before its own flows name it.
 
 provider bridge (br-ex, ...):
 
@@ -27,22 +39,27 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Sequence
 
-from virtio_ovs.core.plug_request import DEAD_VLAN
 from virtio_ovs.core.networks import Network
 from virtio_ovs.core.port import GuestPort
 from virtio_ovs.core.secgroups import SecurityGroup
 from virtio_ovs.network.sg_flows import security_group_flows
 from virtio_ovs.network.tables import (  # noqa: F401 (Flow: the API's type)
-    REG_NET_FIELD, T_CANARY, T_CLASSIFY, T_EGRESS, T_SPOOF, T_SWITCH, UNTAGGED,
-    Flow)
+    REG_CHUNK, REG_CHUNK_FIELD, REG_NET, REG_NET_FIELD, REG_PORT_FIELD,
+    T_CANARY, T_CLASSIFY, T_EGRESS, T_FLOOD, T_INGRESS, T_SPOOF, T_SWITCH,
+    UNTAGGED, Flow)
 
 # Guest-originated traffic that only servers and routers may send.
 # A packet-in to the agent (OpenFlow output to the controller port).
 TO_AGENT = "CONTROLLER:65535"
 SERVER_ONLY = ("udp,tp_src=67", "udp6,tp_src=547", "icmp6,icmp_type=134",
                "icmp6,icmp_type=137")
+MULTICAST = "dl_dst=01:00:00:00:00:00/01:00:00:00:00:00"
+# Ports per flood flow: an output action is 16 bytes and an OpenFlow
+# message at most 64 KiB. By OpenFlow number (ofport >> 8), so that a plug
+# rewrites one chunk, not every chunk after it.
+CHUNK_BITS = 8
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +79,9 @@ class HostState:
     groups: Mapping[str, SecurityGroup] = dataclasses.field(
         default_factory=dict)
     gated: frozenset[str] = frozenset()  # port names (core.migration.Gates)
+    # Port names that get no flows yet: expected by a migration, not
+    # gated yet (backend/arrival.py).
+    held: frozenset[str] = frozenset()
 
 
 def link_local(mac: str) -> str:
@@ -94,6 +114,8 @@ class PortFlowCache:
 
     def __init__(self) -> None:
         self._entries: dict[str, tuple[tuple, tuple[Flow, ...]]] = {}
+        # Each network's forwarding flows, by local VLAN, as last computed.
+        self.switching: dict[int, set[Flow]] = {}
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -169,7 +191,7 @@ def integration_flows(state: HostState, cache: PortFlowCache | None = None
                       ) -> set[Flow]:
     cache = PortFlowCache() if cache is None else cache
     flows = {Flow(T_CLASSIFY, 0, "", "drop"), Flow(T_SPOOF, 0, "", "drop"),
-             Flow(T_CANARY, 0, "", "drop"), Flow(T_SWITCH, 0, "", "NORMAL")}
+             Flow(T_CANARY, 0, "", "drop")}
     flows |= {Flow(T_SPOOF, 300, match, "drop") for match in SERVER_ONLY}
     bound = bound_ports(state)
     for port in bound:
@@ -178,15 +200,76 @@ def integration_flows(state: HostState, cache: PortFlowCache | None = None
                                  bool(port.security_groups),
                                  port.name in state.gated))
     cache.keep_only({port.name for port in bound})
-    for net in state.networks.values():
+    members = ports_by_network(bound)
+    cache.switching = {}
+    for name, net in state.networks.items():
         patch = state.patches.get(net.physnet or "")
+        switching = forwarding_flows(net, members.get(name, ()), patch)
+        cache.switching[net.local_vlan] = switching
+        flows |= switching
         if patch is None:
             continue
-        vlan = (f"dl_vlan={net.segment}" if net.type == "vlan" else UNTAGGED)
+        if net.type == "vlan":
+            vlan, untag = f"dl_vlan={net.segment}", "strip_vlan,"
+        else:
+            vlan, untag = UNTAGGED, ""
         flows.add(Flow(T_CLASSIFY, 300, f"in_port={patch.int_ofport},{vlan}",
-                       f"mod_vlan_vid:{net.local_vlan},load:{net.local_vlan}"
-                       f"->{REG_NET_FIELD}[],goto_table:{T_SWITCH}"))
-    flows |= security_group_flows(state, bound_ports(state))
+                       f"{untag}load:{net.local_vlan}->{REG_NET_FIELD}[],"
+                       f"goto_table:{T_SWITCH}"))
+    flows |= security_group_flows(state, bound)
+    return flows
+
+
+def ports_by_network(bound: Iterable[GuestPort]
+                     ) -> dict[str, list[GuestPort]]:
+    members: dict[str, list[GuestPort]] = {}
+    for port in bound:
+        members.setdefault(port.bound_network, []).append(port)
+    return members
+
+
+def forwarding_flows(net: Network, ports: Sequence[GuestPort],
+                     patch: PatchPorts | None) -> set[Flow]:
+    """The switching of one network (its bound, numbered ``ports``):
+    each port's MAC to that port, broadcast and multicast to all of them
+    and the provider patch, any other destination to the patch. Two ports
+    of a network with one MAC: the lower OpenFlow number gets its frames
+    (a switch holds one flow per match)."""
+    vlan = net.local_vlan
+    to_patch = (f"push_vlan:0x8100,mod_vlan_vid:{vlan},"
+                f"output:{patch.int_ofport}" if patch is not None else "")
+    flows = set()
+    macs: set[str] = set()
+    chunks: dict[int, list[int]] = {}
+    for port in sorted(ports, key=lambda p: p.ofport):
+        chunks.setdefault(port.ofport >> CHUNK_BITS, []).append(port.ofport)
+        if port.mac in macs:
+            continue
+        macs.add(port.mac)
+        deliver = (f"load:{port.ofport}->{REG_PORT_FIELD}[],"
+                   f"goto_table:{T_INGRESS}" if port.security_groups
+                   else f"output:{port.ofport}")
+        flows.add(Flow(T_SWITCH, 100, f"{REG_NET}={vlan},dl_dst={port.mac}",
+                       deliver))
+    if to_patch:
+        flows.add(Flow(T_SWITCH, 10, f"{REG_NET}={vlan}", to_patch))
+    order = sorted(chunks)
+    if order:
+        flows.add(Flow(T_SWITCH, 50, f"{REG_NET}={vlan},{MULTICAST}",
+                       f"load:{order[0]}->{REG_CHUNK_FIELD}[],"
+                       f"goto_table:{T_FLOOD}"))
+    elif to_patch:
+        flows.add(Flow(T_SWITCH, 50, f"{REG_NET}={vlan},{MULTICAST}",
+                       to_patch))
+    for i, chunk in enumerate(order):
+        actions = [f"output:{ofport}" for ofport in chunks[chunk]]
+        if i + 1 < len(order):
+            actions += [f"load:{order[i + 1]}->{REG_CHUNK_FIELD}[]",
+                        f"resubmit(,{T_FLOOD})"]
+        elif to_patch:
+            actions.append(to_patch)
+        flows.add(Flow(T_FLOOD, 100, f"{REG_NET}={vlan},{REG_CHUNK}={chunk}",
+                       ",".join(actions)))
     return flows
 
 
@@ -199,7 +282,8 @@ def bound_ports(state: HostState) -> list[GuestPort]:
     other's."""
     shared = shared_ofports(state.ports)
     return [p for p in state.ports if p.bound_network in state.networks
-            and p.ofport and p.ofport not in shared]
+            and p.ofport and p.ofport not in shared
+            and p.name not in state.held]
 
 
 def shared_ofports(ports: Iterable[GuestPort]) -> set[int]:
@@ -254,12 +338,6 @@ def diff_flows(current: Iterable[Flow], desired: Iterable[Flow]) -> FlowDiff:
                                   if f.key not in desired_keys))
 
 
-def port_tag(port: GuestPort, networks: Mapping[str, Network]) -> int:
-    """Port.tag: the network's local VLAN, or the dead VLAN if unbound."""
-    net = networks.get(port.bound_network or "")
-    return net.local_vlan if net is not None else DEAD_VLAN
-
-
 def port_key(port: GuestPort, networks: Mapping[str, Network],
              gated: frozenset[str] = frozenset()) -> tuple | None:
     """What a port's own flows depend on; None when it has none (unbound,
@@ -296,22 +374,23 @@ class FlowPlanner:
         recomputation (the caller diffs against what it applied)."""
         context = (state.integration_bridge, dict(state.networks),
                    dict(state.patches), dict(state.groups))
-        shared = shared_ofports(state.ports)
-        keys = {p.name: k for p in state.ports if p.ofport not in shared
-                and (k := port_key(p, state.networks, state.gated))
-                is not None}
+        bound = bound_ports(state)
+        keys = {p.name: port_key(p, state.networks, state.gated)
+                for p in bound}
         changed = {n for n in keys.keys() | self._keys.keys()
                    if keys.get(n) != self._keys.get(n)}
         incremental = context == self._context and not any(
             key[4] for n in changed
             for key in (keys.get(n), self._keys.get(n)) if key)
+        vlans = {key[3] for n in changed
+                 for key in (keys.get(n), self._keys.get(n)) if key}
         self._keys = keys
         if not incremental:
             self.desired = compute_flows(state, self.cache)
             self._context = context
             return None
         old = {f for n in changed for f in self.cache.port_flows_of(n)}
-        ports = {p.name: p for p in state.ports if p.name in changed}
+        ports = {p.name: p for p in bound if p.name in changed}
         new = set()
         for name in changed:
             if name in keys:
@@ -319,7 +398,24 @@ class FlowPlanner:
                 new.update(self.cache.flows(ports[name], *key[3:]))
             else:
                 self.cache.forget(name)
+        for vlan, switching in self._switching(state, bound, vlans).items():
+            old |= self.cache.switching.get(vlan, set())
+            new |= switching
+            self.cache.switching[vlan] = switching
         flows = self.desired[state.integration_bridge]
         flows -= old
         flows |= new
         return {state.integration_bridge: diff_flows(old, new)}
+
+    @staticmethod
+    def _switching(state: HostState, bound: list[GuestPort],
+                   vlans: set[int]) -> dict[int, set[Flow]]:
+        """The forwarding flows of the networks with these local VLANs."""
+        nets = {name: net for name, net in state.networks.items()
+                if net.local_vlan in vlans}
+        members = ports_by_network(p for p in bound
+                                   if p.bound_network in nets)
+        return {net.local_vlan: forwarding_flows(
+                    net, members.get(name, ()),
+                    state.patches.get(net.physnet or ""))
+                for name, net in nets.items()}

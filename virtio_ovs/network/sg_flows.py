@@ -8,8 +8,8 @@ in REG6 from table 0):
     40  ND (RS/NS/NA) -> 60; IPv4/IPv6 -> ct(zone) -> 41; other (ARP) -> 60
     41  established/related -> 60; invalid: drop; new + an egress rule ->
         ct(commit) -> 60; else drop
-  to a filtered guest (table 60, by network and destination MAC):
-    60  REG6=net, dl_dst=its MAC -> untagged, REG5=its port, -> 70
+  to a filtered guest (table 60, by network and destination MAC, sets
+  REG5 to its port: flows.forwarding_flows):
     70  ND -> out; IPv4/IPv6 -> ct(zone) -> 71; other (ARP) -> out
     71  established/related -> out; invalid: drop; new + an ingress rule
         -> ct(commit) -> out; else drop
@@ -17,8 +17,8 @@ in REG6 from table 0):
 A rule with a remote group becomes a conjunction: the group's ports in one
 dimension, its members' addresses in the other, so that N ports in a group
 that admits itself cost O(N) flows, not O(N^2). Broadcast and multicast
-frames reach filtered ports through NORMAL without the ingress stage, as
-ARP must.
+frames reach filtered ports through the flood stage without the ingress
+stage, as ARP must.
 """
 from __future__ import annotations
 
@@ -28,14 +28,13 @@ from typing import Iterable
 
 from virtio_ovs.core.port import GuestPort
 from virtio_ovs.core.secgroups import PROTOCOLS, Rule, SecurityGroup
-from virtio_ovs.network.tables import (REG_NET, REG_NET_FIELD, REG_PORT,
+from virtio_ovs.network.tables import (REG_NET_FIELD, REG_PORT,
                                        REG_PORT_FIELD, T_EGRESS,
                                        T_EGRESS_RULES, T_INGRESS,
                                        T_INGRESS_RULES, T_SWITCH, Flow)
 
 ZONE = f"zone={REG_NET_FIELD}[0..15]"
 OUT = f"output:{REG_PORT_FIELD}[0..15]"
-TAGGED = "vlan_tci=0x1000/0x1000"
 NEW = "ct_state=+new-est+trk"
 P_ALLOW, P_INVALID, P_RULE, P_CONJ = 90, 80, 70, 72
 ND_TYPES = (133, 134, 135, 136)
@@ -50,15 +49,6 @@ def security_group_flows(state, ports: Iterable[GuestPort]) -> set[Flow]:
     flows = _fixed_flows()
     conj: dict[tuple[int, int, str], list[str]] = {}
     for port in filtered:
-        vlan = state.networks[port.bound_network].local_vlan
-        to_port = (f"load:{port.ofport}->{REG_PORT_FIELD}[],"
-                   f"goto_table:{T_INGRESS}")
-        match = f"{REG_NET}={vlan},dl_dst={port.mac}"
-        # Frames from a provider patch carry the local VLAN: strip it here
-        # (OpenFlow 1.4's pop_vlan needs a match that proves the tag).
-        flows.add(Flow(T_SWITCH, 100, f"{match},{TAGGED}",
-                       f"strip_vlan,{to_port}"))
-        flows.add(Flow(T_SWITCH, 99, match, to_port))
         for group in port.security_groups:
             for rule in state.groups.get(group, SecurityGroup(group, ())
                                          ).rules:

@@ -5,14 +5,16 @@ import dataclasses
 
 T_CLASSIFY, T_SPOOF, T_CANARY = 0, 10, 23
 T_EGRESS, T_EGRESS_RULES = 40, 41  # security groups, from the guest
-T_SWITCH = 60
+T_SWITCH, T_FLOOD = 60, 61  # by destination; broadcast and multicast
 T_INGRESS, T_INGRESS_RULES = 70, 71  # security groups, to the guest
 UNTAGGED = "vlan_tci=0x0000/0x1fff"
 # REG6: the frame's network (its local VLAN), also its conntrack zone.
 # REG5: the guest port a frame is for, in the ingress stage.
-# (Matches name them reg6/reg5; actions NXM_NX_REG6/NXM_NX_REG5.)
-REG_NET, REG_PORT = "reg6", "reg5"
+# (Matches name them reg6/reg5/reg7; actions NXM_NX_REG6/...)
+# REG7: the flood stage's next chunk of ports.
+REG_NET, REG_PORT, REG_CHUNK = "reg6", "reg5", "reg7"
 REG_NET_FIELD, REG_PORT_FIELD = "NXM_NX_REG6", "NXM_NX_REG5"
+REG_CHUNK_FIELD = "NXM_NX_REG7"
 
 
 @dataclasses.dataclass(frozen=True, order=True)

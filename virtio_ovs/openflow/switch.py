@@ -70,10 +70,12 @@ class OpenFlowConnection:
         self.timeout = timeout
         self.sock: socket.socket | None = None
         self.ended = False
-        # Packet-ins are asked for (on each connect) once ``listen`` was
-        # called; they wait in ``packet_ins`` for ``take_packet_ins``.
+        # Packet-ins and port-status messages are asked for (on each
+        # connect) once ``listen`` was called; they wait in ``packet_ins``
+        # and ``port_statuses`` for ``take_packet_ins``/``take_port_statuses``.
         self.listening = False
         self.packet_ins: list[tuple[int, int, int | None, bytes]] = []
+        self.port_statuses: list[tuple[int, int, str, str]] = []
         self._buf = b""
         self._xid = 0
         self._probe: tuple[int, float] | None = None  # (xid, sent at)
@@ -86,7 +88,8 @@ class OpenFlowConnection:
         self.ended = False
 
     def listen(self) -> None:
-        """Receive packet-ins from now on (and after any reconnect)."""
+        """Receive packet-ins and port-status messages from now on (and
+        after any reconnect)."""
         if not self.listening:
             self.listening = True
             if self.sock is not None:
@@ -96,6 +99,12 @@ class OpenFlowConnection:
     def take_packet_ins(self) -> list[tuple[int, int, int | None, bytes]]:
         """(cookie, table, in_port, frame) of each packet-in received."""
         taken, self.packet_ins = self.packet_ins, []
+        return taken
+
+    def take_port_statuses(self) -> list[tuple[int, int, str, str]]:
+        """(reason, port number, name, hw_addr) of each port added,
+        deleted or modified since the last call (``wire.port_status``)."""
+        taken, self.port_statuses = self.port_statuses, []
         return taken
 
     def probe(self) -> None:
@@ -222,6 +231,9 @@ class OpenFlowConnection:
             elif msg_type == ofwire.OFPT_PACKET_IN:
                 if self.listening:
                     self.packet_ins.append(ofwire.packet_in(body))
+            elif msg_type == ofwire.OFPT_PORT_STATUS:
+                if self.listening:
+                    self.port_statuses.append(ofwire.port_status(body))
             else:
                 return version, msg_type, length, xid, body
         return None

@@ -26,7 +26,8 @@ from virtio_ovs.network.tables import Flow
 
 OFP_VERSION = 0x05  # OpenFlow 1.4
 OFPT_HELLO, OFPT_ERROR, OFPT_ECHO_REQUEST, OFPT_ECHO_REPLY = 0, 1, 2, 3
-OFPT_SET_CONFIG, OFPT_PACKET_IN, OFPT_FLOW_MOD, OFPT_PORT_MOD = 9, 10, 14, 16
+OFPT_SET_CONFIG, OFPT_PACKET_IN, OFPT_PORT_STATUS = 9, 10, 12
+OFPT_FLOW_MOD, OFPT_PORT_MOD = 14, 16
 OFPT_BARRIER_REQUEST, OFPT_BARRIER_REPLY = 20, 21
 OFPT_BUNDLE_CONTROL, OFPT_BUNDLE_ADD_MESSAGE = 33, 34
 OFPFC_ADD, OFPFC_DELETE, OFPFC_DELETE_STRICT = 0, 3, 4
@@ -36,11 +37,13 @@ OFPBCT_COMMIT_REQUEST, OFPBCT_COMMIT_REPLY = 4, 5
 OFPBCT_DISCARD_REQUEST = 6
 OFPBF_ATOMIC, OFPBF_ORDERED = 1, 2
 OFPP_NORMAL, OFPP_CONTROLLER, OFPP_ANY = 0xfffffffa, 0xfffffffd, 0xffffffff
+OFPP_IN_PORT_16 = 0xfff8  # NXAST_RESUBMIT_TABLE's "the packet's in_port"
+OFPPR_ADD, OFPPR_DELETE, OFPPR_MODIFY = 0, 1, 2
 OFPPC_NO_FWD = 1 << 5  # ofp_port_config: drop packets forwarded to the port
 OFPCML_NO_BUFFER = 0xffff  # the whole packet in a packet-in
 OFPG_ANY, NO_BUFFER = 0xffffffff, 0xffffffff
 NX_EXPERIMENTER_ID = 0x00002320
-NXAST_REG_LOAD, NXAST_OUTPUT_REG = 7, 15
+NXAST_REG_LOAD, NXAST_RESUBMIT_TABLE, NXAST_OUTPUT_REG = 7, 14, 15
 NXAST_CONJUNCTION, NXAST_CT = 34, 35
 NX_CT_F_COMMIT, NX_CT_RECIRC_NONE = 1, 0xff
 
@@ -50,6 +53,7 @@ OFB, NXM0, NXM1 = 0x8000, 0x0000, 0x0001
 # field's prerequisites, e.g. eth_type before an IP address, as it parses).
 FIELDS = {
     "in_port": (OFB, 0, 4), "reg5": (NXM1, 5, 4), "reg6": (NXM1, 6, 4),
+    "reg7": (NXM1, 7, 4),
     "conj_id": (NXM1, 37, 4), "ct_state": (NXM1, 105, 4),
     "dl_src": (OFB, 4, 6), "dl_dst": (OFB, 3, 6),
     "vlan_tci": (NXM0, 4, 2), "dl_vlan": (OFB, 6, 2),
@@ -148,7 +152,8 @@ def match_fields(match: str) -> dict[str, tuple[bytes, bytes | None]]:
 def _field(key: str, value: str, proto: str | None
            ) -> tuple[bytes, bytes | None]:
     if key in ("dl_src", "dl_dst", "arp_sha"):
-        return _mac(value), None
+        value, _, mask = value.partition("/")
+        return _mac(value), (_mac(mask) if mask else None)
     if key in ("arp_spa", "nw_src", "nw_dst"):
         return _ip(value, 4)
     if key in ("ipv6_src", "ipv6_dst", "nd_target"):
@@ -157,7 +162,7 @@ def _field(key: str, value: str, proto: str | None
         return _ct_state(value)
     if key == "dl_vlan":
         return (int(value) | 0x1000).to_bytes(2, "big"), None
-    if key in ("in_port", "reg5", "reg6", "conj_id", "vlan_tci", "nw_proto",
+    if key in ("in_port", "reg5", "reg6", "reg7", "conj_id", "vlan_tci", "nw_proto",
                "tp_src", "tp_dst", "icmp_type", "icmp_code"):
         size = {"vlan_tci": 2, "tp_src": 2, "tp_dst": 2, "nw_proto": 1,
                 "icmp_type": 1, "icmp_code": 1}.get(key, 4)
@@ -248,6 +253,14 @@ def _action(text: str, untagged: bool) -> bytes:
                            int(text.split(":")[1]))
     if text == "strip_vlan":
         return struct.pack("!HH4x", 18, 8)
+    if text == "push_vlan:0x8100":
+        return struct.pack("!HHH2x", 17, 8, 0x8100)
+    if re.fullmatch(r"output:\d+", text):
+        return struct.pack("!HHIH6x", 0, 16, int(text[7:]), 0)
+    m = re.fullmatch(r"resubmit\(,(\d+)\)", text)
+    if m:
+        return _nx_action(NXAST_RESUBMIT_TABLE, struct.pack(
+            "!HB3x", OFPP_IN_PORT_16, int(m.group(1))))
     if text.startswith("mod_vlan_vid:"):
         return _set_vlan_vid(int(text.split(":")[1]), push=untagged)
     if text.startswith("load:"):
@@ -352,6 +365,15 @@ def packet_in(body: bytes) -> tuple[int, int, int | None, bytes]:
         fields = fields[4 + size:]
     start = 16 + match_len + (-match_len % 8) + 2
     return cookie, table, in_port, body[start:]
+
+
+def port_status(body: bytes) -> tuple[int, int, str, str]:
+    """An OpenFlow 1.4 port-status body: (reason, port number, name,
+    hw_addr)."""
+    reason = body[0]
+    port_no, hw_addr, name = struct.unpack("!I4x6s2x16s", body[8:40])
+    return (reason, port_no, name.rstrip(b"\0").decode(errors="replace"),
+            ":".join(f"{b:02x}" for b in hw_addr))
 
 
 def parse_header(data: bytes) -> tuple[int, int, int, int]:

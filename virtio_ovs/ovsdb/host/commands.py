@@ -250,17 +250,14 @@ class PlugVif:
         port.interfaces = [iface]
         bridge = ctx.view.bridges_by_name.get(vif.bridge)
         secure = bridge is not None and optional(bridge.fail_mode) == "secure"
-        # Bound at plug on a secure bridge: the network's local VLAN at once
-        # (it saves ovs-vswitchd a reconfiguration when the agent binds it;
-        # no frame passes before the agent's flows do). Otherwise the dead
-        # VLAN until an agent binds the port (neutron's isolation).
-        if self.local_vlans:
-            # A migration's destination stays in the dead VLAN until the
-            # agent has gated it (nothing may queue in its TAP).
-            vlan = self._local_vlan(ctx.view) if secure and \
-                vif.migrating_from is None else None
+        # On the agent's secure bridge, flows alone forward (explicit,
+        # per network: network/flows.py), so the Port's VLAN columns stay
+        # empty: ovs-vswitchd reconfigures nothing more for them. On a
+        # bridge without flows (fail_mode standalone: NORMAL switches),
+        # the dead VLAN isolates the port (neutron's way).
+        if self.local_vlans and not secure:
             port.tag, port.vlan_mode, port.trunks = plug_request.vlan_columns(
-                plug_request.DEAD_VLAN if vlan is None else vlan)
+                plug_request.DEAD_VLAN)
         ctx.add_port(vif.bridge, port)
 
 
