@@ -95,13 +95,23 @@ def test_every_flow_kind_is_encoded_as_ovs_ofctl_encodes_it(bridges):
 
 
 def test_a_refused_bundle_changes_nothing_and_says_why(bridges):
+    """What ovs-vswitchd checks when a message is added (it would apply
+    the bundle's others) is refused before sending; what fails when the
+    bundle is applied (a full table) fails all of it."""
     ours = OpenFlowBridge("bra", 10)
     try:
         good = Flow(0, 10, "in_port=1", "drop")
         bad = Flow(99, 10, "in_port=1", "goto_table:5")  # goto backwards
+        with pytest.raises(Exception, match="cannot encode a flow: "
+                           "goto_table:5 from table 99"):
+            ours.apply([good, bad], [], 0x42)
+        assert dump(bridges, "bra") == []
+        bridges.vsctl("--", "--id=@t", "create", "Flow_Table", "flow_limit=1",
+                      "--", "set", "Bridge", "bra", "flow_tables:5=@t")
+        full = [Flow(5, 10, f"in_port={i}", "drop") for i in (1, 2)]
         with pytest.raises(Exception, match="refused the flow bundle: "
                            "OpenFlow error type"):
-            ours.apply([good, bad], [], 0x42)
+            ours.apply([good, *full], [], 0x42)
         assert dump(bridges, "bra") == []
         ours.apply([good], [], 0x42)  # the connection is still usable
         assert len(dump(bridges, "bra")) == 1

@@ -238,6 +238,8 @@ class FlowDriver(AgentDriver):
                 if self.announced.pop(name, None) is not None:
                     self.announcements += 1
             elif self.announced.get(name) != (ofport, hw_addr):
+                LOG.debug("%s: port %s numbered %d (port-status)",
+                          self.integration_bridge, name, ofport)
                 self.announced[name] = (ofport, hw_addr)
                 self.announcements += 1
 

@@ -85,6 +85,9 @@ def header(msg_type: int, length: int, xid: int) -> bytes:
 
 
 def message(msg_type: int, body: bytes, xid: int) -> bytes:
+    if 8 + len(body) > 0xffff:
+        raise ValueError(f"an OpenFlow message of {8 + len(body)} bytes "
+                         "(at most 65535)")
     return header(msg_type, 8 + len(body), xid) + body
 
 
@@ -282,15 +285,19 @@ def _action(text: str, untagged: bool) -> bytes:
     raise ValueError(f"unsupported action {text!r}")
 
 
-def encode_instructions(actions: str, match: str) -> bytes:
+def encode_instructions(actions: str, match: str, table: int) -> bytes:
     """``actions`` text as OpenFlow 1.4 instructions: the apply-actions
-    list, then goto_table if it ends with one."""
+    list, then goto_table if it ends with one (to a later table only, as
+    ovs-vswitchd requires)."""
     if actions == "drop":
         return b""
     parts = _ACTIONS_SPLIT.split(actions)
     goto = b""
     if parts[-1].startswith("goto_table:"):
-        goto = struct.pack("!HHB3x", 1, 8, int(parts.pop()[11:]))
+        target = int(parts.pop()[11:])
+        if not table < target < OFPTT_ALL:
+            raise ValueError(f"goto_table:{target} from table {table}")
+        goto = struct.pack("!HHB3x", 1, 8, target)
     untagged = "vlan_tci=0x0000/0x1fff" in match.split(",")
     body = b"".join(_action(p, untagged) for p in parts)
     apply = struct.pack("!HH4x", 4, 8 + len(body)) + body if body else b""
@@ -309,10 +316,13 @@ def _flow_mod(command: int, table: int, priority: int, match: str,
 
 def flow_mod(flow: Flow, command: int, cookie: int, xid: int) -> bytes:
     """One FLOW_MOD: ADD (with its instructions) or DELETE_STRICT."""
+    if not 0 <= flow.table < OFPTT_ALL:
+        raise ValueError(f"table {flow.table}")
     if command == OFPFC_ADD:
         return _flow_mod(command, flow.table, flow.priority, flow.match,
                          cookie, 0, xid,
-                         encode_instructions(flow.actions, flow.match))
+                         encode_instructions(flow.actions, flow.match,
+                                             flow.table))
     return _flow_mod(command, flow.table, flow.priority, flow.match, 0, 0,
                      xid)
 
