@@ -1,1 +1,1 @@
-"""virtio-ovs-agent: reconciles OVSDB state into bridges, tags and flows."""
+"""virtio-ovs-agent: reconciles OVSDB state into bridges and flows."""

@@ -168,7 +168,7 @@ class Reconciled:
 
 class AgentDriver(abc.ABC):
     """What the agent does on each reconcile, per backend: the standalone
-    backend's bridges, tags and flows, or (OVN) only counting what
+    backend's bridges and flows, or (OVN) only counting what
     ovn-controller installed. Runs on the agent's loop thread."""
 
     @abc.abstractmethod

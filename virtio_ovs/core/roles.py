@@ -69,20 +69,25 @@ class PortStore(TapUse, Protocol):
     @abc.abstractmethod
     def plug(self, vifs: Iterable[Vif], outcome: PlugOutcome,
              wait: bool = True, created_taps: frozenset[str] = frozenset(),
-             local_vlans: bool = True) -> PlugOutcome:
+             local_vlans: bool = True,
+             before_commit: Callable[[], None] | None = None
+             ) -> PlugOutcome:
         """Plug all ``vifs`` in one transaction (all or nothing), filling
         ``outcome`` as it goes (also when it raises), and return it.
 
         A new port gets its Port, Interface and external_ids, its MTU
-        request, and either its network's local VLAN (on a
-        ``fail_mode=secure`` bridge) or the dead VLAN (tag 4095, trunk
-        4095). With ``local_vlans`` False (the OVN backend: the network is
-        in the NB and ovn-controller owns br-int) it gets no VLAN columns
-        and ``vif.network`` is not looked up here. A VIF already plugged
+        request, its requested OpenFlow number, and on a bridge that is
+        not ``fail_mode=secure`` the dead VLAN (tag 4095, trunk 4095; the
+        agent's secure bridge forwards by flows only). With
+        ``local_vlans`` False (the OVN backend: the network is in the NB
+        and ovn-controller owns br-int) it gets no VLAN columns and
+        ``vif.network`` is not looked up here. A VIF already plugged
         the same way changes nothing (no write at all); one whose ids or
-        MTU differ is updated in place and keeps its VLAN. Devices in
-        ``created_taps`` are marked ``virtio-ovs:tap-created`` (unplug
-        deletes them).
+        MTU differ is updated in place and keeps its VLAN columns. Devices
+        in ``created_taps`` are marked ``virtio-ovs:tap-created`` (unplug
+        deletes them). ``before_commit()`` runs once the rows are built,
+        before each commit attempt (the devices being created meanwhile
+        must exist by then; what it raises ends the plug uncommitted).
 
         Concurrent plugs and unplugs are serialised by the database, as
         ovs-vsctl's are: each verifies every bridge's ``ports``, so the
@@ -267,8 +272,7 @@ class AgentRecords(Protocol):
 
 
 class SwitchSetup(Protocol):
-    """The bridges, ports' VLAN tags and OpenFlow numbers the standalone
-    agent needs."""
+    """The bridges and OpenFlow numbers the standalone agent needs."""
 
     @abc.abstractmethod
     def provider_problems(self, spec: BridgeSpec) -> dict[str, str]:
@@ -286,11 +290,6 @@ class SwitchSetup(Protocol):
         peer does not exist, so it carries nothing until the agent's flows
         are in; with ``connect`` True the peers are joined. Waits for
         ovs-vswitchd. True if anything changed."""
-
-    @abc.abstractmethod
-    def set_port_tags(self, tags: Mapping[str, int]) -> None:
-        """Port name -> local VLAN (an access port) or the dead VLAN 4095
-        (a trunk of 4095 only). Ports that are gone are skipped."""
 
     @abc.abstractmethod
     def ofports(self, names: set[str]) -> dict[str, int]:

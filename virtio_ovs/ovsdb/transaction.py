@@ -88,7 +88,11 @@ def transact(conn: Connection, commands: Sequence, deadline: Deadline,
                       outcomes)
             return Commit(outcomes, committed=False)
         if prepare is not None:
-            prepare(ctx)
+            try:
+                prepare(ctx)
+            except BaseException:
+                ctx.txn.abort()
+                raise
         status = _commit(conn, ctx.txn, deadline)
         LOG.debug("txn %d (%s) attempt %d on %s: %s", txn_id, names, attempt,
                   conn.remote, status)

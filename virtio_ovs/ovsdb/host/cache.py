@@ -266,6 +266,3 @@ class StateCache:
                 result[iface.name] = iface.ofport
         return result
 
-    def port_uuids(self, names: set[str]) -> dict[str, object]:
-        return {port.name: uuid for uuid, port in self.rows["Port"].items()
-                if port.name in names}

@@ -4,7 +4,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from typing import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 from virtio_ovs.core.plug_request import EXT_IFACE_ID, EXT_MIGRATION, Vif
 from virtio_ovs.core.errors import OvsdbTimeout, VirtioOvsError
@@ -88,15 +88,23 @@ class IdlHostDb(HostDb):
 
     def plug(self, vifs: Iterable[Vif], outcome: PlugOutcome,
              wait: bool = True, created_taps: frozenset[str] = frozenset(),
-             local_vlans: bool = True) -> PlugOutcome:
+             local_vlans: bool = True,
+             before_commit: Callable[[], None] | None = None
+             ) -> PlugOutcome:
         deadline = self._deadline()
         self.conn.start(deadline)
         vifs = list(vifs)
         cmds = [commands.PlugVif(vif, vif.name in created_taps, local_vlans)
                 for vif in vifs]
+
+        def prepare(ctx) -> None:
+            if before_commit is not None:
+                before_commit()
+            if wait:
+                increment_next_cfg(ctx)
         try:
             commit = transact(self.conn, cmds, deadline, self._context,
-                              increment_next_cfg if wait else None)
+                              prepare)
         except OvsdbTimeout as exc:  # the commit's answer may be lost
             outcome.committed = self._read_back_plug(vifs)
             raise exc.with_detail(_PLUG_READ_BACK[outcome.committed]) \
@@ -352,13 +360,6 @@ class IdlHostDb(HostDb):
             cmds += nc.provider_commands(spec, physnet, bridge, connect)
         commit = self._transact(cmds, wait=True)
         return any(o != UNCHANGED for o in commit.outcomes)
-
-    def set_port_tags(self, tags: Mapping[str, int]) -> None:
-        self.conn.start()
-        self.cache.refresh()
-        uuids = self.cache.port_uuids(set(tags))
-        self._transact([nc.SetPortTags({uuids[name]: tag for name, tag
-                                        in tags.items() if name in uuids})])
 
     def record_verdicts(self, verdicts) -> None:
         self._transact([nc.RecordVerdicts(verdicts)])

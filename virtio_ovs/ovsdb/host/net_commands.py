@@ -210,27 +210,6 @@ class EnsurePatchPort:
         return ADDED
 
 
-class SetPortTags:
-    """Port.tag by Port uuid: a local VLAN (access port) or the dead VLAN
-    4095 (with trunks=4095, so that nothing passes)."""
-
-    def __init__(self, tags: Mapping[object, int]):
-        self.tags = tags
-
-    def run_idl(self, ctx: TxnContext) -> str:
-        outcome = UNCHANGED
-        rows = ctx.view.conn.rows("Port")
-        for uuid, tag in self.tags.items():
-            port = rows.get(uuid)
-            if port is None:
-                continue
-            want = plug_request.vlan_columns(tag)
-            if (list(port.tag), list(port.vlan_mode), list(port.trunks)) != want:
-                port.tag, port.vlan_mode, port.trunks = want
-                outcome = UPDATED
-        return outcome
-
-
 class RecordVerdicts:
     """The agent's check results on each Interface: verdict (with
     ",queues-mismatch" when flagged) and enabled queue count."""

@@ -13,7 +13,7 @@ from virtio_ovs.core.secgroups import (Rule, SecurityGroup, validate_deletable,
                                        rule_from_record)
 from virtio_ovs.core.records import Invalid, InvalidRecord
 from virtio_ovs.core.ovn_acls import DROP_GROUP, acl, drop_acls, pg_name
-from virtio_ovs.ovsdb.nb.api import LSP_MARK, OURS, not_ours, owner_of
+from virtio_ovs.ovsdb.nb.api import OURS, not_ours, owner_of
 from virtio_ovs.ovsdb.transaction import ADDED, UNCHANGED, UPDATED
 
 SG_MARK = "virtio-ovs:sg"  # on a Port_Group: the group's name
