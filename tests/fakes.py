@@ -85,9 +85,7 @@ class FakeHostDb(PortStore):
         return [v.port_id for v in vifs if v.port_id not in self.rows]
 
     def plug(self, vifs, outcome: PlugOutcome, wait=True,
-             created_taps=frozenset(), local_vlans=True, before_commit=None):
-        if before_commit is not None:
-            before_commit()
+             created_taps=frozenset(), local_vlans=True):
         self.steps("commit")
         for vif in vifs:
             self.rows[vif.port_id] = vif.name

@@ -106,10 +106,8 @@ def test_marked_taps_of_an_earlier_run_keep_tap_created():
     steps = Steps()
     db, taps = FakeHostDb(steps), FakeTaps(steps)
     seen = {}
-    def record(vifs, outcome, wait, created, local_vlans, before_commit):
-        before_commit()
+    db.plug = lambda vifs, outcome, wait, created, local_vlans: \
         seen.update(created=created)
-    db.plug = record
     taps.links.add("tap1")
     taps.marked.add("tap1")
     plug = Plugger(db, taps, validate_host=lambda vif: OURS

@@ -9,7 +9,6 @@ when no committed row uses it.
 from __future__ import annotations
 
 import dataclasses
-import threading
 from typing import Callable, ContextManager, Protocol, Sequence
 
 import logging
@@ -50,50 +49,6 @@ class Taps(Protocol):
               ) -> ContextManager[None]:
         """The lock between plugs (shared) and gc (exclusive) on the
         marked TAPs (kernel/taps.py's TapLock)."""
-
-
-class TapCreation:
-    """A plug's missing TAPs, created in a thread while the transaction's
-    rows are built: most of a TAP's creation is the kernel's (the GIL is
-    released), so it runs beside python-ovs building 1,000 rows instead
-    of before them. ``finish`` (before the commit) waits for them and
-    raises what creating one raised; ``stop`` (on failure) ends the
-    creation after the TAP at hand and says which TAPs exist."""
-
-    def __init__(self, taps: Taps, vifs: list[Vif]):
-        self.names = frozenset(vif.name for vif in vifs)
-        self.created: list[str] = []
-        self._error: BaseException | None = None
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(
-            target=self._create, args=(taps, vifs), name="tap-creation",
-            daemon=True)
-        if vifs:
-            self._thread.start()
-
-    def _create(self, taps: Taps, vifs: list[Vif]) -> None:
-        try:
-            for vif in vifs:
-                if self._stopping.is_set():
-                    return
-                taps.create(vif.name, vif.queues, vif.owner, vif.group)
-                self.created.append(vif.name)
-        except BaseException as exc:  # noqa: BLE001 - raised by finish()
-            self._error = exc
-        LOG.debug("plug: %d of %d TAPs created", len(self.created),
-                  len(vifs))
-
-    def finish(self) -> None:
-        if self._thread.is_alive():
-            self._thread.join()
-        if self._error is not None:
-            raise self._error
-
-    def stop(self) -> list[str]:
-        self._stopping.set()
-        if self._thread.is_alive():
-            self._thread.join()
-        return list(self.created)
 
 
 class Plugger:
@@ -138,14 +93,17 @@ class Plugger:
 
     def _plug(self, vifs: list[Vif], wait: bool, local_vlans: bool,
               outcome: PlugOutcome, plan: HostPlan) -> PlugOutcome:
-        creation = TapCreation(self.taps, [] if self.dry_run
-                               else plan.missing)
+        created: list[str] = []
         try:
-            self.db.plug(vifs, outcome, wait, plan.ours | creation.names,
-                         local_vlans, before_commit=creation.finish)
-            creation.finish()  # also when nothing was to be committed
+            for vif in [] if self.dry_run else plan.missing:
+                self.taps.create(vif.name, vif.queues, vif.owner, vif.group)
+                created.append(vif.name)
+            LOG.debug("plug: %d VIFs, %d TAPs created", len(vifs),
+                      len(created))
+            self.db.plug(vifs, outcome, wait, plan.ours | frozenset(created),
+                         local_vlans)
         except BaseException:
-            self._rollback(outcome, creation.stop())
+            self._rollback(outcome, created)
             raise
         return outcome
 

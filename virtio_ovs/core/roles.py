@@ -69,9 +69,7 @@ class PortStore(TapUse, Protocol):
     @abc.abstractmethod
     def plug(self, vifs: Iterable[Vif], outcome: PlugOutcome,
              wait: bool = True, created_taps: frozenset[str] = frozenset(),
-             local_vlans: bool = True,
-             before_commit: Callable[[], None] | None = None
-             ) -> PlugOutcome:
+             local_vlans: bool = True) -> PlugOutcome:
         """Plug all ``vifs`` in one transaction (all or nothing), filling
         ``outcome`` as it goes (also when it raises), and return it.
 
@@ -85,9 +83,7 @@ class PortStore(TapUse, Protocol):
         the same way changes nothing (no write at all); one whose ids or
         MTU differ is updated in place and keeps its VLAN columns. Devices
         in ``created_taps`` are marked ``virtio-ovs:tap-created`` (unplug
-        deletes them). ``before_commit()`` runs once the rows are built,
-        before each commit attempt (the devices being created meanwhile
-        must exist by then; what it raises ends the plug uncommitted).
+        deletes them).
 
         Concurrent plugs and unplugs are serialised by the database, as
         ovs-vsctl's are: each verifies every bridge's ``ports``, so the

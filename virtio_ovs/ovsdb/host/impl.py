@@ -88,23 +88,15 @@ class IdlHostDb(HostDb):
 
     def plug(self, vifs: Iterable[Vif], outcome: PlugOutcome,
              wait: bool = True, created_taps: frozenset[str] = frozenset(),
-             local_vlans: bool = True,
-             before_commit: Callable[[], None] | None = None
-             ) -> PlugOutcome:
+             local_vlans: bool = True) -> PlugOutcome:
         deadline = self._deadline()
         self.conn.start(deadline)
         vifs = list(vifs)
         cmds = [commands.PlugVif(vif, vif.name in created_taps, local_vlans)
                 for vif in vifs]
-
-        def prepare(ctx) -> None:
-            if before_commit is not None:
-                before_commit()
-            if wait:
-                increment_next_cfg(ctx)
         try:
             commit = transact(self.conn, cmds, deadline, self._context,
-                              prepare)
+                              increment_next_cfg if wait else None)
         except OvsdbTimeout as exc:  # the commit's answer may be lost
             outcome.committed = self._read_back_plug(vifs)
             raise exc.with_detail(_PLUG_READ_BACK[outcome.committed]) \
