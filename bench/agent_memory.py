@@ -67,12 +67,17 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--ports", type=int, default=2000)
     parser.add_argument("--top", type=int, default=15)
+    parser.add_argument("--json", action="store_true",
+                        help="one JSON object: the RSS before the first "
+                        "port by import, the Python heap per port")
     args = parser.parse_args()
+    command = f".venv/bin/python bench/agent_memory.py --ports {args.ports}"
     stages = baseline()
-    print("RSS before the first port, by what the agent imports:")
-    for label, mb in stages:
-        print(f"  {mb:6.1f} MB  {label}")
-    print(f"  {sum(mb for _, mb in stages):6.1f} MB  in all")
+    if not args.json:
+        print("RSS before the first port, by what the agent imports:")
+        for label, mb in stages:
+            print(f"  {mb:6.1f} MB  {label}")
+        print(f"  {sum(mb for _, mb in stages):6.1f} MB  in all")
     with dummy_with_ports("vmem", args.ports) as (_, path):
         tracemalloc.start(1)
         agent = build_agent(conf_mod.load([path], prog="virtio-ovs-agent"))
@@ -86,6 +91,10 @@ def main() -> None:
         thread.join(30)
     stats = snapshot.statistics("lineno")
     total = sum(s.size for s in stats)
+    if args.json:
+        print(json.dumps({"baseline": stages, "ports": args.ports,
+                          "heap_mib": total / 2**20, "command": command}))
+        return
     print(f"Python memory held by the agent after its first sync with "
           f"{args.ports} ports: {total / 2**20:.1f} MiB "
           f"({total / args.ports / 1024:.1f} KiB per port)")
@@ -93,8 +102,7 @@ def main() -> None:
         frame = stat.traceback[0]
         print(f"  {stat.size / 2**20:7.1f} MiB  {stat.count:8}  "
               f"{frame.filename.split('site-packages/')[-1]}:{frame.lineno}")
-    print(f"command: .venv/bin/python bench/agent_memory.py --ports "
-          f"{args.ports}")
+    print(f"command: {command}")
 
 
 if __name__ == "__main__":

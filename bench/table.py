@@ -100,6 +100,7 @@ def rows(d: str):
                f" s ({sync['flows']:,} flows)" if ways else
                sync.get("error", MISSING), "", "", sync.get("command", ""))
     yield from side_by_side(d)
+    yield from memory(d)
     iperf = load(d, "iperf")
     yield ("iperf3 through the agent's flows / NORMAL bridge",
            f"{iperf['agent_gbps']:.2f} / {iperf['normal_gbps']:.2f} Gbit/s "
@@ -111,21 +112,43 @@ def rows(d: str):
            check.get("error", MISSING), "", "", check.get("command", ""))
 
 
+def memory(d: str):
+    """Where the agent's memory goes: before the first port, by import;
+    the Python heap per port."""
+    r = load(d, "memory")
+    if "baseline" not in r:
+        yield ("agent memory profile", r.get("error", MISSING), "", "",
+               r.get("command", ""))
+        return
+    parts = " + ".join(f"{mb:.1f}" for _, mb in r["baseline"])
+    yield ("agent RSS before its first port: interpreter + python-ovs + "
+           "oslo.config + oslo.log + prometheus_client + virtio_ovs",
+           f"{parts} = {sum(mb for _, mb in r['baseline']):.1f} MB", "", "",
+           r["command"])
+    yield (f"agent's Python heap after the first sync, {r['ports']:,} ports",
+           f"{r['heap_mib']:.1f} MiB ({r['heap_mib'] * 1024 / r['ports']:.1f}"
+           " KiB per port)", "", "", r["command"])
+
+
 def side_by_side(d: str):
     """The standalone agent / ovn-controller, and the ratio, per figure."""
     from side_by_side import FIGURES, floor_figures
-    for name in ("sbs1k", "sbs5k"):
-        if name == "sbs5k" and not os.path.exists(
+    for name in ("sbs1k", "sbs5k", "sbs0"):
+        if name != "sbs1k" and not os.path.exists(
                 os.path.join(d, f"{name}.json")):
-            continue  # --quick
+            continue  # --quick, or a run from before sbs0
         r = load(d, name)
         if "standalone" not in r:
             yield (f"side by side ({name})", r.get("error", MISSING), "", "",
                    r.get("command", ""))
             continue
-        for key, text, unit in FIGURES:
+        # With no port, only the memory says something (the baseline).
+        figures = [f for f in FIGURES if f[0] == "rss_mb"] \
+            if name == "sbs0" else FIGURES
+        for key, text, unit in figures:
             ours, theirs = r["standalone"][key], r["ovn"][key]
-            ovs = "ofport" in key  # ovs-vswitchd's own time: no target
+            # ovs-vswitchd's own time, and the baseline: no target
+            ovs = "ofport" in key or name == "sbs0"
             yield (f"{r['ports']:,} ports, agent / ovn-controller: {text}",
                    f"{ours:.2f} / {theirs:.2f} {unit} = {ours / theirs:.2f}",
                    "" if ovs else "< 1",

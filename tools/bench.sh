@@ -60,6 +60,8 @@ run sync1k 900 bench/first_sync.py --ports 1000 --connections 1,16
 run check1k 900 bench/check_scale.py --ports 1000
 run iperf 600 bench/iperf_ratio.py --seconds 5
 run sbs1k 1800 bench/side_by_side.py --ports 1000 --new 20
+run sbs0 900 bench/side_by_side.py --ports 0 --new 5
+run memory 600 bench/agent_memory.py --ports 1000
 if [ "$quick" -eq 0 ]; then
     run cold5k 1200 bench/agent_scale.py --ports 5000 --new 0 --timeout 900
     run scale10k 3000 bench/agent_scale.py --ports 10000 --new 5 --cap 120 --timeout 1500
