@@ -85,10 +85,11 @@ def empty_table(box) -> None:
 
 
 def add_integration_bridge(box) -> None:
-    """br-int in a sandbox as the agent makes it (secure, OpenFlow 1.4), so
-    that a plug gives each port its network's VLAN at once, as it does
-    once an agent has run: otherwise the agent's first sync would retag
-    every port, which a restart on a real host never does."""
+    """br-int in a sandbox as the agent makes it (secure, OpenFlow 1.4), as
+    it is once an agent has run: a plug then writes no VLAN columns (on a
+    bridge that is not secure it would put each port in the dead VLAN),
+    and the agent's start changes nothing but flows, as a restart on a
+    real host does."""
     box.add_bridge("br-int")
     box.vsctl("set", "Bridge", "br-int", "fail_mode=secure",
               "protocols=OpenFlow10,OpenFlow13,OpenFlow14")

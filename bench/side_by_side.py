@@ -11,7 +11,7 @@ bound TAP ports, then:
    tuntap``, up, not promiscuous, then one ``ovs-vsctl add-port`` with
    iface-id and attached-mac, and for the agent its network), then
    ``--new`` more virtio-ovs's way (the TAP promiscuous, one transaction
-   with ``ofport_request`` and, standalone, the VLAN tag). Timed from just
+   with ``ofport_request``). Timed from just
    before the plug to the port's first own flow (an added flow matching
    ``in_port`` on it: ``ovs-ofctl monitor watch:``), and to ovs-vswitchd
    reporting its ofport; p50 / p99;
@@ -119,9 +119,9 @@ class LibvirtWay:
 
 class VirtioOvsWay:
     """As ``virtio-ovs-ctl plug`` writes a port: its TAP promiscuous and
-    up, one transaction with the port, its ids, ``ofport_request`` and
-    (standalone) its network's VLAN tag; in-process, so that the time is
-    the transaction's, not a process start."""
+    up, one transaction with the port, its ids and ``ofport_request``;
+    in-process, so that the time is the transaction's, not a process
+    start."""
 
     def __init__(self, box: OvsSandbox, network: str | None):
         from virtio_ovs.backend.factory import open_host_db
