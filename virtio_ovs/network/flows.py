@@ -232,35 +232,46 @@ def forwarding_flows(net: Network, ports: Sequence[GuestPort],
                      patch: PatchPorts | None) -> set[Flow]:
     """The switching of one network (its bound, numbered ``ports``):
     each port's MAC to that port, broadcast and multicast to all of them
-    and the provider patch, any other destination to the patch. Two ports
-    of a network with one MAC: the lower OpenFlow number gets its frames
-    (a switch holds one flow per match)."""
+    and the provider patch, any other destination to the patch."""
     vlan = net.local_vlan
     to_patch = (f"push_vlan:0x8100,mod_vlan_vid:{vlan},"
                 f"output:{patch.int_ofport}" if patch is not None else "")
-    flows = set()
-    macs: set[str] = set()
-    chunks: dict[int, list[int]] = {}
-    for port in sorted(ports, key=lambda p: p.ofport):
-        chunks.setdefault(port.ofport >> CHUNK_BITS, []).append(port.ofport)
-        if port.mac in macs:
-            continue
-        macs.add(port.mac)
-        deliver = (f"load:{port.ofport}->{REG_PORT_FIELD}[],"
-                   f"goto_table:{T_INGRESS}" if port.security_groups
-                   else f"output:{port.ofport}")
-        flows.add(Flow(T_SWITCH, 100, f"{REG_NET}={vlan},dl_dst={port.mac}",
-                       deliver))
+    ordered = sorted(ports, key=lambda p: p.ofport)
+    flows = _unicast_flows(vlan, ordered) | _flood_flows(vlan, ordered,
+                                                         to_patch)
     if to_patch:
         flows.add(Flow(T_SWITCH, 10, f"{REG_NET}={vlan}", to_patch))
+    return flows
+
+
+def _unicast_flows(vlan: int, ordered: list[GuestPort]) -> set[Flow]:
+    """Each port's MAC to that port. Two ports of a network with one MAC:
+    the lower OpenFlow number gets its frames (a switch holds one flow per
+    match)."""
+    flows: dict[str, Flow] = {}
+    for port in ordered:
+        match = f"{REG_NET}={vlan},dl_dst={port.mac}"
+        if match not in flows:
+            deliver = (f"load:{port.ofport}->{REG_PORT_FIELD}[],"
+                       f"goto_table:{T_INGRESS}" if port.security_groups
+                       else f"output:{port.ofport}")
+            flows[match] = Flow(T_SWITCH, 100, match, deliver)
+    return set(flows.values())
+
+
+def _flood_flows(vlan: int, ordered: list[GuestPort], to_patch: str
+                 ) -> set[Flow]:
+    """Broadcast and multicast: every port, chunk after chunk (REG7 says
+    which), then the provider patch."""
+    chunks: dict[int, list[int]] = {}
+    for port in ordered:
+        chunks.setdefault(port.ofport >> CHUNK_BITS, []).append(port.ofport)
     order = sorted(chunks)
-    if order:
-        flows.add(Flow(T_SWITCH, 50, f"{REG_NET}={vlan},{MULTICAST}",
-                       f"load:{order[0]}->{REG_CHUNK_FIELD}[],"
-                       f"goto_table:{T_FLOOD}"))
-    elif to_patch:
-        flows.add(Flow(T_SWITCH, 50, f"{REG_NET}={vlan},{MULTICAST}",
-                       to_patch))
+    start = f"{REG_NET}={vlan},{MULTICAST}"
+    if not order:
+        return {Flow(T_SWITCH, 50, start, to_patch)} if to_patch else set()
+    flows = {Flow(T_SWITCH, 50, start, f"load:{order[0]}->"
+                  f"{REG_CHUNK_FIELD}[],goto_table:{T_FLOOD}")}
     for i, chunk in enumerate(order):
         actions = [f"output:{ofport}" for ofport in chunks[chunk]]
         if i + 1 < len(order):
