@@ -1,6 +1,6 @@
 """The agent's reconcile in-process, on a dummy-datapath OVS: its state
-cache follows OVSDB notifications, tags and flows follow the state, and a
-change is reacted to within the target time."""
+cache follows OVSDB notifications, flows follow the state, and a change is
+reacted to within the target time."""
 from __future__ import annotations
 
 import statistics
@@ -108,6 +108,27 @@ def test_flows_are_sent_before_the_ofport_is_reported(agent, db, ovs):
     assert f"in_port={requested},dl_src={MAC}" in ovs.ofctl(
         "dump-flows", "br-int").replace("vlan_tci=0x0000/0x1fff,", "")
     assert ovs.vsctl("get", "Interface", "tapa0", "ofport") == str(requested)
+
+
+def test_a_port_someone_else_plugs_is_numbered_from_port_status(agent, db,
+                                                                 ovs, caplog):
+    """libvirt's way: one ovs-vsctl add-port with the ids and no
+    ofport_request. The agent takes the port's number from ovs-vswitchd's
+    port-status message on its OpenFlow connection (sent while ovs-vswitchd
+    reconfigures for the port, before it writes Interface.ofport), and
+    installs the port's flows with it; no Port.tag is written."""
+    caplog.set_level("DEBUG", logger="virtio_ovs.backend.standalone")
+    db.create_network("blue", "local", None, None, {})
+    ovs.vsctl("add-port", "br-int", "tapl1", "--", "set", "Interface",
+              "tapl1", "external_ids:iface-id=l1",
+              f"external_ids:attached-mac={MAC}",
+              'external_ids:"virtio-ovs:network"=blue')
+    ofport = int(ovs.vsctl("get", "Interface", "tapl1", "ofport"))
+    wait_until(lambda: port_flow_installed(agent, ofport), "the flows")
+    assert f"port tapl1 numbered {ofport} (port-status)" in caplog.text
+    assert f"reg6=0x1,dl_dst={MAC} actions=output:{ofport}" in ovs.ofctl(
+        "dump-flows", "br-int")
+    assert ovs.vsctl("get", "Port", "tapl1", "tag") == "[]"
 
 
 def test_a_verdict_write_costs_no_reconcile(agent, db, ovs):
