@@ -189,8 +189,8 @@ class FlowDriver(AgentDriver):
 
     def resync(self) -> None:
         """Program every bridge again from scratch: set-up, then a first
-        sync that replaces each table atomically (ovs-ofctl, whose limit
-        grows with the flows), as at start."""
+        sync (each port's flows in one bundle, over several connections,
+        then the other cookies' flows deleted), as at start."""
         self.first_sync_done = False
         self.planner.invalidate()
         self.arrivals.reset()

@@ -34,7 +34,6 @@ OFPFC_ADD, OFPFC_DELETE, OFPFC_DELETE_STRICT = 0, 3, 4
 OFPTT_ALL = 0xff
 OFPBCT_OPEN_REQUEST, OFPBCT_OPEN_REPLY = 0, 1
 OFPBCT_COMMIT_REQUEST, OFPBCT_COMMIT_REPLY = 4, 5
-OFPBCT_DISCARD_REQUEST = 6
 OFPBF_ATOMIC, OFPBF_ORDERED = 1, 2
 OFPP_NORMAL, OFPP_CONTROLLER, OFPP_ANY = 0xfffffffa, 0xfffffffd, 0xffffffff
 OFPP_IN_PORT_16 = 0xfff8  # NXAST_RESUBMIT_TABLE's "the packet's in_port"
@@ -165,8 +164,8 @@ def _field(key: str, value: str, proto: str | None
         return _ct_state(value)
     if key == "dl_vlan":
         return (int(value) | 0x1000).to_bytes(2, "big"), None
-    if key in ("in_port", "reg5", "reg6", "reg7", "conj_id", "vlan_tci", "nw_proto",
-               "tp_src", "tp_dst", "icmp_type", "icmp_code"):
+    if key in ("in_port", "reg5", "reg6", "reg7", "conj_id", "vlan_tci",
+               "nw_proto", "tp_src", "tp_dst", "icmp_type", "icmp_code"):
         size = {"vlan_tci": 2, "tp_src": 2, "tp_dst": 2, "nw_proto": 1,
                 "icmp_type": 1, "icmp_code": 1}.get(key, 4)
         return _int(value, size)
