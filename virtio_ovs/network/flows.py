@@ -200,13 +200,11 @@ def integration_flows(state: HostState, cache: PortFlowCache | None = None
                                  bool(port.security_groups),
                                  port.name in state.gated))
     cache.keep_only({port.name for port in bound})
-    members = ports_by_network(bound)
-    cache.switching = {}
-    for name, net in state.networks.items():
-        patch = state.patches.get(net.physnet or "")
-        switching = forwarding_flows(net, members.get(name, ()), patch)
-        cache.switching[net.local_vlan] = switching
+    cache.switching = switching_flows(state, bound)
+    for switching in cache.switching.values():
         flows |= switching
+    for net in state.networks.values():
+        patch = state.patches.get(net.physnet or "")
         if patch is None:
             continue
         if net.type == "vlan":
@@ -220,12 +218,20 @@ def integration_flows(state: HostState, cache: PortFlowCache | None = None
     return flows
 
 
-def ports_by_network(bound: Iterable[GuestPort]
-                     ) -> dict[str, list[GuestPort]]:
+def switching_flows(state: HostState, bound: list[GuestPort],
+                    vlans: set[int] | None = None) -> dict[int, set[Flow]]:
+    """Local VLAN -> the forwarding flows of that network, for every
+    network or those whose local VLAN is in ``vlans``."""
+    nets = {name: net for name, net in state.networks.items()
+            if vlans is None or net.local_vlan in vlans}
     members: dict[str, list[GuestPort]] = {}
     for port in bound:
-        members.setdefault(port.bound_network, []).append(port)
-    return members
+        if port.bound_network in nets:
+            members.setdefault(port.bound_network, []).append(port)
+    return {net.local_vlan: forwarding_flows(
+                net, members.get(name, ()),
+                state.patches.get(net.physnet or ""))
+            for name, net in nets.items()}
 
 
 def forwarding_flows(net: Network, ports: Sequence[GuestPort],
@@ -409,7 +415,7 @@ class FlowPlanner:
                 new.update(self.cache.flows(ports[name], *key[3:]))
             else:
                 self.cache.forget(name)
-        for vlan, switching in self._switching(state, bound, vlans).items():
+        for vlan, switching in switching_flows(state, bound, vlans).items():
             old |= self.cache.switching.get(vlan, set())
             new |= switching
             self.cache.switching[vlan] = switching
@@ -417,16 +423,3 @@ class FlowPlanner:
         flows -= old
         flows |= new
         return {state.integration_bridge: diff_flows(old, new)}
-
-    @staticmethod
-    def _switching(state: HostState, bound: list[GuestPort],
-                   vlans: set[int]) -> dict[int, set[Flow]]:
-        """The forwarding flows of the networks with these local VLANs."""
-        nets = {name: net for name, net in state.networks.items()
-                if net.local_vlan in vlans}
-        members = ports_by_network(p for p in bound
-                                   if p.bound_network in nets)
-        return {net.local_vlan: forwarding_flows(
-                    net, members.get(name, ()),
-                    state.patches.get(net.physnet or ""))
-                for name, net in nets.items()}
