@@ -35,10 +35,15 @@ class FakeTaps:
         self.links: set[str] = set()
         self.marked: set[str] = set()  # created by virtio-ovs
 
-    def create(self, name, queues, owner=None, group=None) -> None:
-        self.steps(f"create {name}")
-        self.links.add(name)
-        self.marked.add(name)
+    def create(self, taps, created) -> None:
+        for tap in taps:
+            self.steps(f"create {tap.name}")
+            self.links.add(tap.name)
+            self.marked.add(tap.name)
+            created.append(tap.name)
+
+    def bring_up(self, name) -> None:
+        self.steps(f"up {name}")
 
     def delete(self, name) -> None:
         self.steps(f"delete {name}")

@@ -511,9 +511,9 @@ def test_gc_grace_counts_sub_second_ages_exactly(lab):
 def make_marked_taps(lab, prefix: str, count: int) -> None:
     """What a plug killed between its TAPs and its commit leaves."""
     lab.box.exec([sys.executable, "-c", (
-        "from virtio_ovs.kernel.taps import TapManager\n"
-        f"for i in range({count}):\n"
-        f"    TapManager().create('{prefix}' + str(i), 1)\n")])
+        "from virtio_ovs.kernel.taps import NewTap, TapManager\n"
+        f"TapManager().create([NewTap('{prefix}' + str(i))"
+        f" for i in range({count})], [])\n")])
 
 
 def test_gc_racing_the_replug_of_a_killed_plug_deletes_no_used_tap(lab):

@@ -5,8 +5,12 @@ import grp
 import os
 import json
 import pwd
+import select
+import subprocess
 import sys
 import pathlib
+import time
+from typing import Callable
 
 from tests.functional.conftest import db_state, iface_get, sysfs
 
@@ -428,3 +432,78 @@ def test_the_completion_offers_the_database_s_port_ids_networks_and_groups(box, 
     assert complete("virtio-ovs-ctl sg-rule-add cm") == ["cmp_sg"]
     # An unreachable database offers nothing, quickly.
     assert complete("virtio-ovs-ctl --db unix:/nonexistent show ") == []
+
+
+CREATE_TAPS = """
+import sys
+from virtio_ovs.kernel.taps import NewTap, TapManager
+TapManager().create([NewTap(name) for name in sys.argv[1:]], [])
+"""
+IFF_UP, IFF_PROMISC = 0x1, 0x100
+
+
+def link_events_while(box, action) -> list[str]:
+    """The links ``ip monitor link`` in ``box``'s namespace reports while
+    ``action()`` runs, fenced by a sentinel TAP: changed until the monitor
+    reports it (it listens), deleted after ``action`` (it saw it all)."""
+    sentinel = f"vmk{os.getpid() % 100000}"
+    box.exec(["ip", "tuntap", "add", "dev", sentinel, "mode", "tap"])
+    mon = subprocess.Popen(box.exec_cmd(["ip", "-o", "monitor", "link"]),
+                           stdout=subprocess.PIPE)
+    try:
+        for qlen in range(1001, 1041):
+            box.exec(["ip", "link", "set", sentinel, "txqueuelen", str(qlen)])
+            if read_until(mon, lambda line: sentinel in line,
+                          timeout=0.5) is not None:
+                break
+        else:
+            raise AssertionError("ip monitor reported no change of the "
+                                 "sentinel")
+        action()
+        box.exec(["ip", "link", "del", sentinel])
+        lines = read_until(mon, lambda line: line.startswith("Deleted")
+                           and sentinel in line, timeout=20)
+        assert lines is not None, "ip monitor did not report the deletion"
+        return [line for line in lines if sentinel not in line]
+    finally:
+        mon.terminate()
+        mon.wait(timeout=10)
+
+
+def read_until(proc: subprocess.Popen, last: Callable[[str], bool],
+               timeout: float) -> list[str] | None:
+    """The lines ``proc`` printed up to the ``last`` one; None when it did
+    not come within ``timeout`` seconds. Unbuffered: ``select`` cannot see
+    lines a buffered reader holds."""
+    lines, partial = [], b""
+    deadline = time.monotonic() + timeout
+    while (left := deadline - time.monotonic()) > 0:
+        ready, _, _ = select.select([proc.stdout], [], [], left)
+        if not ready:
+            continue
+        *done, partial = (partial + os.read(proc.stdout.fileno(), 65536)
+                          ).split(b"\n")
+        for line in done:
+            lines.append(line.decode())
+            if last(lines[-1]):
+                return lines
+    return None
+
+
+def test_new_taps_are_up_and_leave_ovs_vswitchd_no_link_change(box):
+    """Closing the fd that created a TAP drops its carrier; the kernel's
+    link watch handles that change later (100 devices a second), or when
+    someone asks for the link as ovs-vswitchd does when it adds the port,
+    and for a device that is up announces it again: 1000 new TAPs cost
+    ovs-vswitchd 4 reconfigurations of every bridge instead of 1. Created
+    by virtio-ovs, they are up and promiscuous, and asking for each
+    announces nothing."""
+    names = [f"tls{i}" for i in range(300)]
+    box.exec([sys.executable, "-c", CREATE_TAPS, *names], timeout=60)
+    events = link_events_while(box, lambda: box.exec(
+        ["ip", "-batch", "-"], input="".join(f"link show dev {name}\n"
+                                             for name in names)))
+    assert events == []
+    for name in names[::50]:
+        flags = int(sysfs(box, f"/sys/class/net/{name}/flags"), 16)
+        assert flags & (IFF_UP | IFF_PROMISC) == IFF_UP | IFF_PROMISC, name

@@ -114,8 +114,9 @@ def test_marked_taps_of_an_earlier_run_keep_tap_created():
                    if vif.name == "tap1" else ABSENT)
     plug.plug(list(VIFS))
     assert seen["created"] == {"tap1", "tap2"}
-    # tap1 exists: adopted, not created; under the lock gc waits for
-    assert steps.seen == ["lock shared", "create tap2"]
+    # tap1 exists: adopted (brought up: a killed run may have left it
+    # down), not created; under the lock gc waits for
+    assert steps.seen == ["lock shared", "up tap1", "create tap2"]
 
 
 def test_a_tap_gc_removed_before_the_lock_is_created_again():

@@ -8,20 +8,15 @@ import functools
 from typing import Callable
 
 from virtio_ovs.backend.base import AgentDriver, Backend
-from virtio_ovs.backend.observe import ObserveBackend, ObserveDriver
-from virtio_ovs.backend.ovn import NeutronOwnedBackend, OvnBackend, OvnDriver
 from virtio_ovs.backend.plugger import Plugger
-from virtio_ovs import ovn_controller
-from virtio_ovs.backend.standalone import (FlowDriver, StandaloneBackend,
-                                           new_cookie)
 from virtio_ovs.core.errors import UserError
 from virtio_ovs.core.networks import parse_bridge_mappings
-from virtio_ovs.core.roles import BridgeSpec
 from virtio_ovs.kernel.taps import TapManager, validate_host, is_tap
-from virtio_ovs.openflow.switch import PROTOCOLS
-from virtio_ovs.ovsdb.sb import SouthboundActivations
 from virtio_ovs.ovsdb.host.api import HostDb
 from virtio_ovs.ovsdb.host.impl import IdlHostDb
+
+# Each builder imports its own backend: a verb loads one of them, not all
+# (the CLI's start is part of every plug's time).
 
 
 def open_host_db(remote: str, timeout: float,
@@ -65,6 +60,7 @@ def _standalone_backend(conf, db: HostDb, timeout: float,
                         dry_run: bool) -> Backend:
     """Mappings: what the agent last reported, overridden by this
     host's configuration."""
+    from virtio_ovs.backend.standalone import StandaloneBackend
     mappings = _reported_mappings(db.agent_status())
     mappings.update(parse_bridge_mappings(conf.ovs.bridge_mappings))
     return StandaloneBackend(db, plugger(db, allow_shared_socket_dir,
@@ -84,7 +80,8 @@ def _reported_mappings(status: dict | None) -> dict[str, str]:
 def _ovn_backend(conf, db: HostDb, timeout: float,
                  allow_shared_socket_dir: bool, dry_run: bool) -> Backend:
     """[ovn] nb_owner = neutron: the NB is read, never written."""
-    from virtio_ovs import conf as conf_mod
+    from virtio_ovs import conf as conf_mod, ovn_controller
+    from virtio_ovs.backend.ovn import NeutronOwnedBackend, OvnBackend
     nb = open_nb(conf_mod.ovn_nb_remote(conf), timeout, dry_run=dry_run)
     plug = plugger(db, allow_shared_socket_dir, dry_run, timeout)
     if conf.ovn.nb_owner == "neutron":
@@ -94,6 +91,9 @@ def _ovn_backend(conf, db: HostDb, timeout: float,
 
 def _flow_driver(conf, db: HostDb, on_first_sync: Callable[[], None],
                  cookie: int, metrics) -> AgentDriver:
+    from virtio_ovs.backend.standalone import FlowDriver
+    from virtio_ovs.core.roles import BridgeSpec
+    from virtio_ovs.openflow.switch import PROTOCOLS
     spec = BridgeSpec(conf.ovs.integration_bridge, conf.ovs.datapath_type,
                       tuple(PROTOCOLS),
                       parse_bridge_mappings(conf.ovs.bridge_mappings))
@@ -105,6 +105,9 @@ def _ovn_driver(conf, db: HostDb, on_first_sync: Callable[[], None],
                 cookie: int, metrics) -> AgentDriver:
     """Beside neutron (nb_owner = neutron) the agent opens no NB: neutron
     places its ports, and virtio-ovs writes nothing there."""
+    from virtio_ovs import ovn_controller
+    from virtio_ovs.backend.ovn import OvnDriver
+    from virtio_ovs.ovsdb.sb import SouthboundActivations
     if conf.ovn.nb_owner == "neutron":
         return OvnDriver(db)
     from virtio_ovs import conf as conf_mod
@@ -123,12 +126,14 @@ NB_CONNECT_TIMEOUT = 2.0
 
 def _observe_backend(conf, db: HostDb, timeout: float,
                      allow_shared_socket_dir: bool, dry_run: bool) -> Backend:
+    from virtio_ovs.backend.observe import ObserveBackend
     return ObserveBackend(db, plugger(db, allow_shared_socket_dir, dry_run,
                                       timeout))
 
 
 def _observe_driver(conf, db: HostDb, on_first_sync: Callable[[], None],
                     cookie: int, metrics) -> AgentDriver:
+    from virtio_ovs.backend.observe import ObserveDriver
     return ObserveDriver(db)
 
 
@@ -160,6 +165,7 @@ def build_driver(conf, db: HostDb,
                  cookie: int | None = None, metrics=None) -> AgentDriver:
     """``cookie``: the agent's per-run cookie (drawn here when None);
     ``metrics``: the agent's (AgentMetrics), for what the driver counts."""
+    from virtio_ovs.backend.standalone import new_cookie
     return kind(conf).make_driver(conf, db, on_first_sync,
                                   new_cookie() if cookie is None else cookie,
                                   metrics)

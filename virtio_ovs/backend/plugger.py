@@ -35,8 +35,12 @@ class HostPlan:
 
 
 class Taps(Protocol):
-    def create(self, name: str, queues: int, owner: int | None = None,
-               group: int | None = None) -> None: ...
+    def create(self, taps: Sequence[Vif], created: list[str]) -> None:
+        """Create the VIFs' TAPs; each name goes to ``created`` once its
+        TAP exists, also when this raises (kernel/taps.py's TapManager)."""
+
+    def bring_up(self, name: str) -> None:
+        """An existing TAP up and promiscuous, as ``create`` leaves one."""
 
     def delete(self, name: str) -> None: ...
 
@@ -95,9 +99,10 @@ class Plugger:
               outcome: PlugOutcome, plan: HostPlan) -> PlugOutcome:
         created: list[str] = []
         try:
-            for vif in [] if self.dry_run else plan.missing:
-                self.taps.create(vif.name, vif.queues, vif.owner, vif.group)
-                created.append(vif.name)
+            for name in [] if self.dry_run else sorted(plan.ours):
+                self.taps.bring_up(name)  # a killed plug's may be down
+            if not self.dry_run:
+                self.taps.create(plan.missing, created)
             LOG.debug("plug: %d VIFs, %d TAPs created", len(vifs),
                       len(created))
             self.db.plug(vifs, outcome, wait, plan.ours | frozenset(created),

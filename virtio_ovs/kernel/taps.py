@@ -6,16 +6,18 @@ Everything here acts on the caller's network namespace.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import fcntl
 import logging
 import os
+import resource
 import secrets
 import socket
 import stat
 import struct
 import time
-from typing import Iterator
+from typing import Iterator, Protocol, Sequence
 
 from virtio_ovs import paths
 from virtio_ovs.core import plug_request
@@ -38,6 +40,13 @@ SIOCGIFFLAGS = 0x8913
 SIOCSIFFLAGS = 0x8914
 IFF_UP = 0x1
 IFF_PROMISC = 0x100
+# include/uapi/linux/netlink.h, rtnetlink.h, if_link.h
+NETLINK_ROUTE = 0
+NLMSG_HDRLEN = 16
+NLMSG_ERROR = 2
+NLM_F_REQUEST = 1
+RTM_GETLINK = 18
+IFLA_IFNAME = 3
 
 
 def link_exists(name: str) -> bool:
@@ -256,12 +265,38 @@ def validate_existing_tap(vif: Vif) -> str:
     return OURS if tap_mark(name) is not None else PRESENT
 
 
+class TapSpec(Protocol):
+    """What creating a TAP needs (a ``Vif`` has it)."""
+
+    name: str
+    queues: int
+    owner: int | None
+    group: int | None
+
+
+@dataclasses.dataclass(frozen=True)
+class NewTap:
+    name: str
+    queues: int = 1
+    owner: int | None = None
+    group: int | None = None
+
+
+def _fds_to_hold() -> int:
+    """TAPs created per chunk: 500, or half the open files allowed."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return 500 if soft == resource.RLIM_INFINITY else \
+        max(1, min(500, soft // 2))
+
+
 class TapManager:
     """Creates persistent TAPs for QEMU to attach its queues to.
     ``remote``: the OVSDB that names them (where the TAP lock is)."""
 
     def __init__(self, remote: str | None = None) -> None:
         self._ipr = None
+        self.chunk = _fds_to_hold()
+        self._rtnl: socket.socket | None = None
         self.lock = TapLock(tap_lock_path(remote))
 
     def _iproute(self):
@@ -274,43 +309,74 @@ class TapManager:
         if self._ipr is not None:
             self._ipr.close()
             self._ipr = None
+        if self._rtnl is not None:
+            self._rtnl.close()
+            self._rtnl = None
 
-    def create(self, name: str, queues: int, owner: int | None = None,
-               group: int | None = None) -> None:
-        """A persistent TAP with IFF_TAP|IFF_NO_PI|IFF_VNET_HDR, plus
-        IFF_MULTI_QUEUE if queues > 1, marked in its ifalias and up.
+    def create(self, taps: Sequence[TapSpec], created: list[str]) -> None:
+        """Persistent TAPs with IFF_TAP|IFF_NO_PI|IFF_VNET_HDR, plus
+        IFF_MULTI_QUEUE for more than one queue, with the owner and group
+        asked for, marked in their ifalias, up and promiscuous. Each name
+        goes to ``created`` once its TAP is persistent, also when this
+        raises: the caller deletes those when it rolls back.
 
         IFF_TUN_EXCL makes creation exclusive: when a concurrent plug
-        created ``name`` first, this raises UserError and the TAP is
-        not ours (a rollback will not delete it)."""
-        flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | IFF_TUN_EXCL
-        if queues > 1:
-            flags |= IFF_MULTI_QUEUE
+        created a name first, this raises UserError and that TAP is not
+        ours.
+
+        In chunks, each in three passes: create and mark holding the fds,
+        close them, then bring the TAPs up. Closing a TAP's fd waits for
+        the kernel's RCU (``synchronize_net``), and the passes wait less
+        than one TAP at a time: 1000 TAPs in 0.22 s instead of 0.32 s
+        (chunks of 256: 0.24 s)."""
+        for first in range(0, len(taps), self.chunk):
+            chunk = taps[first:first + self.chunk]
+            fds: list[int] = []
+            try:
+                for tap in chunk:
+                    fds.append(_open_marked(tap))
+                    created.append(tap.name)
+            finally:
+                for fd in fds:
+                    os.close(fd)
+            for tap in chunk:
+                self._bring_up_new(tap.name)
+        LOG.debug("created %d TAPs", len(taps))
+
+    def _bring_up_new(self, name: str) -> None:
         try:
-            fd = _open_tap(name, flags, owner, group)
-        except FileExistsError:
-            raise UserError("tap", f"{name!r} was created by another process "
-                            "meanwhile") from None
-        except OSError as exc:
-            raise EnvironmentFailure(f"cannot create TAP {name}: "
-                                     f"{exc.strerror}") from None
-        # Marked (and up, as libvirt leaves its TAPs) while the fd still
-        # holds it, made persistent last: a plug killed before that point
-        # leaves nothing, because the kernel deletes a TAP that is not
-        # persistent when its last fd closes. sysfs and ioctls, not
-        # netlink: 1000 TAPs in 0.3 s instead of 1.8 s.
-        try:
-            _write_ifalias(name, mark_text(time.time_ns()))
-            _disable_ipv6(name)
-            _set_up_promisc(name)
-            fcntl.ioctl(fd, TUNSETPERSIST, 1)
+            self._settle_carrier(name)
+            _up_promisc(name)
         except OSError as exc:
             raise EnvironmentFailure(f"cannot set up TAP {name}: "
                                      f"{exc.strerror or exc}") from None
-        finally:
-            os.close(fd)
-        LOG.debug("created TAP %s (%d queues, flags %#x)", name, queues,
-                  flags)
+
+    def _settle_carrier(self, name: str) -> None:
+        """Make the kernel handle now the carrier loss of ``name``'s
+        closed fd, while the TAP is down.
+
+        The kernel's link watch handles a carrier change later, at most
+        100 devices a second; for a device that is up by then it
+        deactivates its queues and announces the link again. ovs-vswitchd
+        asking for the link (RTM_GETLINK) when it adds the port makes the
+        kernel handle it there: 1000 new TAPs cost it about 800 link
+        announcements and 4 reconfigurations of every bridge instead of
+        1 (``bench/plug_compare.py``: 0.3 s). Asked here, while the
+        device is down, it is cheap and announces nothing."""
+        if self._rtnl is None:
+            self._rtnl = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW
+                                       | socket.SOCK_CLOEXEC,
+                                       NETLINK_ROUTE)
+        get_link(self._rtnl, name)
+
+    def bring_up(self, name: str) -> None:
+        """An adopted TAP (a killed plug's) up and promiscuous, as
+        ``create`` leaves its own."""
+        try:
+            _up_promisc(name)
+        except OSError as exc:
+            raise EnvironmentFailure(f"cannot bring up TAP {name}: "
+                                     f"{exc.strerror or exc}") from None
 
     def is_marked(self, name: str) -> bool:
         return tap_mark(name) is not None
@@ -374,9 +440,9 @@ def _disable_ipv6(name: str) -> None:
         pass
 
 
-def _set_up_promisc(name: str) -> None:
+def _up_promisc(name: str) -> None:
     """IFF_UP and IFF_PROMISC, as ``ip link set NAME up promisc on``
-    (SIOCGIFFLAGS/SIOCSIFFLAGS).
+    (SIOCGIFFLAGS/SIOCSIFFLAGS); nothing when it has both.
 
     Promiscuous because ovs-vswitchd turns it on anyway (a switch port
     takes every frame): done by its userspace datapath after the port is
@@ -387,10 +453,60 @@ def _set_up_promisc(name: str) -> None:
         ifr = fcntl.ioctl(sock, SIOCGIFFLAGS, struct.pack("16sH", name.encode(),
                                                           0) + bytes(22))
         flags = struct.unpack_from("16sH", ifr)[1]
+        if flags & (IFF_UP | IFF_PROMISC) == IFF_UP | IFF_PROMISC:
+            return
         fcntl.ioctl(sock, SIOCSIFFLAGS, struct.pack("16sH", name.encode(),
                                                     flags | IFF_UP
                                                     | IFF_PROMISC)
                     + bytes(22))
+
+
+def get_link(rtnl: socket.socket, name: str) -> None:
+    """One RTM_GETLINK for ``name`` on a NETLINK_ROUTE socket; the answer
+    is read and dropped. OSError with the kernel's errno on a refusal."""
+    ifname = name.encode() + b"\0"
+    attr = struct.pack("HH", 4 + len(ifname), IFLA_IFNAME) + ifname
+    attr += bytes(-len(attr) % 4)
+    body = struct.pack("BxHiII", socket.AF_UNSPEC, 0, 0, 0, 0) + attr
+    rtnl.send(struct.pack("IHHII", NLMSG_HDRLEN + len(body), RTM_GETLINK,
+                          NLM_F_REQUEST, 0, 0) + body)
+    reply = rtnl.recv(65536)
+    if struct.unpack_from("H", reply, 4)[0] == NLMSG_ERROR:
+        error = -struct.unpack_from("i", reply, NLMSG_HDRLEN)[0]
+        if error:
+            raise OSError(error, os.strerror(error))
+
+
+def _open_marked(tap: TapSpec) -> int:
+    """A new TAP for ``tap``, marked and persistent; returns the fd that
+    still holds it. Marked while the fd holds it, made persistent last: a
+    plug killed before that point leaves nothing, because the kernel
+    deletes a TAP that is not persistent when its last fd closes; killed
+    later, it leaves a marked TAP that a re-run adopts (and brings up) and
+    gc collects. sysfs and ioctls, not pyroute2: 1000 TAPs in 0.3 s
+    instead of 1.8 s."""
+    flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | IFF_TUN_EXCL
+    if tap.queues > 1:
+        flags |= IFF_MULTI_QUEUE
+    try:
+        fd = _open_tap(tap.name, flags, tap.owner, tap.group)
+    except FileExistsError:
+        raise UserError("tap", f"{tap.name!r} was created by another process "
+                        "meanwhile") from None
+    except OSError as exc:
+        raise EnvironmentFailure(f"cannot create TAP {tap.name}: "
+                                 f"{exc.strerror}") from None
+    try:
+        _write_ifalias(tap.name, mark_text(time.time_ns()))
+        _disable_ipv6(tap.name)
+        fcntl.ioctl(fd, TUNSETPERSIST, 1)
+    except OSError as exc:
+        os.close(fd)
+        raise EnvironmentFailure(f"cannot set up TAP {tap.name}: "
+                                 f"{exc.strerror or exc}") from None
+    LOG.debug("created TAP %s (%d queues, flags %#x)", tap.name, tap.queues,
+              flags)
+    return fd
 
 
 def _open_tap(name: str, flags: int, owner: int | None,

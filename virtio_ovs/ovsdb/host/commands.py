@@ -237,10 +237,14 @@ class PlugVif:
         ofport = ctx.free_ofport()
         iface = ctx.insert("Interface")
         iface.name = vif.name
-        iface.type = vif.iface_type
-        iface.options = vif.iface_options
         iface.external_ids = self._wanted_ids()
-        iface.other_config = vif.iface_other_config
+        # A new row has the defaults already ("" and {}); each column set
+        # costs python-ovs a conversion (~10 us: 1000 VIFs, 30 ms).
+        for column, value in (("type", vif.iface_type),
+                              ("options", vif.iface_options),
+                              ("other_config", vif.iface_other_config)):
+            if value:
+                setattr(iface, column, value)
         if vif.mtu is not None:
             iface.mtu_request = [vif.mtu]
         if ofport is not None:
