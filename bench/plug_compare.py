@@ -1,7 +1,8 @@
 """Benchmark: plug N TAP VIFs four ways, each on a fresh private OVS, each
 until ovs-vswitchd has given every port an ofport. Not a test: it prints.
 
-    .venv/bin/python bench/plug_compare.py [--count 1000] [--json]
+    .venv/bin/python bench/plug_compare.py [--count 1000] [--runs 5]
+        [--ways virtio_ovs_bulk,raw_idl_floor] [--json]
 
 1. virtio-ovs-ctl plug --from-file: one transaction, TAP creation included;
 2. N x ovs-vsctl --may-exist add-port (pre-created TAPs);
@@ -10,12 +11,16 @@ until ovs-vswitchd has given every port an ofport. Not a test: it prints.
    ovsdbapp is a bench-only dependency: pip install -e .[bench]);
 4. the floor: one raw python-ovs IDL transaction inserting every Port and
    Interface (pre-created TAPs), then next_cfg.
+
+With --runs N the ways alternate N times and each figure is the median:
+on this 2-core machine one run of a way varies by +-10 %.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -162,25 +167,42 @@ METHODS = {"virtio_ovs_bulk": virtio_ovs, "ovs_vsctl_per_vif": ovs_vsctl,
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--count", type=int, default=1000)
+    parser.add_argument("--runs", type=int, default=1,
+                        help="alternate the ways this many times; each "
+                        "figure is the median")
+    parser.add_argument("--ways", default=",".join(METHODS),
+                        help="comma-separated, of: " + ", ".join(METHODS))
     parser.add_argument("--json", action="store_true",
                         help="one JSON object with the seconds of each way")
     args = parser.parse_args()
-    seconds = {}
-    for name, method in METHODS.items():
-        with OvsSandbox(prefix="vpc") as box:
-            box.add_bridge(BRIDGE)
-            seconds[name] = method(box, args.count)
-        print(f"{name:18} {seconds[name]:8.2f} s", file=sys.stderr)
-    command = f".venv/bin/python bench/plug_compare.py --count {args.count}"
+    ways = args.ways.split(",")
+    unknown = set(ways) - set(METHODS)
+    if unknown or args.runs < 1:
+        parser.error(f"--ways: unknown {sorted(unknown)}" if unknown
+                     else "--runs: at least 1")
+    runs: dict[str, list[float]] = {way: [] for way in ways}
+    for run in range(args.runs):
+        for way in ways:
+            with OvsSandbox(prefix="vpc") as box:
+                box.add_bridge(BRIDGE)
+                runs[way].append(METHODS[way](box, args.count))
+            print(f"run {run + 1}: {way:18} {runs[way][-1]:8.2f} s",
+                  file=sys.stderr)
+    seconds = {way: statistics.median(values) for way, values in runs.items()}
+    command = (f".venv/bin/python bench/plug_compare.py --count {args.count}"
+               + (f" --runs {args.runs}" if args.runs > 1 else "")
+               + ("" if ways == list(METHODS) else f" --ways {args.ways}"))
     if args.json:
         print(json.dumps({"count": args.count, "seconds": seconds,
-                          "command": command}))
+                          "runs": runs, "command": command}))
         return
-    floor = seconds["raw_idl_floor"]
-    print(f"plug {args.count} TAP VIFs until every one has an ofport "
-          "(each way on a fresh OVS):")
+    floor = seconds.get("raw_idl_floor")
+    median = f"; median of {args.runs} runs" if args.runs > 1 else ""
+    print(f"plug {args.count} TAP VIFs until every one has an ofport (each "
+          f"way on a fresh OVS{median}):")
     for name, value in seconds.items():
-        print(f"  {name:18} {value:8.2f} s  {value / floor:5.2f}x the floor")
+        ratio = f"  {value / floor:5.2f}x the floor" if floor else ""
+        print(f"  {name:18} {value:8.2f} s{ratio}")
     print(f"command: {command}")
 
 

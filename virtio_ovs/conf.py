@@ -8,11 +8,9 @@ import contextlib
 import io
 import os
 import re
-from importlib import metadata
 from typing import Iterator
 
 from oslo_config import cfg
-from oslo_log import log as oslo_log
 
 from virtio_ovs import paths, version
 from virtio_ovs.core.errors import UserError
@@ -121,12 +119,15 @@ def list_opts():
     return [("ovs", OVS_OPTS), ("ovn", OVN_OPTS), ("agent", AGENT_OPTS)]
 
 
+_LOG_FILE = "log_file"  # an oslo.log option: registered with the others
+
+
 def option_values(conf: cfg.ConfigOpts
                   ) -> Iterator[tuple[str | None, cfg.Opt, object]]:
     """(group, option, value) of every option; the group is None for
     [DEFAULT], as ``set_override`` takes it. Reading converts the value,
     so a bad one raises here."""
-    for opt in logging_opts():
+    for opt in logging_opts() if _LOG_FILE in conf else ():
         if opt.dest in conf:  # register_options' (not its deprecation's)
             yield None, opt, conf[opt.dest]
     for group, opts in list_opts():
@@ -134,38 +135,55 @@ def option_values(conf: cfg.ConfigOpts
             yield group, opt, conf[group][opt.dest]
 
 
+def _version_if_asked(args: list[str], prog: str) -> str | None:
+    """oslo.config's --version text, only when ``args`` may print it
+    (--version, --help): importlib.metadata would cost every start 20 ms,
+    and without a version oslo adds no --version option."""
+    if not {"--version", "-h", "--help"} & set(args):
+        return None
+    return f"{prog} {version()}"
+
+
 def logging_opts() -> list[cfg.Opt]:
     """oslo.log's [DEFAULT] options, as oslo-config-generator finds them
     (its ``oslo.config.opts`` entry point)."""
+    from importlib import metadata
     (entry,) = metadata.entry_points(group="oslo.config.opts",
                                      name="oslo.log")
     return [opt for _, opts in entry.load()() for opt in opts]
 
 
-def make_conf() -> cfg.ConfigOpts:
+def make_conf(log_options: bool = True) -> cfg.ConfigOpts:
+    """The options, with oslo.log's when ``log_options`` (the agent's: the
+    CLI logs through its --debug and --log-file, and oslo.log's import
+    would cost every command 25 ms)."""
     conf = cfg.ConfigOpts()
-    oslo_log.register_options(conf)
+    if log_options:
+        from oslo_log import log as oslo_log
+        oslo_log.register_options(conf)
     for group, opts in list_opts():
         conf.register_opts(opts, group=group)
     return conf
 
 
-def load(config_files: list[str] | None, prog: str = "virtio-ovs-ctl"
-         ) -> cfg.ConfigOpts:
+def load(config_files: list[str] | None, prog: str = "virtio-ovs-ctl",
+         log_options: bool = True) -> cfg.ConfigOpts:
     """Read ``config_files``; without any, oslo's default locations
     (/etc/virtio-ovs/virtio-ovs.conf, ~/.virtio-ovs/...)."""
     args: list[str] = []
     for path in config_files or []:
         args += ["--config-file", path]
-    return parse(args, prog)
+    return parse(args, prog, log_options)
 
 
-def parse(args: list[str], prog: str) -> cfg.ConfigOpts:
+def parse(args: list[str], prog: str, log_options: bool = True
+          ) -> cfg.ConfigOpts:
     """Parse the command line and config files, read every option once
     (oslo converts values lazily, at first use: a bad value would
     otherwise surface as a traceback in the middle of a run) and check
-    them. Raises UserError naming the option."""
-    conf = make_conf()
+    them. Raises UserError naming the option. ``log_options``: see
+    ``make_conf``."""
+    conf = make_conf(log_options)
     errors = io.StringIO()
     try:
         # oslo.config reports a bad command-line option (or a config-file
@@ -173,7 +191,8 @@ def parse(args: list[str], prog: str) -> cfg.ConfigOpts:
         # which prints and exits: the one line is made ours below.
         with contextlib.redirect_stderr(errors):
             conf(args=args, project="virtio-ovs", prog=prog,
-                 version=f"{prog} {version()}", validate_default_values=True)
+                 version=_version_if_asked(args, prog),
+                 validate_default_values=True)
         for _ in option_values(conf):
             pass
     except SystemExit as exc:
@@ -231,8 +250,9 @@ def validate_conf(conf: cfg.ConfigOpts) -> None:
     if conf.agent.metrics_bind:
         _field("agent", "metrics_bind", v.validate_bind,
                conf.agent.metrics_bind)
-    directory = os.path.dirname(os.path.abspath(conf.log_file or "/"))
-    if conf.log_file and not os.path.isdir(directory):
+    log_file = conf.log_file if _LOG_FILE in conf else None
+    directory = os.path.dirname(os.path.abspath(log_file or "/"))
+    if log_file and not os.path.isdir(directory):
         raise UserError("[DEFAULT] log_file", f"directory {directory} does "
                         "not exist")
 

@@ -117,7 +117,7 @@ def test_a_port_someone_else_plugs_is_numbered_from_port_status(agent, db,
     port-status message on its OpenFlow connection (sent while ovs-vswitchd
     reconfigures for the port, before it writes Interface.ofport), and
     installs the port's flows with it; no Port.tag is written."""
-    caplog.set_level("DEBUG", logger="virtio_ovs.backend.standalone")
+    caplog.set_level("DEBUG", logger="virtio_ovs.backend.flow_driver")
     db.create_network("blue", "local", None, None, {})
     ovs.vsctl("add-port", "br-int", "tapl1", "--", "set", "Interface",
               "tapl1", "external_ids:iface-id=l1",

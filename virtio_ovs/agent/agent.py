@@ -31,7 +31,7 @@ from virtio_ovs.agent.parts import (LOCK_NAME, Heartbeat, LockFollower,
 from virtio_ovs.agent.systemd import Notifier
 from virtio_ovs.backend import factory
 from virtio_ovs.backend.base import AgentDriver
-from virtio_ovs.backend.standalone import new_cookie
+from virtio_ovs.backend.flow_driver import new_cookie
 from virtio_ovs.core.errors import EnvironmentFailure, VirtioOvsError
 from virtio_ovs.core.networks import parse_bridge_mappings
 from virtio_ovs.core.validate import validate_bind

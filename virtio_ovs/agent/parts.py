@@ -7,7 +7,7 @@
   with retries, the wiring clock and the reconcile metrics.
 
 The switch watch (the OpenFlow connections kept open) belongs to the
-standalone backend's driver (``backend.standalone.FlowDriver``).
+standalone backend's driver (``backend.flow_driver.FlowDriver``).
 """
 from __future__ import annotations
 

@@ -91,7 +91,7 @@ def _ovn_backend(conf, db: HostDb, timeout: float,
 
 def _flow_driver(conf, db: HostDb, on_first_sync: Callable[[], None],
                  cookie: int, metrics) -> AgentDriver:
-    from virtio_ovs.backend.standalone import FlowDriver
+    from virtio_ovs.backend.flow_driver import FlowDriver
     from virtio_ovs.core.roles import BridgeSpec
     from virtio_ovs.openflow.switch import PROTOCOLS
     spec = BridgeSpec(conf.ovs.integration_bridge, conf.ovs.datapath_type,
@@ -165,7 +165,7 @@ def build_driver(conf, db: HostDb,
                  cookie: int | None = None, metrics=None) -> AgentDriver:
     """``cookie``: the agent's per-run cookie (drawn here when None);
     ``metrics``: the agent's (AgentMetrics), for what the driver counts."""
-    from virtio_ovs.backend.standalone import new_cookie
+    from virtio_ovs.backend.flow_driver import new_cookie
     return kind(conf).make_driver(conf, db, on_first_sync,
                                   new_cookie() if cookie is None else cookie,
                                   metrics)

@@ -44,13 +44,24 @@ class _Parser(argparse.ArgumentParser):
         self.exit(1, f"{self.prog}: error: {message}\n")
 
 
+class _VersionAction(argparse.Action):
+    """argparse's "version" action with the version looked up only when
+    asked for: importlib.metadata would cost every command 20 ms."""
+
+    def __init__(self, option_strings, dest, help=None):
+        super().__init__(option_strings, dest, nargs=0,
+                         default=argparse.SUPPRESS, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.exit(message=f"virtio-ovs-ctl {version()}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="virtio-ovs-ctl", epilog=EPILOG,
                      formatter_class=argparse.RawDescriptionHelpFormatter,
                      description="Plug guest virtio NICs (vhost-net TAPs, "
                      "vhost-user sockets) into Open vSwitch and inspect them.")
-    parser.add_argument("--version", action="version",
-                        version=f"virtio-ovs-ctl {version()}",
+    parser.add_argument("--version", action=_VersionAction,
                         help="print the version and exit")
     parser.add_argument("--db", metavar="REMOTE",
                         help="OVSDB remote: unix:PATH, tcp:IP:PORT, ssl:IP:PORT, "
