@@ -36,7 +36,8 @@ private=$root/usr/lib/$package
 rm -rf "${private:?}/bin" "${private:?}/share"
 
 install -d "$root/usr/bin"
-for command in ctl:virtio_ovs.cli.main agent:virtio_ovs.agent.main; do
+for command in ctl:virtio_ovs.cli.main:run agent:virtio_ovs.agent.main:main; do
+    entry=${command#*:}
     cat > "$root/usr/bin/virtio-ovs-${command%%:*}" <<EOF
 #!/usr/bin/python3
 import os
@@ -44,9 +45,9 @@ import sys
 
 sys.path.insert(0, os.path.join(
     os.path.dirname(os.path.realpath(__file__)), os.pardir, "lib", "$package"))
-from ${command#*:} import main  # noqa: E402
+from ${entry%:*} import ${entry##*:}  # noqa: E402
 
-sys.exit(main())
+sys.exit(${entry##*:}())
 EOF
     chmod 0755 "$root/usr/bin/virtio-ovs-${command%%:*}"
 done

@@ -1,9 +1,11 @@
 """virtio-ovs-ctl: the ovs-vsctl companion for guest NICs."""
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import sys
-from typing import Sequence
+from typing import NoReturn, Sequence
 
 from virtio_ovs.cli.output import clean
 from virtio_ovs.cli.parser import build_parser
@@ -36,6 +38,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _closed_stdout()
 
 
+def run() -> NoReturn:
+    """The command (console script, ``python -m virtio_ovs.cli``):
+    ``main``, then the exit without the interpreter's teardown, which frees
+    every object one by one (45 ms after a 1000-VIF plug). Output and log
+    are flushed first; a reader gone away ends quietly, as in ``main``."""
+    code = main()
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        code = _closed_stdout()
+    with contextlib.suppress(OSError):
+        sys.stderr.flush()
+    logging.shutdown()
+    os._exit(code)
+
+
 def _closed_stdout() -> int:
     """The reader went away (``list | head -1``): end quietly, as
     ovs-vsctl does. Python would report the failed flush at exit: stdout
@@ -47,4 +65,4 @@ def _closed_stdout() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -53,7 +53,8 @@ class _VersionAction(argparse.Action):
                          default=argparse.SUPPRESS, help=help)
 
     def __call__(self, parser, namespace, values, option_string=None):
-        parser.exit(message=f"virtio-ovs-ctl {version()}\n")
+        print(f"virtio-ovs-ctl {version()}")  # on stdout, as argparse's
+        parser.exit()
 
 
 def build_parser() -> argparse.ArgumentParser:
