@@ -52,6 +52,14 @@ def taps(box, prefix: str) -> set[str]:
             if n.startswith(prefix)}
 
 
+def not_up_and_promiscuous(box, prefix: str) -> list[str]:
+    """The TAPs named ``prefix*`` lacking IFF_UP or IFF_PROMISC."""
+    out = box.exec(["sh", "-c", f"grep -H . /sys/class/net/{prefix}*/flags"]
+                   ).stdout
+    return [line.split("/")[4] for line in out.split()
+            if int(line.rpartition(":")[2], 16) & 0x101 != 0x101]
+
+
 def tap_created(box, names) -> dict[str, str]:
     out = box.vsctl("--format=json", "--columns=name,external_ids", "list",
                     "Interface")
@@ -131,7 +139,9 @@ def test_racing_plugs_of_one_port_or_device(box, same):
 def test_sigkill_during_a_bulk_plug_then_rerun_leaves_no_orphan(box):
     """SIGKILL a 1000-VIF plug at a random moment of its TAP creation,
     and just after its commit: OVSDB is all or nothing; a re-run adopts the TAPs the killed run created
-    (marked: tap-created stays) and one unplug of all leaves no TAP."""
+    (marked: tap-created stays; up and promiscuous, which a TAP killed
+    between its creation and that step was not) and one unplug of all
+    leaves no TAP."""
     ctl = Ctl(box)
     path = os.path.join(box.dir, "k.jsonl")
     with open(path, "w") as f:
@@ -145,17 +155,23 @@ def test_sigkill_during_a_bulk_plug_then_rerun_leaves_no_orphan(box):
             while not box.vsctl("--columns=name", "find", "Interface",
                                 "name=k0") and time.monotonic() < deadline:
                 time.sleep(0.02)
-        else:
-            time.sleep(rng.uniform(0.8, 2.5))
+        else:  # once it has made some of its TAPs
+            made, deadline = rng.randint(50, 500), time.monotonic() + 60
+            while len(taps(box, "k")) < made and time.monotonic() < deadline:
+                time.sleep(0.005)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
         rows = {n for n in tap_created(box, names)}
         assert rows in (set(), names), f"{len(rows)} rows: not all or none"
-        print(f"\ntrial {trial}: killed with {len(taps(box, 'k'))} TAPs and "
+        left = taps(box, "k")
+        print(f"\ntrial {trial}: killed with {len(left)} TAPs and "
               f"{len(rows)} rows")
+        if trial == "while creating TAPs":
+            assert rows == set() and made <= len(left) < len(names)
         ctl.ok("--timeout", "60", "plug", "--from-file", path)
         assert set(tap_created(box, names).values()) == {"true"}
         assert taps(box, "k") == names
+        assert not_up_and_promiscuous(box, "k") == []
         unplug_all(ctl, "k", 1000)
         assert taps(box, "k") == set()
 

@@ -297,6 +297,7 @@ class TapManager:
         self._ipr = None
         self.chunk = _fds_to_hold()
         self._rtnl: socket.socket | None = None
+        self._inet: socket.socket | None = None  # for flags (ioctls)
         self.lock = TapLock(tap_lock_path(remote))
 
     def _iproute(self):
@@ -309,9 +310,10 @@ class TapManager:
         if self._ipr is not None:
             self._ipr.close()
             self._ipr = None
-        if self._rtnl is not None:
-            self._rtnl.close()
-            self._rtnl = None
+        for sock in (self._rtnl, self._inet):
+            if sock is not None:
+                sock.close()
+        self._rtnl = self._inet = None
 
     def create(self, taps: Sequence[TapSpec], created: list[str]) -> None:
         """Persistent TAPs with IFF_TAP|IFF_NO_PI|IFF_VNET_HDR, plus
@@ -345,15 +347,15 @@ class TapManager:
 
     def _bring_up_new(self, name: str) -> None:
         try:
-            self._settle_carrier(name)
-            _up_promisc(name)
+            _up_promisc(self._flags_socket(), name,
+                        self._settle_carrier(name))
         except OSError as exc:
             raise EnvironmentFailure(f"cannot set up TAP {name}: "
                                      f"{exc.strerror or exc}") from None
 
-    def _settle_carrier(self, name: str) -> None:
+    def _settle_carrier(self, name: str) -> int:
         """Make the kernel handle now the carrier loss of ``name``'s
-        closed fd, while the TAP is down.
+        closed fd, while the TAP is down; returns its flags.
 
         The kernel's link watch handles a carrier change later, at most
         100 devices a second; for a device that is up by then it
@@ -367,13 +369,19 @@ class TapManager:
             self._rtnl = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW
                                        | socket.SOCK_CLOEXEC,
                                        NETLINK_ROUTE)
-        get_link(self._rtnl, name)
+        return get_link(self._rtnl, name)
+
+    def _flags_socket(self) -> socket.socket:
+        if self._inet is None:
+            self._inet = socket.socket(socket.AF_INET, socket.SOCK_DGRAM
+                                       | socket.SOCK_CLOEXEC)
+        return self._inet
 
     def bring_up(self, name: str) -> None:
         """An adopted TAP (a killed plug's) up and promiscuous, as
         ``create`` leaves its own."""
         try:
-            _up_promisc(name)
+            _up_promisc(self._flags_socket(), name)
         except OSError as exc:
             raise EnvironmentFailure(f"cannot bring up TAP {name}: "
                                      f"{exc.strerror or exc}") from None
@@ -440,30 +448,31 @@ def _disable_ipv6(name: str) -> None:
         pass
 
 
-def _up_promisc(name: str) -> None:
+def _up_promisc(sock: socket.socket, name: str, flags: int | None = None
+                ) -> None:
     """IFF_UP and IFF_PROMISC, as ``ip link set NAME up promisc on``
-    (SIOCGIFFLAGS/SIOCSIFFLAGS); nothing when it has both.
+    (SIOCSIFFLAGS on ``sock``, an AF_INET socket), from ``flags``, the
+    link's (SIOCGIFFLAGS when None); nothing when it has both.
 
     Promiscuous because ovs-vswitchd turns it on anyway (a switch port
     takes every frame): done by its userspace datapath after the port is
     added, that link change makes it reconfigure every bridge a second
     time for each new port (``bench/vswitchd_profile.py --promisc``:
     2 reconfigurations per plug, 1 with it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+    if flags is None:
         ifr = fcntl.ioctl(sock, SIOCGIFFLAGS, struct.pack("16sH", name.encode(),
                                                           0) + bytes(22))
         flags = struct.unpack_from("16sH", ifr)[1]
-        if flags & (IFF_UP | IFF_PROMISC) == IFF_UP | IFF_PROMISC:
-            return
-        fcntl.ioctl(sock, SIOCSIFFLAGS, struct.pack("16sH", name.encode(),
-                                                    flags | IFF_UP
-                                                    | IFF_PROMISC)
-                    + bytes(22))
+    if flags & (IFF_UP | IFF_PROMISC) == IFF_UP | IFF_PROMISC:
+        return
+    fcntl.ioctl(sock, SIOCSIFFLAGS, struct.pack("16sH", name.encode(),
+                                                (flags | IFF_UP | IFF_PROMISC)
+                                                & 0xffff) + bytes(22))
 
 
-def get_link(rtnl: socket.socket, name: str) -> None:
-    """One RTM_GETLINK for ``name`` on a NETLINK_ROUTE socket; the answer
-    is read and dropped. OSError with the kernel's errno on a refusal."""
+def get_link(rtnl: socket.socket, name: str) -> int:
+    """One RTM_GETLINK for ``name`` on a NETLINK_ROUTE socket: the link's
+    flags (``ifi_flags``). OSError with the kernel's errno on a refusal."""
     ifname = name.encode() + b"\0"
     attr = struct.pack("HH", 4 + len(ifname), IFLA_IFNAME) + ifname
     attr += bytes(-len(attr) % 4)
@@ -472,9 +481,10 @@ def get_link(rtnl: socket.socket, name: str) -> None:
                           NLM_F_REQUEST, 0, 0) + body)
     reply = rtnl.recv(65536)
     if struct.unpack_from("H", reply, 4)[0] == NLMSG_ERROR:
-        error = -struct.unpack_from("i", reply, NLMSG_HDRLEN)[0]
-        if error:
-            raise OSError(error, os.strerror(error))
+        error = -struct.unpack_from("i", reply, NLMSG_HDRLEN)[0] \
+            or errno.EPROTO  # an acknowledgement: not what was asked
+        raise OSError(error, os.strerror(error))
+    return struct.unpack_from("BxHiI", reply, NLMSG_HDRLEN)[3]
 
 
 def _open_marked(tap: TapSpec) -> int:
