@@ -5,6 +5,7 @@ Each process builds its own ConfigOpts; there is no global CONF.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import os
 import re
@@ -119,15 +120,12 @@ def list_opts():
     return [("ovs", OVS_OPTS), ("ovn", OVN_OPTS), ("agent", AGENT_OPTS)]
 
 
-_LOG_FILE = "log_file"  # an oslo.log option: registered with the others
-
-
 def option_values(conf: cfg.ConfigOpts
                   ) -> Iterator[tuple[str | None, cfg.Opt, object]]:
     """(group, option, value) of every option; the group is None for
     [DEFAULT], as ``set_override`` takes it. Reading converts the value,
     so a bad one raises here."""
-    for opt in logging_opts() if _LOG_FILE in conf else ():
+    for opt in logging_opts():
         if opt.dest in conf:  # register_options' (not its deprecation's)
             yield None, opt, conf[opt.dest]
     for group, opts in list_opts():
@@ -144,6 +142,7 @@ def _version_if_asked(args: list[str], prog: str) -> str | None:
     return f"{prog} {version()}"
 
 
+@functools.cache
 def logging_opts() -> list[cfg.Opt]:
     """oslo.log's [DEFAULT] options, as oslo-config-generator finds them
     (its ``oslo.config.opts`` entry point)."""
@@ -153,37 +152,40 @@ def logging_opts() -> list[cfg.Opt]:
     return [opt for _, opts in entry.load()() for opt in opts]
 
 
-def make_conf(log_options: bool = True) -> cfg.ConfigOpts:
-    """The options, with oslo.log's when ``log_options`` (the agent's: the
-    CLI logs through its --debug and --log-file, and oslo.log's import
-    would cost every command 25 ms)."""
+def make_conf(setup_logging: bool = True) -> cfg.ConfigOpts:
+    """The options. oslo.log's are registered by oslo.log itself when
+    ``setup_logging`` (the agent sets oslo.log up from them), else from
+    its oslo-config-generator entry point: the CLI checks them as the
+    agent does without importing oslo.log (25 ms at every command)."""
     conf = cfg.ConfigOpts()
-    if log_options:
+    if setup_logging:
         from oslo_log import log as oslo_log
         oslo_log.register_options(conf)
+    else:
+        conf.register_opts(logging_opts())
     for group, opts in list_opts():
         conf.register_opts(opts, group=group)
     return conf
 
 
 def load(config_files: list[str] | None, prog: str = "virtio-ovs-ctl",
-         log_options: bool = True) -> cfg.ConfigOpts:
+         setup_logging: bool = True) -> cfg.ConfigOpts:
     """Read ``config_files``; without any, oslo's default locations
     (/etc/virtio-ovs/virtio-ovs.conf, ~/.virtio-ovs/...)."""
     args: list[str] = []
     for path in config_files or []:
         args += ["--config-file", path]
-    return parse(args, prog, log_options)
+    return parse(args, prog, setup_logging)
 
 
-def parse(args: list[str], prog: str, log_options: bool = True
+def parse(args: list[str], prog: str, setup_logging: bool = True
           ) -> cfg.ConfigOpts:
     """Parse the command line and config files, read every option once
     (oslo converts values lazily, at first use: a bad value would
     otherwise surface as a traceback in the middle of a run) and check
-    them. Raises UserError naming the option. ``log_options``: see
+    them. Raises UserError naming the option. ``setup_logging``: see
     ``make_conf``."""
-    conf = make_conf(log_options)
+    conf = make_conf(setup_logging)
     errors = io.StringIO()
     try:
         # oslo.config reports a bad command-line option (or a config-file
@@ -250,9 +252,8 @@ def validate_conf(conf: cfg.ConfigOpts) -> None:
     if conf.agent.metrics_bind:
         _field("agent", "metrics_bind", v.validate_bind,
                conf.agent.metrics_bind)
-    log_file = conf.log_file if _LOG_FILE in conf else None
-    directory = os.path.dirname(os.path.abspath(log_file or "/"))
-    if log_file and not os.path.isdir(directory):
+    directory = os.path.dirname(os.path.abspath(conf.log_file or "/"))
+    if conf.log_file and not os.path.isdir(directory):
         raise UserError("[DEFAULT] log_file", f"directory {directory} does "
                         "not exist")
 

@@ -15,7 +15,7 @@ class Context:
     def __init__(self, args):
         from virtio_ovs import conf as conf_mod
         from virtio_ovs.ovsdb.connection import set_ssl_files
-        self.conf = conf_mod.load(args.config_file, log_options=False)
+        self.conf = conf_mod.load(args.config_file, setup_logging=False)
         ssl_files = {"private-key": args.private_key or self.conf.ovs.ssl_key_file,
                      "certificate": args.certificate or self.conf.ovs.ssl_cert_file,
                      "ca-cert": args.ca_cert or self.conf.ovs.ssl_ca_cert_file}
