@@ -174,3 +174,23 @@ def test_numbers_on_the_command_line_are_ascii_decimals(argv, capsys):
         build_parser().parse_args(argv)
     assert exc.value.code == 1
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_the_command_collects_no_garbage_but_watch_does(monkeypatch):
+    """``run`` turns the cyclic collector off for a short-lived verb;
+    ``watch``, which runs until interrupted, turns it back on."""
+    import gc
+    from virtio_ovs.cli import verbs, watch
+    seen = []
+    monkeypatch.setattr(watch, "run", lambda db, fmt: seen.append(
+        gc.isenabled()) or 0)
+    monkeypatch.setattr(cli, "main", lambda: seen.append(gc.isenabled()) or
+                        verbs.cmd_watch(type("Ctx", (), {"db": None}),
+                                        type("Args", (), {"format": "text"})))
+    monkeypatch.setattr(cli.os, "_exit", lambda code: seen.append(code))
+    monkeypatch.setattr(cli.logging, "shutdown", lambda: None)  # pytest's
+    try:
+        cli.run()
+    finally:
+        gc.enable()
+    assert seen == [False, True, 0]

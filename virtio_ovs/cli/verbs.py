@@ -2,6 +2,7 @@
 arguments and returns the exit code."""
 from __future__ import annotations
 
+import gc
 import grp
 import pwd
 import sys
@@ -312,6 +313,7 @@ def cmd_metrics(ctx: Context, args) -> int:
 
 def cmd_watch(ctx: Context, args) -> int:
     from virtio_ovs.cli import watch
+    gc.enable()  # runs until interrupted (cli.main.run turned it off)
     return watch.run(ctx.db, args.format)
 
 
