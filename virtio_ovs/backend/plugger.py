@@ -40,7 +40,8 @@ class Taps(Protocol):
         TAP exists, also when this raises (kernel/taps.py's TapManager)."""
 
     def bring_up(self, name: str) -> None:
-        """An existing TAP up and promiscuous, as ``create`` leaves one."""
+        """An existing TAP up and promiscuous, as ``create`` leaves one
+        (kernel/taps.py's TapManager)."""
 
     def delete(self, name: str) -> None: ...
 
