@@ -50,6 +50,31 @@ def test_plug_commits_once_and_reads_back_as_a_guest_port(db, ovs):
     assert ovs.vsctl("get", "Open_vSwitch", ".", "next_cfg") == next_cfg
 
 
+def test_a_plug_connection_replicates_no_link_status(ovs):
+    """A plug's connection leaves out the columns ovs-vswitchd rewrites
+    for each port it adds: the plug still waits for each ofport, and a
+    port read there has no link state or MAC in use (None), where a full
+    connection has them."""
+    TAPS.add("tapp1")
+    plug_db = IdlHostDb(ovs.remote, 5.0, is_tap=lambda name: name in TAPS,
+                        link_status=False)
+    full_db = IdlHostDb(ovs.remote, 5.0, is_tap=lambda name: name in TAPS)
+    try:
+        outcome = PlugOutcome()
+        plug_db.plug([vif()], outcome)
+        assert outcome.plugged == ["p1"] and not outcome.refused
+        registered = plug_db.conn.idl.tables["Interface"].columns
+        assert "link_state" not in registered and "ofport" in registered
+        port = plug_db.get_port("p1")
+        assert port.ofport is not None and port.hw_addr is None
+        full = eventually(lambda: (p := full_db.get_port("p1")) and
+                          p.hw_addr and p)
+        assert full.ofport == port.ofport
+    finally:
+        plug_db.close()
+        full_db.close()
+
+
 def test_kind_comes_from_the_probe_not_from_the_name(db, ovs):
     ovs.vsctl("add-port", "br-int", "vethx", "--", "set", "Interface",
               "vethx", "external_ids:iface-id=lv", f"external_ids:attached-mac={MAC}")

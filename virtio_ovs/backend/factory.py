@@ -20,11 +20,13 @@ from virtio_ovs.ovsdb.host.impl import IdlHostDb
 
 
 def open_host_db(remote: str, timeout: float,
-                 lock_name: str | None = None, dry_run: bool = False
-                 ) -> HostDb:
+                 lock_name: str | None = None, dry_run: bool = False,
+                 link_status: bool = True) -> HostDb:
     """The host database on ``remote``, with the kernel's TAP probe.
-    ``dry_run``: every write is checked and none is sent."""
-    db = IdlHostDb(remote, timeout, is_tap, lock_name)
+    ``dry_run``: every write is checked and none is sent.
+    ``link_status``: whether ports read from it carry their link state
+    and MAC in use (None without)."""
+    db = IdlHostDb(remote, timeout, is_tap, lock_name, link_status)
     db.conn.dry_run = dry_run
     return db
 

@@ -9,6 +9,12 @@ from virtio_ovs.core.errors import UserError
 from virtio_ovs.core.validate import validate_remote, validate_seconds
 
 
+# Verbs that show no port's link state: their connection does not
+# replicate it (the columns ovs-vswitchd rewrites for every port a plug
+# adds).
+WRITE_ONLY_VERBS = frozenset({"plug", "unplug"})
+
+
 class Context:
     """What every verb needs: config, the host database, the backend."""
 
@@ -66,8 +72,9 @@ class Context:
     def db(self):
         """The host database: one connection, opened on first use."""
         if self._db is None:
-            self._db = factory.open_host_db(self.remote, self.timeout,
-                                            dry_run=self.dry_run)
+            self._db = factory.open_host_db(
+                self.remote, self.timeout, dry_run=self.dry_run,
+                link_status=self.args.verb not in WRITE_ONLY_VERBS)
         return self._db
 
     @functools.cached_property

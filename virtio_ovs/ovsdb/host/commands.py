@@ -36,6 +36,17 @@ class HostTxnContext(TxnContext):
         self._serialised = False
         self._ofports: set | None = None
         self._next_ofport = 1
+        self._secure: dict[str, bool] = {}
+
+    def is_secure(self, bridge_name: str) -> bool:
+        """Is the replica's bridge ``bridge_name`` fail_mode secure? Read
+        once per transaction: once a plug has added a port to it, the row
+        has a pending mutation and each attribute read converts again."""
+        if bridge_name not in self._secure:
+            bridge = self.view.bridges_by_name.get(bridge_name)
+            self._secure[bridge_name] = bridge is not None and \
+                optional_of(bridge, "fail_mode") == "secure"
+        return self._secure[bridge_name]
 
     def free_ofport(self) -> int | None:
         """An OpenFlow port number no Interface has or has requested (on
@@ -252,8 +263,7 @@ class PlugVif:
         port = ctx.insert("Port")
         port.name = vif.name
         port.interfaces = [iface]
-        bridge = ctx.view.bridges_by_name.get(vif.bridge)
-        secure = bridge is not None and optional(bridge.fail_mode) == "secure"
+        secure = ctx.is_secure(vif.bridge)
         # On the agent's secure bridge, flows alone forward (explicit,
         # per network: network/flows.py), so the Port's VLAN columns stay
         # empty: ovs-vswitchd reconfigures nothing more for them. On a

@@ -22,7 +22,7 @@ from virtio_ovs.ovsdb.host import commands, net_commands as nc
 from virtio_ovs.ovsdb.host import sg_commands as sg
 from virtio_ovs.ovsdb.host.api import BridgeSpec, HostDb
 from virtio_ovs.ovsdb.host.cache import StateCache, guest_port_of_row
-from virtio_ovs.ovsdb.host.views import (TABLES, DbView, map_of,
+from virtio_ovs.ovsdb.host.views import (DbView, map_of, tables,
                                          the_open_vswitch)
 from virtio_ovs.ovsdb.host.vswitchd import (increment_next_cfg, raise_refused,
                                             wait_applied)
@@ -41,10 +41,14 @@ class IdlHostDb(HostDb):
     plug adapter's probe; the read model needs it for ``kind``)."""
 
     def __init__(self, remote: str, timeout: float,
-                 is_tap: Callable[[str], bool], lock_name: str | None = None):
+                 is_tap: Callable[[str], bool], lock_name: str | None = None,
+                 link_status: bool = True):
+        """``link_status``: replicate the columns ovs-vswitchd keeps the
+        link's state in (views.LINK_STATUS); a plug needs none of them."""
         self.remote = remote
         self.timeout = timeout
-        self.conn = Connection(remote, timeout, TABLES, lock_name=lock_name)
+        self.conn = Connection(remote, timeout, tables(link_status),
+                               lock_name=lock_name)
         self.cache = StateCache(self.conn, is_tap)
 
     # ------------------------------------------------------------ helpers

@@ -30,6 +30,21 @@ TABLES = {
                   "other_config", "ofport", "ofport_request", "error",
                   "link_state", "mac_in_use"),
 }
+# What ovs-vswitchd writes for each port it adds (besides ofport), and
+# only what shows a port or the agent reads: a plug that does not
+# replicate them parses one column, not three, of the update with which
+# ovs-vswitchd reports its ports (1000 ports: 0.04 s -> 0.02 s). Read as
+# None where not replicated.
+LINK_STATUS = {"Interface": ("link_state", "mac_in_use")}
+
+
+def tables(link_status: bool = True) -> dict[str, tuple[str, ...]]:
+    """TABLES, without LINK_STATUS unless ``link_status``."""
+    if link_status:
+        return TABLES
+    return {table: tuple(c for c in columns
+                         if c not in LINK_STATUS.get(table, ()))
+            for table, columns in TABLES.items()}
 
 
 def the_open_vswitch(conn: Connection):

@@ -10,7 +10,8 @@ from virtio_ovs.core.errors import VswitchdError
 from virtio_ovs.core.networks import NONEXISTENT_PEER
 from virtio_ovs.core.port import valid_ofport
 from virtio_ovs.ovsdb.connection import Connection, Deadline
-from virtio_ovs.ovsdb.host.views import optional, scalar, the_open_vswitch
+from virtio_ovs.ovsdb.host.views import (map_value, optional_of, scalar,
+                                         string_of, the_open_vswitch)
 from virtio_ovs.ovsdb.transaction import Commit
 
 
@@ -41,21 +42,25 @@ def wait_applied(conn: Connection, commit: Commit, deadline: Deadline
         iface = rows.get(uuid)
         if iface is None or _unjoined_patch(iface):
             continue
-        if iface.error or valid_ofport(optional(iface.ofport)) is None:
-            refused[iface.name] = optional(iface.error) or "no OpenFlow port"
+        error = optional_of(iface, "error")
+        if error or valid_ofport(optional_of(iface, "ofport")) is None:
+            refused[string_of(iface, "name")] = error or "no OpenFlow port"
     return refused
 
 
+# Read through views' accessors, not the rows' attributes (which convert
+# the whole column on each access): these run over every inserted row.
 def _unjoined_patch(iface) -> bool:
     """A patch port made with a peer that does not exist on purpose: OVS
     numbers it and says "No usable peer" until the agent joins it."""
-    return iface.type == "patch" and \
-        iface.options.get("peer") == NONEXISTENT_PEER
+    return string_of(iface, "type") == "patch" and \
+        map_value(iface, "options", "peer") == NONEXISTENT_PEER
 
 
 def _settled(iface) -> bool:
     """Gone (deleted by someone), numbered, or refused."""
-    return iface is None or bool(iface.ofport) or bool(iface.error)
+    return iface is None or optional_of(iface, "ofport") is not None or \
+        bool(optional_of(iface, "error"))
 
 
 def raise_refused(refused: dict[str, str]) -> None:
