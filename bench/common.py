@@ -15,6 +15,7 @@ from virtio_ovs.core import plug_request  # noqa: E402
 from virtio_ovs.core.outcomes import PlugOutcome  # noqa: E402
 from virtio_ovs.ovsdb.host.impl import IdlHostDb  # noqa: E402
 from tests.lab.dummy import DummyOvs  # noqa: E402
+from tests.lab.sandbox import delete_netns  # noqa: E402
 
 
 def vif(i: int) -> plug_request.Vif:
@@ -61,7 +62,7 @@ def private_netns(prefix: str) -> Iterator[str]:
     try:
         yield netns
     finally:
-        subprocess.run(["ip", "netns", "del", netns], check=False)
+        delete_netns(netns)
 
 
 def add_taps(netns: str, names: list[str], vnet_hdr: bool = False,

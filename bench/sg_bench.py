@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench.common import add_taps  # noqa: E402
 import agent_scale as scale  # noqa: E402
 from tests.lab.process import terminate  # noqa: E402
-from tests.lab.sandbox import OvsSandbox  # noqa: E402
+from tests.lab.sandbox import OvsSandbox, delete_netns  # noqa: E402
 
 
 def guest(box: OvsSandbox, name: str, mac: str, cidr: str) -> str:
@@ -78,7 +78,7 @@ def throughput(box: OvsSandbox, rounds: int, seconds: float) -> None:
     finally:
         terminate(server)
         for netns in (a, b):
-            subprocess.run(["ip", "netns", "del", netns], check=False)
+            delete_netns(netns)
     without = statistics.median(results["without"])
     with_sg = statistics.median(results["with"])
     print(f"iperf3 TCP, {rounds} x {seconds:g} s each way, alternating: "

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 
-from tests.lab.sandbox import OvsSandbox
+from tests.lab.sandbox import OvsSandbox, delete_netns
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -66,7 +66,7 @@ class Topology:
     def close(self) -> None:
         self.stop_agent()
         for netns in self.namespaces:
-            subprocess.run(["ip", "netns", "del", netns], check=False)
+            delete_netns(netns)
         self.namespaces.clear()
 
     # ------------------------------------------------------------- guests

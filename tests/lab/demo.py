@@ -21,7 +21,7 @@ import time
 
 from tests.lab.guest import QemuGuest, build_guest
 from tests.lab.process import terminate
-from tests.lab.sandbox import OvsSandbox
+from tests.lab.sandbox import OvsSandbox, delete_netns
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VMS = [  # name, mac, ip, network, queues
@@ -162,8 +162,7 @@ class Demo:
         for guest in self.guests.values():
             guest.stop()
         terminate(self.agent)
-        subprocess.run(["ip", "netns", "del", self.outside],
-                       capture_output=True)
+        delete_netns(self.outside)
 
 
 def main() -> int:

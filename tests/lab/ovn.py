@@ -21,7 +21,7 @@ import tempfile
 import time
 
 from tests.lab.sandbox import (OvsSandbox, SandboxError, _read_pid,
-                                        _run, _stop_pid)
+                                        _run, _stop_pid, delete_netns)
 
 NB_SCHEMA = "/usr/share/ovn/ovn-nb.ovsschema"
 SB_SCHEMA = "/usr/share/ovn/ovn-sb.ovsschema"
@@ -339,7 +339,7 @@ class OvnTopology:
         self.hosts.clear()
         self.central.stop()
         for netns in reversed(self.namespaces):
-            _run(["ip", "netns", "del", netns], check=False)
+            delete_netns(netns)
         self.namespaces.clear()
         shutil.rmtree(self.dir, ignore_errors=True)
 

@@ -41,6 +41,32 @@ def _run(cmd: list[str], env: dict | None = None, timeout: float = 30,
     return proc
 
 
+# Any number: in a namespace of our own, every link but lo is ours.
+_DOOMED_GROUP = 4711
+
+
+def delete_netns(netns: str) -> None:
+    """Delete ``netns``, its links first, all in one RTM_DELLINK (a link
+    group). Left to the kernel, a namespace's links go when it frees the
+    namespace, later and asynchronously: after a sandbox with 1,000 ports,
+    a 60 ms stall of the RTNL lock, which every namespace shares, 12 s
+    after ``ip netns del`` returned, in whatever test or benchmark run
+    was going on then (RTM_GETLINK timed every millisecond for 15 s after
+    a sandbox's end: one 62 ms stall at 12.5 s; none with the links
+    deleted first). Run it once the processes using the links are gone."""
+    shown = _run(["ip", "-n", netns, "-o", "link", "show"], check=False)
+    names = [line.split(":", 2)[1].strip().split("@")[0]
+             for line in shown.stdout.splitlines() if line.count(":") >= 2]
+    names = [name for name in names if name != "lo"]
+    if names:
+        batch = "".join(f"link set dev {name} group {_DOOMED_GROUP}\n"
+                        for name in names)
+        subprocess.run(["ip", "-force", "-n", netns, "-batch", "-"],
+                       input=batch + f"link del group {_DOOMED_GROUP}\n",
+                       capture_output=True, text=True, timeout=120)
+    _run(["ip", "netns", "del", netns], check=False)
+
+
 def _read_pid(path: str) -> int | None:
     try:
         with open(path) as f:
@@ -232,7 +258,7 @@ class OvsSandbox:
         if self._netns_created:
             for pid in self.netns_pids():
                 _stop_pid(pid, timeout=2)
-            _run(["ip", "netns", "del", self.netns], check=False)
+            delete_netns(self.netns)
             self._netns_created = False
         if self.hugepages is not None:
             self.hugepages.release()
