@@ -43,6 +43,15 @@ def rows(d: str):
                plug.get("error", MISSING),
                "<= 1.5x floor" if target else "",
                verdict(ratio, target), plug.get("command", ""))
+    phases = load(d, "plugphases")
+    parts = phases.get("seconds", {})
+    if parts or os.path.exists(os.path.join(d, "plugphases.json")):
+        yield ("... the bulk plug's parts: start, validation, rows built "
+               "(--dry-run) / creating the TAPs / commit and ovs-vswitchd",
+               " / ".join(f"{parts[k]:.2f}" for k in
+                          ("dry_run", "taps", "after_building")) + " s"
+               if parts else phases.get("error", MISSING), "", "",
+               phases.get("command", ""))
     for name, ports, targets in (("scale1k", "1,000", (30, 60, 1.5)),
                                  ("cold5k", "5,000", (None, None, 5)),
                                  ("scale10k", "10,000", (None, 100, 10))):

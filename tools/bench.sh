@@ -55,6 +55,7 @@ PY
 }
 
 run plug 1800 bench/plug_compare.py --count 1000 --runs 7
+run plugphases 900 bench/plug_phases.py --count 1000 --runs 5
 run scale1k 1200 bench/agent_scale.py --ports 1000 --new 100
 run sync1k 900 bench/first_sync.py --ports 1000 --connections 1,16
 run check1k 900 bench/check_scale.py --ports 1000
