@@ -59,14 +59,26 @@ def all_ofports(box: OvsSandbox, n: int, timeout: float = 600) -> None:
         time.sleep(0.05)
 
 
-def virtio_ovs(box: OvsSandbox, n: int) -> float:
+def vif_file(n: int) -> str:
+    """A bulk file of ``n`` VIFs on TAPs t0, t1, ...; the caller removes
+    it."""
     fd, path = tempfile.mkstemp(suffix=".jsonl")
     with os.fdopen(fd, "w") as f:
         for i in range(n):
             f.write(json.dumps({"port_id": f"p{i}", "mac": mac(i),
                                 "tap": f"t{i}", "vm": f"vm-{i}"}) + "\n")
-    cmd = box.exec_cmd([sys.executable, "-m", "virtio_ovs.cli", "--timeout",
-                        "600", "plug", "--from-file", path])
+    return path
+
+
+def plug_command(box: OvsSandbox, path: str, *extra: str) -> list[str]:
+    """``virtio-ovs-ctl plug --from-file path`` inside ``box``."""
+    return box.exec_cmd([sys.executable, "-m", "virtio_ovs.cli", "--timeout",
+                         "600", "plug", *extra, "--from-file", path])
+
+
+def virtio_ovs(box: OvsSandbox, n: int) -> float:
+    path = vif_file(n)
+    cmd = plug_command(box, path)
     start = time.monotonic()
     proc = subprocess.run(cmd, env=box.env, capture_output=True, text=True)
     if proc.returncode != 0:

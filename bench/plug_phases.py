@@ -27,11 +27,11 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from bench.plug_compare import BRIDGE, mac, raw_idl, virtio_ovs  # noqa: E402
+from bench.plug_compare import (BRIDGE, plug_command, raw_idl,  # noqa: E402
+                                vif_file, virtio_ovs)
 from tests.lab.sandbox import OvsSandbox  # noqa: E402
 
 # Run inside the namespace: prints the seconds TapManager.create took.
@@ -47,13 +47,8 @@ print(time.monotonic() - start)
 
 
 def dry_run(box: OvsSandbox, n: int) -> float:
-    fd, path = tempfile.mkstemp(suffix=".jsonl")
-    with os.fdopen(fd, "w") as f:
-        for i in range(n):
-            f.write(json.dumps({"port_id": f"p{i}", "mac": mac(i),
-                                "tap": f"t{i}", "vm": f"vm-{i}"}) + "\n")
-    cmd = box.exec_cmd([sys.executable, "-m", "virtio_ovs.cli", "--timeout",
-                        "600", "plug", "--dry-run", "--from-file", path])
+    path = vif_file(n)
+    cmd = plug_command(box, path, "--dry-run")
     start = time.monotonic()
     proc = subprocess.run(cmd, env=box.env, capture_output=True, text=True)
     elapsed = time.monotonic() - start
