@@ -24,8 +24,9 @@ def open_host_db(remote: str, timeout: float,
                  link_status: bool = True) -> HostDb:
     """The host database on ``remote``, with the kernel's TAP probe.
     ``dry_run``: every write is checked and none is sent.
-    ``link_status``: whether ports read from it carry their link state
-    and MAC in use (None without)."""
+    ``link_status``: whether it replicates each port's link state and
+    MAC in use; without, a port read from it shows status "down" once
+    numbered and no hw_addr (for verbs that show no port)."""
     db = IdlHostDb(remote, timeout, is_tap, lock_name, link_status)
     db.conn.dry_run = dry_run
     return db
