@@ -5,14 +5,7 @@ from __future__ import annotations
 import secrets
 import subprocess
 
-from tests.lab.sandbox import delete_netns
-
-
-def links(netns: str) -> list[str]:
-    out = subprocess.run(["ip", "-n", netns, "-o", "link", "show"],
-                         capture_output=True, text=True, check=True).stdout
-    return [line.split(":", 2)[1].strip().split("@")[0]
-            for line in out.splitlines()]
+from tests.lab.sandbox import delete_netns, netns_links as links
 
 
 def test_delete_netns_removes_the_links_before_it_returns():

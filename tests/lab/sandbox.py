@@ -45,6 +45,13 @@ def _run(cmd: list[str], env: dict | None = None, timeout: float = 30,
 _DOOMED_GROUP = 4711
 
 
+def netns_links(netns: str) -> list[str]:
+    """The names of the links in ``netns`` (none when it does not exist)."""
+    shown = _run(["ip", "-n", netns, "-o", "link", "show"], check=False)
+    return [line.split(":", 2)[1].strip().split("@")[0]
+            for line in shown.stdout.splitlines() if line.count(":") >= 2]
+
+
 def delete_netns(netns: str) -> None:
     """Delete ``netns``, its links first, all in one RTM_DELLINK (a link
     group). Left to the kernel, a namespace's links go when it frees the
@@ -54,10 +61,7 @@ def delete_netns(netns: str) -> None:
     was going on then (RTM_GETLINK timed every millisecond for 15 s after
     a sandbox's end: one 62 ms stall at 12.5 s; none with the links
     deleted first). Run it once the processes using the links are gone."""
-    shown = _run(["ip", "-n", netns, "-o", "link", "show"], check=False)
-    names = [line.split(":", 2)[1].strip().split("@")[0]
-             for line in shown.stdout.splitlines() if line.count(":") >= 2]
-    names = [name for name in names if name != "lo"]
+    names = [name for name in netns_links(netns) if name != "lo"]
     if names:
         batch = "".join(f"link set dev {name} group {_DOOMED_GROUP}\n"
                         for name in names)
